@@ -1,0 +1,154 @@
+"""What every adapter is: a ``Profile`` of one outlet, and the shared way a Post becomes an Item.
+
+A profile holds an outlet's knowledge as data: its name and home page, the hosts its article URLs
+use, its language and time zone, how its URLs carry an article id, and the boilerplate rules it
+needs beyond the generic ones. ``Profile.to_item`` applies that knowledge to a ``Post`` from a
+container parser. Pure: bytes and origin in, items or ``ParseError`` out; no network, no clock.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, tzinfo
+from functools import cached_property
+from typing import Any
+from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo
+
+from aggregator import dates, script
+from aggregator.adapters.containers import Post, read_post
+from aggregator.clean.rules import Rule
+from aggregator.dedupe import identity_key
+from aggregator.errors import ParseError
+from aggregator.model import Fetched, Image, Item
+
+# Where a date line hides at the top of a body: the first text inside a run of opening tags,
+# e.g. <div><i>Fri, 21 Oct 2022 19:39:42 GMT</i></div> (seeds/voa/) or
+# <div><i><br>2022-01-10T04:58:40.481Z</i></div> (seeds/dw/).
+_LEADING_TEXT = re.compile(
+    r"\A\s*(?:<(?:div|p|span|i|em|b|strong|small|time|header|section)\b[^>]*>\s*|<br\s*/?>\s*)+"
+    r"([^<]{6,80}?)\s*<"
+)
+_LINK_KEYS = ("link", "url", "permalink", "source_url", "original_link")
+_IMAGE_KEYS = ("headimg", "image", "cover", "thumbnail", "featured_image")
+_TAG_KEYS = ("categories", "category", "tags")
+
+
+def leading_date(body: str, tz: tzinfo) -> datetime | None:
+    """The date written as the first text of ``body``, if the body starts with one."""
+    m = _LEADING_TEXT.match(body)
+    return dates.parse_date(m.group(1), tz) if m else None
+
+
+def _text_value(meta: Mapping[str, Any], *keys: str) -> str | None:
+    """The first of ``keys`` holding a usable scalar; numbers become text, anything else is
+    ignored (front-matter is hand-written and often wrongly typed)."""
+    for key in keys:
+        value = meta.get(key)
+        if isinstance(value, bool) or value is None:
+            continue
+        if isinstance(value, str | int | float):
+            text = str(value).strip()
+            if text:
+                return text
+    return None
+
+
+def _categories(meta: Mapping[str, Any], drop: set[str]) -> tuple[str, ...]:
+    out: list[str] = []
+    for key in _TAG_KEYS:
+        value = meta.get(key)
+        values = value if isinstance(value, list) else [value]
+        for v in values:
+            if isinstance(v, str | int | float) and not isinstance(v, bool):
+                text = " ".join(str(v).split())
+                if text and text not in out and text not in drop:
+                    out.append(text)
+    return tuple(out)
+
+
+def _http_url(value: str | None) -> str | None:
+    if not value:
+        return None
+    value = value.strip()
+    if value.startswith("//"):
+        value = "https:" + value
+    try:
+        parts = urlsplit(value)
+    except ValueError:
+        return None
+    return value if parts.scheme in ("http", "https") and parts.netloc else None
+
+
+@dataclass(frozen=True)
+class Profile:
+    key: str  # registry key: config.toml, tests/data/<key>/, `aggregator adapters`
+    outlet: str  # the outlet's name: every entry's author
+    homepage: str  # the outlet's site: author URI and rel="alternate" of its feed
+    description: str  # one line for `aggregator adapters`
+    hosts: tuple[str, ...] = ()  # article URL hosts that identify the outlet (auto-detection)
+    lang: str = "zh-Hans"  # BCP 47; Chinese items are re-checked for Traditional script
+    tz: str = "UTC"  # IANA zone for dates written without one
+    article_id: re.Pattern[str] | None = None  # group 1: the outlet's article id in a URL path
+    rules: tuple[Rule, ...] = ()  # boilerplate rules beyond the generic ones
+
+    @cached_property
+    def zone(self) -> tzinfo:
+        return ZoneInfo(self.tz)
+
+    def owns(self, link: str | None) -> bool:
+        """True when ``link`` is an article URL of this outlet."""
+        host = (urlsplit(link).hostname or "") if link else ""
+        return any(host == h or host.endswith("." + h) for h in self.hosts)
+
+    def parse(self, fetched: Fetched) -> tuple[Item, ...]:
+        return (self.to_item(read_post(fetched.data, fetched.origin), fetched),)
+
+    def author_for(self, link: str | None) -> tuple[str, str]:
+        """(name, URI) of the outlet an item is credited to."""
+        return self.outlet, self.homepage
+
+    def to_item(self, post: Post, fetched: Fetched) -> Item:
+        origin = fetched.origin
+        meta = post.meta
+        title = post.title or _text_value(meta, "title")
+        if not title:
+            raise ParseError(origin, "the item has no title; add one (the '[title](url)' line or title:)")
+        link = _http_url(post.link or _text_value(meta, *_LINK_KEYS))
+        if (post.link or _text_value(meta, *_LINK_KEYS)) and link is None:
+            raise ParseError(origin, f"the article link {post.link!r} is not an http(s) URL")
+        published = (
+            leading_date(post.body, self.zone)
+            or dates.coerce(meta.get("date") or meta.get("published") or meta.get("pubDate"), self.zone)
+            or post.archived
+        )
+        if published is None:
+            raise ParseError(
+                origin,
+                "cannot tell when this was published: no date line at the top of the body, "
+                "no date: in the front-matter and no <!--epoch-ms--> archive timestamp",
+            )
+        author, author_uri = self.author_for(link)
+        named = _text_value(meta, "author")
+        lang = self.lang
+        if lang.startswith("zh"):
+            lang = script.detect(title + post.body[:2000]) or lang
+        image_url = _http_url(_text_value(meta, *_IMAGE_KEYS))
+        return Item(
+            source=fetched.source,
+            outlet=self.key,
+            origin=origin,
+            key=identity_key(self.key, link, self.article_id, title=title, published=published),
+            title=title,
+            link=link,
+            published=published,
+            archived=post.archived,
+            author=named or author,
+            author_uri=author_uri,
+            lang=lang,
+            content=post.body,
+            categories=_categories(meta, {named or "", author}),
+            image=Image(image_url) if image_url else None,
+        )

@@ -1,0 +1,183 @@
+"""Container parsers shared by the outlet adapters: bytes -> text -> ``Post``.
+
+Two containers reach us as files:
+
+* the mirror archive (feedx style, seeds/voa/, seeds/dw/)::
+
+      <!--1666382342000-->              capture time, epoch milliseconds (optional)
+      [title](https://article/url)      a markdown link
+      ------                            a rule
+      <div><i>date</i></div><p>...      one HTML body
+
+* the post with YAML front-matter (RSSHub Al Jazeera route, seeds/aljazeera/)::
+
+      ---
+      title: '...'  date: ...  categories: [...]  headimg: ...  author: ...
+      ---
+      <div><p>...</p></div>
+
+Pure functions; errors are ``ParseError`` naming the file and what to do about it. YAML is read
+with the safe loader only (no object construction), aliases bounded, and the front-matter size
+capped, so a hostile file costs nothing.
+"""
+
+from __future__ import annotations
+
+import codecs
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import yaml
+
+from aggregator.dates import from_epoch_ms
+from aggregator.errors import ParseError
+
+MAX_FRONT_MATTER = 64 * 1024  # bytes; real front-matter is under 1 KiB (seeds/aljazeera/)
+MAX_ALIASES = 32  # YAML aliases per document; real front-matter uses none
+
+_STAMP = re.compile(r"<!--\s*(\d{9,16})\s*-->")
+_RULE_LINE = re.compile(r"^\s*(?:-{3,}|={3,}|\*{3,})\s*$")
+# [title](url) or [title](url "tooltip"); the title may itself hold brackets and parentheses,
+# so the title is greedy and the URL is the last well-formed "(...)" on the line.
+_LINK_LINE = re.compile(
+    r"^\[(?P<title>.*)\]\(\s*<?(?P<url>[^\s()<>]*(?:\([^\s()<>]*\)[^\s()<>]*)*)>?"
+    r"(?:\s+\"[^\"]*\")?\s*\)$"
+)
+_MD_ESCAPE = re.compile(r"\\([\\`*_{}\[\]()#+\-.!|<>~\"'])")
+_FRONT_MATTER = re.compile(r"\A\s*---[ \t]*\r?\n(.*?)\r?\n(?:---|\.\.\.)[ \t]*(?:\r?\n|\Z)", re.S)
+# An anchor (&a) or alias (*a) where YAML would read one: after a space, a flow bracket, ':' or '-'.
+_MAYBE_ALIAS = re.compile(r"(?:^|[\s\[{,:-])[&*][^\s,\]}]", re.M)
+
+
+@dataclass(frozen=True, slots=True)
+class Post:
+    container: str  # "archive" or "front-matter"
+    title: str | None
+    link: str | None
+    archived: datetime | None
+    body: str
+    meta: Mapping[str, Any] = field(default_factory=dict)
+
+
+def decode(data: bytes, origin: str) -> str:
+    """The file's text. UTF-8 (with or without BOM) is the norm; anything else is detected
+    (GB18030 and Big5 archives exist) with BeautifulSoup's UnicodeDammit."""
+    if not data.strip():
+        raise ParseError(origin, "the file is empty; delete it or re-download it from the mirror")
+    if b"\x00" in data[:4096] and not data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        raise ParseError(origin, "this is a binary file, not an archive item; move it out of the folder")
+    if data.startswith(codecs.BOM_UTF8):
+        data = data[3:]
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        pass
+    from bs4.dammit import UnicodeDammit  # rare path: only for files that are not UTF-8
+
+    guess = UnicodeDammit(data, known_definite_encodings=[], user_encodings=["gb18030", "big5"])
+    if guess.unicode_markup is None:
+        raise ParseError(origin, "cannot tell the text encoding; save the file as UTF-8")
+    return str(guess.unicode_markup)
+
+
+def _unescape_md(text: str) -> str:
+    return _MD_ESCAPE.sub(r"\1", text)
+
+
+def read_archive(text: str, origin: str) -> Post | None:
+    """The mirror-archive container, or None when ``text`` is not one."""
+    head, _, _ = text.partition("------")
+    if "](" not in head:
+        return None
+    lines = text.splitlines(keepends=True)
+    i, archived = 0, None
+    while i < len(lines) and not lines[i].strip():
+        i += 1
+    if i < len(lines):
+        m = _STAMP.fullmatch(lines[i].strip())
+        if m:
+            archived = from_epoch_ms(int(m.group(1)))
+            if archived is None:
+                raise ParseError(origin, f"archive timestamp {m.group(1)} is not a valid date")
+            i += 1
+    while i < len(lines) and not lines[i].strip():
+        i += 1
+    if i >= len(lines):
+        return None
+    link_line = lines[i].strip()
+    m = _LINK_LINE.match(link_line)
+    if not m:
+        return None
+    i += 1
+    while i < len(lines) and not lines[i].strip():
+        i += 1
+    if i >= len(lines) or not _RULE_LINE.match(lines[i]):
+        return None
+    body = "".join(lines[i + 1 :]).strip()
+    title = _unescape_md(m.group("title")).strip()
+    return Post("archive", title or None, m.group("url") or None, archived, body)
+
+
+class _BoundedSafeLoader(yaml.SafeLoader):
+    """The safe loader, refusing documents with more than MAX_ALIASES aliases (billion laughs)."""
+
+    aliases = 0
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.AliasEvent):
+            self.aliases += 1
+            if self.aliases > MAX_ALIASES:
+                raise yaml.YAMLError(f"more than {MAX_ALIASES} aliases")
+        return super().compose_node(parent, index)
+
+
+_FAST_LOADER: type[Any] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+def _load_yaml(source: str, origin: str) -> Mapping[str, Any]:
+    # The C loader is used only when the text cannot hold an alias; the bounded loader otherwise.
+    loader = _BoundedSafeLoader if _MAYBE_ALIAS.search(source) else _FAST_LOADER
+    try:
+        data = yaml.load(source, Loader=loader)  # noqa: S506 - both loaders are safe loaders
+    except yaml.YAMLError as e:
+        where = getattr(e, "problem_mark", None)
+        at = f" (front-matter line {where.line + 1})" if where is not None else ""
+        problem = getattr(e, "problem", None) or str(e)
+        raise ParseError(origin, f"front-matter is not valid YAML{at}: {problem}") from e
+    except RecursionError as e:
+        raise ParseError(origin, "front-matter is nested too deeply to be real") from e
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ParseError(origin, "front-matter must be a mapping of keys (title:, date: ...)")
+    return {str(k): v for k, v in data.items()}
+
+
+def read_front_matter(text: str, origin: str) -> Post | None:
+    """The YAML front-matter container, or None when ``text`` is not one."""
+    m = _FRONT_MATTER.match(text)
+    if not m:
+        return None
+    source = m.group(1)
+    if len(source.encode()) > MAX_FRONT_MATTER:
+        raise ParseError(
+            origin, f"front-matter is larger than {MAX_FRONT_MATTER // 1024} KiB; not a real post"
+        )
+    meta = _load_yaml(source, origin)
+    return Post("front-matter", None, None, None, text[m.end() :].strip(), meta)
+
+
+def read_post(data: bytes, origin: str) -> Post:
+    """Whichever container ``data`` is in; ParseError when it is in none."""
+    text = decode(data, origin)
+    post = read_front_matter(text, origin) or read_archive(text, origin)
+    if post is None:
+        raise ParseError(
+            origin,
+            "not an archive item: expected a '[title](url)' line and a '------' rule, "
+            "or YAML front-matter between '---' lines",
+        )
+    return post

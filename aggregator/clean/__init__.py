@@ -1,0 +1,138 @@
+"""Cleaning stage: an adapter's raw ``Item`` in, a publishable ``Item`` out.
+
+Input: an Item whose ``content`` is the body HTML as the source gave it, plus the outlet's own
+rules. Output: the same Item (``dataclasses.replace``) with sanitised HTML, plain text, a summary,
+a tidy title, the lead image resolved, and the count of every rule that fired. Pure: no I/O, no
+clock; the pipeline decides what to do with the result.
+
+Order of work: parse once with lxml -> generic rules -> the outlet's rules -> layout rules ->
+serialise -> nh3 allow-list (the guarantee) -> plain text from the same tree.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+from dataclasses import replace
+from datetime import tzinfo
+
+from lxml import etree
+from lxml import html as lxml_html
+from lxml.etree import _Element
+
+from aggregator.clean import urls
+from aggregator.clean.rules import AFTER_OUTLET, BEFORE_OUTLET, BLOCK_TAGS, Context, Rule
+from aggregator.clean.sanitize import sanitize
+from aggregator.model import Image, Item
+
+__all__ = ["Rule", "clean", "clean_title", "summarize"]
+
+_PARSER = lxml_html.HTMLParser(remove_comments=True, remove_pis=True, no_network=True)
+_ZERO_WIDTH = re.compile("[\u200b\u200c\u200d\u2060\ufeff]")
+_ANY_SPACE = re.compile(r"[\s\u00a0\u3000]+")
+_TAGS = re.compile(r"<[^>]*>")
+
+# A summary is a lead, not the article: ~two Chinese sentences or a short English paragraph.
+SUMMARY_CHARS = 200
+_SENTENCE_END = re.compile(r"[。！？!?](?=[^。！？!?]*$)|\.(?=\s[^.]*$)")
+
+
+def clean_title(title: str) -> str:
+    """A title as a reader should see it: entities decoded, tags and zero-width characters
+    gone, every kind of space (no-break, ideographic, runs) one plain space."""
+    text = html.unescape(_TAGS.sub("", title)) if "<" in title or "&" in title else title
+    text = _ZERO_WIDTH.sub("", text)
+    return _ANY_SPACE.sub(" ", text).strip()
+
+
+def summarize(text: str, limit: int = SUMMARY_CHARS) -> str:
+    """The first ``limit`` characters of ``text``, cut after a sentence where one ends late
+    enough, else at the limit with an ellipsis."""
+    flat = _ANY_SPACE.sub(" ", text).strip()
+    if len(flat) <= limit:
+        return flat
+    head = flat[:limit]
+    m = _SENTENCE_END.search(head)
+    if m and m.end() >= limit * 0.5:
+        return head[: m.end()].strip()
+    return head.rstrip() + "…"
+
+
+def _parse(body: str) -> _Element:
+    root = lxml_html.fragment_fromstring(body or "<p></p>", create_parent="div", parser=_PARSER)
+    return root
+
+
+def _serialise(root: _Element) -> str:
+    out = etree.tostring(root, encoding="unicode", method="html")
+    # Strip the wrapper <div> that _parse added.
+    return out[out.index(">") + 1 : out.rindex("<")]
+
+
+def _text(root: _Element) -> str:
+    """The article's words, one block a line, figures and captions left out. Edits the tree, so
+    it runs after the HTML has been serialised."""
+    for fig in list(root.iter("figure", "figcaption")):
+        parent = fig.getparent()
+        if parent is not None:
+            tail = fig.tail
+            prev = fig.getprevious()
+            if tail:
+                if prev is not None:
+                    prev.tail = (prev.tail or "") + tail
+                else:
+                    parent.text = (parent.text or "") + tail
+            parent.remove(fig)
+    for el in root.iter():
+        if isinstance(el.tag, str) and (el.tag in BLOCK_TAGS or el.tag == "br"):
+            el.tail = "\n" + (el.tail or "")
+    text = _ZERO_WIDTH.sub("", root.text_content())
+    lines = (_ANY_SPACE.sub(" ", line).strip() for line in text.split("\n"))
+    return "\n".join(line for line in lines if line)
+
+
+def _lead_image(root: _Element, given: Image | None, ctx: Context) -> Image | None:
+    """The item's picture: the one its source names (front-matter), else the body's first image,
+    with the caption of the figure that shows it."""
+    url = None
+    if given is not None:
+        url = urls.unwrap_proxy(given.url) or urls.absolute(given.url, ctx.base_url)
+    for img in root.iter("img"):
+        src = img.get("src")
+        if not src:
+            continue
+        if url is not None and src.split("?")[0] != url.split("?")[0]:
+            continue
+        figure = img.getparent()
+        caption = ""
+        if figure is not None and figure.tag == "figure":
+            cap = figure.find("figcaption")
+            if cap is not None:
+                caption = _ANY_SPACE.sub(" ", cap.text_content()).strip()
+        return Image(url or src, caption or (given.caption if given else ""))
+    return Image(url, given.caption) if url and given is not None else None
+
+
+def clean(item: Item, outlet_rules: tuple[Rule, ...] = (), tz: tzinfo | None = None) -> Item:
+    """``item`` with its body cleaned and sanitised; see the module docstring."""
+    from datetime import UTC
+
+    ctx = Context(base_url=item.link, tz=tz or UTC)
+    root = _parse(item.content)
+    fired: list[tuple[str, int]] = []
+    for rule in (*BEFORE_OUTLET, *outlet_rules, *AFTER_OUTLET):
+        n = rule.apply(root, ctx)
+        if n:
+            fired.append((rule.name, n))
+    image = _lead_image(root, item.image, ctx)
+    content = sanitize(_serialise(root))
+    text = _text(root)
+    return replace(
+        item,
+        title=clean_title(item.title),
+        content=content,
+        text=text,
+        summary=summarize(text),
+        image=image,
+        fired=tuple(fired),
+    )

@@ -1,0 +1,251 @@
+"""Command line: argument parsing and output formatting only; the work is ``pipeline.run_once``.
+
+Commands: ``run`` (one-shot regeneration), ``check`` (validate config.toml), ``adapters`` (list
+the source profiles). Exit codes: 0 done; 1 nothing could be produced, or ``--strict`` and some
+input was skipped; 2 the configuration (or the command line) is wrong; 3 the state database or
+the output folder cannot be used.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from dataclasses import asdict
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from aggregator import __version__, config as config_mod, pipeline
+from aggregator.adapters import ADAPTERS, AUTO
+from aggregator.errors import AggregatorError, ConfigError, PublishError, StoreError
+from aggregator.model import RunReport
+from aggregator.store import Store
+
+EXIT_OK, EXIT_NOTHING, EXIT_CONFIG, EXIT_STATE = 0, 1, 2, 3
+# A progress bar is worth drawing only when there is this much to read.
+PROGRESS_MIN_FILES = 200
+
+log = logging.getLogger("aggregator")
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="aggregator",
+        description="Read news archives, strip their boilerplate, deduplicate, and write clean "
+        "merged Atom feeds.",
+    )
+    p.add_argument("--version", action="version", version=f"aggregator {__version__}")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    def with_config(cmd: argparse.ArgumentParser) -> None:
+        cmd.add_argument(
+            "--config", "-c", type=Path, default=config_mod.DEFAULT_CONFIG, metavar="PATH",
+            help="configuration file (default: ./config.toml)",
+        )  # fmt: skip
+
+    run = sub.add_parser(
+        "run",
+        help="read every source once and regenerate the feeds",
+        description="Read every source (only new or changed files), clean and deduplicate the "
+        "items, and regenerate the output feeds. Feeds whose bytes would not change are not "
+        "rewritten.",
+    )
+    with_config(run)
+    run.add_argument(
+        "--source", "-s", action="append", metavar="NAME",
+        help="only read this source (repeatable); every feed is still regenerated",
+    )  # fmt: skip
+    run.add_argument(
+        "--dry-run", action="store_true",
+        help="do everything but save state and write feeds; report what would change",
+    )  # fmt: skip
+    run.add_argument("--json", action="store_true", help="print the run report as JSON")
+    run.add_argument(
+        "--strict", action="store_true", help="exit 1 if any file or item was skipped"
+    )
+    run.add_argument("--verbose", "-v", action="store_true", help="log every skipped file as it happens")
+
+    check = sub.add_parser(
+        "check",
+        help="validate the configuration and name each problem by its key path",
+        description="Validate config.toml: types, known adapters, unique names, existing paths.",
+    )
+    with_config(check)
+
+    sub.add_parser(
+        "adapters",
+        help="list the source adapters (the names config.toml accepts)",
+        description="List the adapters: the values sources[].adapter accepts.",
+    )
+    return p
+
+
+def _config_error(e: ConfigError, err: Console) -> int:
+    err.print(f"[bold red]config error:[/] {e}", highlight=False)
+    for problem in e.problems:
+        err.print(f"  - {problem}", highlight=False)
+    return EXIT_CONFIG
+
+
+def _cmd_adapters(out: Console) -> int:
+    table = Table(title="Adapters (sources[].adapter)")
+    table.add_column("name")
+    table.add_column("outlet")
+    table.add_column("language")
+    table.add_column("what it reads")
+    for key, profile in ADAPTERS.items():
+        table.add_row(key, profile.outlet if profile.hosts else "-", profile.lang, profile.description)
+    table.add_row(AUTO, "-", "-", "detect per file: the outlet whose site the article link is on")
+    out.print(table)
+    return EXIT_OK
+
+
+def _cmd_check(args: argparse.Namespace, out: Console, err: Console) -> int:
+    try:
+        cfg = config_mod.load(args.config)
+    except ConfigError as e:
+        return _config_error(e, err)
+    problems = config_mod.check_paths(cfg)
+    if problems:
+        return _config_error(ConfigError(f"{args.config}: {len(problems)} problem(s)", tuple(problems)), err)
+    out.print(
+        f"{args.config}: OK: {len(cfg.sources)} source(s), {len(cfg.feeds)} feed(s) into "
+        f"{cfg.output_dir}, state in {cfg.state_db}",
+        highlight=False,
+    )
+    return EXIT_OK
+
+
+def _report_json(report: RunReport) -> dict[str, Any]:
+    data = asdict(report)
+    for feed in data["feeds"]:
+        feed["path"] = str(feed["path"])
+    for source in data["sources"]:
+        source["rules"] = dict(source["rules"])
+    data["skipped"] = report.skipped
+    data["produced"] = report.produced
+    return data
+
+
+def _print_report(report: RunReport, out: Console) -> None:
+    title = "Run summary" + (" (dry run: nothing saved or written)" if report.dry_run else "")
+    table = Table(title=title)
+    for col in ("source", "files", "read", "new", "updated", "unchanged", "duplicates", "skipped"):
+        table.add_column(col, justify="left" if col == "source" else "right")
+    for s in report.sources:
+        table.add_row(
+            s.name, str(s.files_seen), str(s.files_read), str(s.new), str(s.updated),
+            str(s.unchanged), str(s.duplicates), str(len(s.skipped)),
+        )  # fmt: skip
+    out.print(table)
+    for s in report.sources:
+        if s.error:
+            out.print(f"[bold red]source {s.name} failed:[/] {s.error}", highlight=False)
+        for skip in s.skipped:
+            out.print(f"[yellow]skipped[/] {skip.origin}: {skip.reason}", highlight=False)
+    rules = sorted({name for s in report.sources for name, _ in s.rules})
+    if rules:
+        fired = Table(title="Cleaning rules fired")
+        fired.add_column("rule")
+        for s in report.sources:
+            fired.add_column(s.name, justify="right")
+        for name in rules:
+            fired.add_row(name, *(str(dict(s.rules).get(name, 0)) for s in report.sources))
+        out.print(fired)
+    feeds = Table(title="Feeds")
+    feeds.add_column("feed")
+    feeds.add_column("entries", justify="right")
+    feeds.add_column("file")
+    feeds.add_column("")
+    for f in report.feeds:
+        state = ("would change" if report.dry_run else "written") if f.written else "unchanged"
+        feeds.add_row(f.name, str(f.entries), str(f.path), state)
+    out.print(feeds)
+    if report.retention_removed:
+        out.print(f"retention removed {report.retention_removed} old item(s)")
+    for error in report.errors:
+        out.print(f"[bold red]error:[/] {error}", highlight=False)
+    out.print(f"done in {report.seconds:.2f} s", highlight=False)
+
+
+def _cmd_run(args: argparse.Namespace, out: Console, err: Console) -> int:
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.ERROR,
+        format="aggregator: %(levelname)s: %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        cfg = config_mod.load(args.config)
+    except ConfigError as e:
+        return _config_error(e, err)
+    names = {s.name for s in cfg.sources}
+    unknown = [n for n in args.source or () if n not in names]
+    if unknown:
+        problem = f"--source {unknown[0]}: no such source; configured: {', '.join(sorted(names))}"
+        return _config_error(ConfigError(str(args.config), (problem,)), err)
+
+    progress_bar: Progress | None = None
+    tasks: dict[str, Any] = {}
+
+    def on_progress(source: str, done: int, total: int) -> None:
+        nonlocal progress_bar
+        if total < PROGRESS_MIN_FILES or not err.is_terminal:
+            return
+        if progress_bar is None:
+            progress_bar = Progress(
+                TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                TimeRemainingColumn(), console=err, transient=True,
+            )  # fmt: skip
+            progress_bar.start()
+        if source not in tasks:
+            tasks[source] = progress_bar.add_task(f"reading {source}", total=total)
+        progress_bar.update(tasks[source], completed=done)
+
+    try:
+        with Store(cfg.state_db) as store:
+            report = pipeline.run_once(
+                cfg, store, datetime.now(UTC), only=args.source, dry_run=args.dry_run,
+                progress=on_progress,
+            )  # fmt: skip
+    except (StoreError, PublishError) as e:
+        err.print(f"[bold red]error:[/] {e}", highlight=False)
+        return EXIT_STATE
+    finally:
+        if progress_bar is not None:
+            progress_bar.stop()
+
+    if args.json:
+        print(json.dumps(_report_json(report), ensure_ascii=False, indent=2, default=str))
+    else:
+        _print_report(report, out)
+    if report.errors:
+        err.print("some feeds could not be written; see the errors above")
+        return EXIT_STATE
+    if not report.produced:
+        err.print("nothing could be produced: every feed is empty; see the reasons above")
+        return EXIT_NOTHING
+    if args.strict and report.skipped:
+        err.print(f"--strict: {report.skipped} input(s) skipped; see the reasons above")
+        return EXIT_NOTHING
+    return EXIT_OK
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    out = Console(highlight=False)
+    err = Console(stderr=True, highlight=False)
+    try:
+        if args.command == "adapters":
+            return _cmd_adapters(out)
+        if args.command == "check":
+            return _cmd_check(args, out, err)
+        return _cmd_run(args, out, err)
+    except AggregatorError as e:  # anything we raise on purpose that escaped a command
+        err.print(f"[bold red]error:[/] {e}", highlight=False)
+        return EXIT_NOTHING

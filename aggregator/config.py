@@ -1,0 +1,210 @@
+"""config.toml -> a validated ``Config``. The only reader of the configuration file.
+
+Input: a path to a TOML file. Output: ``model.Config`` with every path made absolute (relative
+paths are relative to the config file's folder) and the output feeds resolved: one merged feed
+of every source plus one per source. Every problem is reported by its key path
+(``sources[1].adapter: unknown adapter 'vao'; known: aljazeera, dw, generic, voa``), all of them at
+once, as a ``ConfigError``. pydantic does the type checking; this module adds the rules that span
+keys (unique names, known adapters).
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from aggregator.adapters import ADAPTERS, AUTO
+from aggregator.errors import ConfigError
+from aggregator.model import Config, FeedSpec, Retention, Source
+
+DEFAULT_CONFIG = Path("config.toml")
+
+_NAME = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class _Source(_Strict):
+    name: _NAME
+    title: str | None = None
+    path: str
+    adapter: str = AUTO
+    include: list[str] = Field(default_factory=lambda: ["*"], min_length=1)
+    lang: str | None = None
+    author: str | None = None
+    homepage: str | None = None
+    icon: str | None = None
+
+    @field_validator("adapter")
+    @classmethod
+    def _known_adapter(cls, v: str) -> str:
+        if v != AUTO and v not in ADAPTERS:
+            known = ", ".join(sorted(ADAPTERS))
+            raise ValueError(f"unknown adapter {v!r}; known: {known}, or {AUTO!r} to detect")
+        return v
+
+
+class _Merged(_Strict):
+    name: _NAME = "all"
+    title: str = "All sources"
+    subtitle: str | None = None
+    lang: str | None = None
+    icon: str | None = None
+
+
+class _Output(_Strict):
+    max_entries: int = Field(default=100, ge=1, le=10_000)
+    merged: _Merged = _Merged()
+
+
+class _Retention(_Strict):
+    max_age_days: int = Field(default=0, ge=0)
+    max_items_per_source: int = Field(default=0, ge=0)
+
+
+class _Config(_Strict):
+    base_url: str
+    output_dir: str = "feeds"
+    state_db: str = "state/aggregator.sqlite3"
+    workers: int = Field(default=0, ge=0, le=64)
+    output: _Output = _Output()
+    retention: _Retention = _Retention()
+    sources: list[_Source] = Field(min_length=1)
+
+    @field_validator("base_url")
+    @classmethod
+    def _http_base(cls, v: str) -> str:
+        if not v.startswith(("http://", "https://")) or "://" not in v or len(v.split("/")) < 3:
+            raise ValueError("must be an absolute http(s) URL, e.g. 'https://news.example.org/feeds/'")
+        return v if v.endswith("/") else v + "/"
+
+
+def _key_path(loc: tuple[Any, ...]) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "(top level)"
+
+
+def _problems(e: ValidationError) -> list[str]:
+    problems = []
+    for err in e.errors():
+        msg = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key (check its spelling)"
+        elif err["type"] == "missing":
+            msg = "required key is missing"
+        problems.append(f"{_key_path(err['loc'])}: {msg}")
+    return problems
+
+
+def _cross_checks(raw: _Config) -> list[str]:
+    problems = []
+    seen: dict[str, int] = {}
+    for i, s in enumerate(raw.sources):
+        if s.name in seen:
+            problems.append(f"sources[{i}].name: {s.name!r} is already used by sources[{seen[s.name]}]")
+        seen.setdefault(s.name, i)
+        if s.name == raw.output.merged.name:
+            problems.append(
+                f"sources[{i}].name: {s.name!r} is the merged feed's name (output.merged.name)"
+            )
+    return problems
+
+
+def load(path: Path = DEFAULT_CONFIG) -> Config:
+    """The configuration in ``path``; ConfigError listing every problem by key path."""
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as e:
+        raise ConfigError(
+            f"{path}: no such file; pass --config PATH or create it (see README.md)"
+        ) from e
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{path}: cannot read it: {e}") from e
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{path}: not valid TOML: {e}") from e
+    try:
+        raw = _Config.model_validate(data)
+    except ValidationError as e:
+        problems = tuple(_problems(e))
+        raise ConfigError(f"{path}: {len(problems)} problem(s)", problems) from e
+    problems = tuple(_cross_checks(raw))
+    if problems:
+        raise ConfigError(f"{path}: {len(problems)} problem(s)", problems)
+    return _build(raw, path.resolve().parent, path)
+
+
+def _homepage(s: _Source) -> str | None:
+    if s.homepage:
+        return s.homepage
+    profile = ADAPTERS.get(s.adapter)
+    return profile.homepage if profile is not None and profile.hosts else None
+
+
+def _build(raw: _Config, root: Path, path: Path) -> Config:
+    sources = tuple(
+        Source(
+            name=s.name,
+            title=s.title or s.name,
+            path=(root / s.path).resolve(),
+            adapter=s.adapter,
+            include=tuple(s.include),
+            lang=s.lang,
+            author=s.author,
+            homepage=_homepage(s),
+            icon=s.icon,
+        )
+        for s in raw.sources
+    )
+    limit = raw.output.max_entries
+    merged = raw.output.merged
+    feeds = (
+        FeedSpec(
+            name=merged.name,
+            filename=f"{merged.name}.atom",
+            title=merged.title,
+            subtitle=merged.subtitle,
+            sources=tuple(s.name for s in sources),
+            lang=merged.lang,
+            icon=merged.icon,
+            max_entries=limit,
+        ),
+        *(
+            FeedSpec(
+                name=s.name,
+                filename=f"{s.name}.atom",
+                title=s.title,
+                sources=(s.name,),
+                lang=s.lang,
+                link=s.homepage,
+                icon=s.icon,
+                max_entries=limit,
+            )
+            for s in sources
+        ),
+    )
+    return Config(
+        base_url=raw.base_url,
+        output_dir=(root / raw.output_dir).resolve(),
+        state_db=(root / raw.state_db).resolve(),
+        sources=sources,
+        feeds=feeds,
+        retention=Retention(raw.retention.max_age_days, raw.retention.max_items_per_source),
+        workers=raw.workers,
+        path=path.resolve(),
+    )
+
+
+def check_paths(config: Config) -> list[str]:
+    """Problems a run would meet on disk, by key path (for ``aggregator check``)."""
+    problems = []
+    for i, s in enumerate(config.sources):
+        if not s.path.exists():
+            problems.append(f"sources[{i}].path: {s.path} does not exist")
+    return problems

@@ -1,0 +1,281 @@
+"""The wiring: the only module that calls more than one stage.
+
+``run_once(config, store, now)`` takes every source through fetch -> adapter -> clean -> dedupe
+-> store, applies retention, then writes every output feed (writer -> publish) and returns a
+``RunReport``. The CLI (and later the daemon) call this, never the stages.
+
+A file is read only when its size or modification time differs from what the store recorded,
+and parsed only when its bytes differ too; so a run with no change reads nothing and, since
+the same entries give the same bytes, rewrites nothing. One bad file or item is recorded as
+skipped with its reason and the run goes on; a whole source failing (its folder is missing)
+is reported on that source and the others go on. An unexpected exception on one file is a bug:
+it is logged with its traceback and reported, and the run goes on.
+
+Reading, parsing and cleaning are pure per file, so they run in worker processes when there
+are enough files to repay the start-up; the store is written from this process only.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import time
+import traceback
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+
+from aggregator import adapters, fetch, publish, writer
+from aggregator.clean import clean
+from aggregator.dedupe import (
+    Outcome,
+    Version,
+    can_match_by_fingerprint,
+    fingerprint,
+    outcome,
+    resolve,
+    version_time,
+)
+from aggregator.errors import AggregatorError, SourceError
+from aggregator.model import Config, FeedResult, FileStat, Item, RunReport, Skip, Source, SourceReport
+from aggregator.store import FileState, Store
+
+log = logging.getLogger("aggregator")
+
+# Below this many files to read, worker processes cost more to start than they save.
+PARALLEL_THRESHOLD = 256
+# Commit every this many files, so an interrupted cold run keeps what it did.
+COMMIT_EVERY = 2000
+
+Progress = Callable[[str, int, int], None]  # (source name, files done, files to read)
+
+
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    """What a worker returns for one file."""
+
+    stat: FileStat
+    digest: str
+    items: tuple[Item, ...] = ()
+    skip: str | None = None  # reason the file was left out
+    same_bytes: bool = False  # the bytes match what was read before: nothing to do
+    bug: str | None = None  # traceback of an unexpected exception
+
+
+def prepare(stat: FileStat, source: Source, known_digest: str | None) -> Prepared:
+    """Read, parse and clean one file. Pure apart from reading the file; runs in a worker."""
+    try:
+        fetched = fetch.read(stat, source.name)
+        digest = hashlib.blake2b(fetched.data, digest_size=16).hexdigest()
+        if digest == known_digest:
+            return Prepared(stat, digest, same_bytes=True)
+        items = tuple(_clean(item, source) for item in adapters.parse(fetched, source.adapter))
+        return Prepared(stat, digest, items)
+    except SourceError as e:
+        return Prepared(stat, "", skip=e.reason)
+    except Exception as e:  # a bug: report it with its traceback, keep the run going
+        return Prepared(stat, "", skip=f"internal error ({type(e).__name__}: {e}); please report it",
+                        bug=traceback.format_exc())  # fmt: skip
+
+
+def _clean(item: Item, source: Source) -> Item:
+    profile = adapters.ADAPTERS[item.outlet]
+    if source.author or source.lang or source.homepage:
+        item = replace(
+            item,
+            author=source.author or item.author,
+            author_uri=source.homepage or item.author_uri,
+            lang=source.lang or item.lang,
+        )
+    return clean(item, profile.rules, profile.zone)
+
+
+def _prepare_star(args: tuple[FileStat, Source, str | None]) -> Prepared:
+    return prepare(*args)
+
+
+@dataclass
+class _Tally:
+    """Counts for one source while it runs; frozen into a SourceReport at the end."""
+
+    name: str
+    files_seen: int = 0
+    files_read: int = 0
+    new: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    duplicates: int = 0
+    skipped: list[Skip] = field(default_factory=list)
+    rules: Counter[str] = field(default_factory=Counter)
+    error: str | None = None
+
+    def report(self) -> SourceReport:
+        return SourceReport(
+            name=self.name, files_seen=self.files_seen, files_read=self.files_read,
+            new=self.new, updated=self.updated, unchanged=self.unchanged,
+            duplicates=self.duplicates, skipped=tuple(self.skipped),
+            rules=tuple(sorted(self.rules.items())), error=self.error,
+        )  # fmt: skip
+
+
+def _workers(config: Config, jobs: int) -> int:
+    if jobs < PARALLEL_THRESHOLD:
+        return 1
+    wanted = config.workers or (os.cpu_count() or 1)
+    return max(1, min(wanted, 8))
+
+
+def _prepared(
+    config: Config, source: Source, todo: list[tuple[FileStat, str | None]]
+) -> Iterator[Prepared]:
+    workers = _workers(config, len(todo))
+    if workers == 1:
+        for stat, digest in todo:
+            yield prepare(stat, source, digest)
+        return
+    with ProcessPoolExecutor(max_workers=workers) as pool:
+        args = ((stat, source, digest) for stat, digest in todo)
+        yield from pool.map(_prepare_star, args, chunksize=64)
+
+
+def _merge(item: Item, store: Store, now: datetime, tally: _Tally) -> None:
+    """Store one cleaned item: new article, new version of one, or exact duplicate."""
+    text_hash = fingerprint(item.text)
+    version = Version(version_time(item.published, item.archived), text_hash, item.published)
+    known = store.versions(item.key)
+    if not known:
+        if can_match_by_fingerprint(item.text):
+            other = store.same_text(text_hash, item.key)
+            if other is not None:
+                store.add_duplicate(item, other, "same text", now)
+                tally.duplicates += 1
+                return
+        if store.duplicate_of(item.key) is not None:
+            store.forget_duplicate(item.key)  # its text no longer matches: an article of its own
+    if version in known:
+        tally.unchanged += 1
+        return
+    before = resolve(known) if known else None
+    store.add_version(item.key, version, item.origin)
+    after = resolve([*known, version])
+    result = outcome(before, after)
+    if after.kept == version:
+        store.save_item(item, after, now)
+    elif result is not Outcome.UNCHANGED:
+        store.save_dates(item.key, after)
+    if result is Outcome.NEW:
+        tally.new += 1
+    elif result is Outcome.UPDATED:
+        tally.updated += 1
+    else:
+        tally.unchanged += 1
+
+
+def _ingest(
+    config: Config, source: Source, store: Store, now: datetime, dry_run: bool,
+    progress: Progress | None,
+) -> SourceReport:  # fmt: skip
+    tally = _Tally(source.name)
+    try:
+        stats = list(fetch.scan(source))
+    except SourceError as e:
+        tally.error = e.reason
+        log.error("source %s: %s: %s", source.name, e.origin, e.reason)
+        return tally.report()
+    tally.files_seen = len(stats)
+    known = store.file_states(source.name)
+    todo: list[tuple[FileStat, str | None]] = []
+    for stat in stats:
+        state = known.get(str(stat.path))
+        if state is not None and (state.size, state.mtime_ns) == (stat.size, stat.mtime_ns):
+            if state.status == "skipped":
+                tally.skipped.append(Skip(str(stat.path), f"{state.reason} (file unchanged)"))
+            continue
+        todo.append((stat, state.digest if state is not None else None))
+    for done, prepared in enumerate(_prepared(config, source, todo), start=1):
+        _take(prepared, source, store, now, tally)
+        if not dry_run and done % COMMIT_EVERY == 0:
+            store.commit()
+        if progress is not None:
+            progress(source.name, done, len(todo))
+    return tally.report()
+
+
+def _take(p: Prepared, source: Source, store: Store, now: datetime, tally: _Tally) -> None:
+    origin = str(p.stat.path)
+    if not p.same_bytes:
+        tally.files_read += 1
+    if p.bug:
+        log.error("bug while reading %s; please report this traceback:\n%s", origin, p.bug)
+    if p.skip is not None:
+        log.warning("skipped %s: %s", origin, p.skip)
+        tally.skipped.append(Skip(origin, p.skip))
+        # Remember the bad file so the next run does not read it again until it changes.
+        state = FileState(p.stat.size, p.stat.mtime_ns, p.digest, "skipped", p.skip)
+        store.record_file(source.name, origin, state, now)
+        return
+    for item in p.items:
+        _merge(item, store, now, tally)
+        tally.rules.update(dict(item.fired))
+    store.record_file(source.name, origin, FileState(p.stat.size, p.stat.mtime_ns, p.digest, "ok", None), now)
+
+
+def _write_feeds(config: Config, store: Store, dry_run: bool) -> tuple[list[FeedResult], list[str]]:
+    sources = {s.name: s for s in config.sources}
+    source_feeds = {
+        spec.sources[0]: spec for spec in config.feeds if spec.sources == (spec.name,)
+    }
+    results, errors = [], []
+    for spec in config.feeds:
+        entries = store.entries(spec.sources, spec.max_entries)
+        data = writer.atom(spec, entries, config.base_url, sources, source_feeds)
+        path = config.output_dir / spec.filename
+        try:
+            if dry_run:
+                written = not publish.unchanged(path, data)
+            else:
+                written = publish.write_if_changed(path, data)
+        except AggregatorError as e:
+            log.error("%s", e)
+            errors.append(str(e))
+            continue
+        results.append(FeedResult(spec.name, path, len(entries), written))
+    return results, errors
+
+
+def run_once(
+    config: Config,
+    store: Store,
+    now: datetime,
+    *,
+    only: Iterable[str] | None = None,
+    dry_run: bool = False,
+    progress: Progress | None = None,
+) -> RunReport:
+    """One regeneration: every (or each named) source in, every output feed out."""
+    started = time.perf_counter()
+    wanted = set(only) if only is not None else None
+    reports = []
+    for source in config.sources:
+        if wanted is not None and source.name not in wanted:
+            continue
+        reports.append(_ingest(config, source, store, now, dry_run, progress))
+        if not dry_run:
+            store.commit()
+    removed = store.apply_retention(config.retention, [s.name for s in config.sources], now)
+    feeds, errors = _write_feeds(config, store, dry_run)
+    if dry_run:
+        store.rollback()
+    else:
+        store.commit()
+    return RunReport(
+        sources=tuple(reports),
+        feeds=tuple(feeds),
+        dry_run=dry_run,
+        retention_removed=removed,
+        seconds=time.perf_counter() - started,
+        errors=tuple(errors),
+    )

@@ -1,0 +1,280 @@
+"""State: the SQLite database. The only SQL in the project.
+
+Inputs and outputs are model records and the small ``FileState`` / ``Version`` values; no caller
+sees a cursor or a row. The database is created on first use at the configured path and brought
+up to the current schema by the numbered migrations in ``schema.py``. It keeps which input files
+were read (so a second run reads only what changed), every article with its minted Atom id,
+every captured version of it (capture time and text fingerprint, for order-independent
+updates), and exact duplicates with what they duplicate.
+
+Writes happen inside a transaction the caller commits (``commit``) or abandons (``rollback``,
+for ``--dry-run``). sqlite3 errors are wrapped as ``StoreError`` naming the database file.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from aggregator.dedupe import Resolution, Version, mint_atom_id
+from aggregator.errors import StoreError
+from aggregator.model import Entry, Image, Item, Retention
+from aggregator.store.schema import MIGRATIONS
+
+__all__ = ["FileState", "Store"]
+
+
+def _t(dt: datetime) -> str:
+    return dt.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _dt(text: str) -> datetime:
+    return datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class FileState:
+    size: int
+    mtime_ns: int
+    digest: str
+    status: str  # "ok" or "skipped"
+    reason: str | None
+
+
+class Store:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(path, isolation_level=None)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.execute("PRAGMA foreign_keys=ON")
+            self._migrate()
+            self._db.execute("BEGIN")
+        except (sqlite3.Error, OSError) as e:
+            raise StoreError(
+                f"{path}: cannot open the state database ({e}); check the path and permissions "
+                "(state_db in config.toml), or move a damaged file aside to start afresh"
+            ) from e
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def _migrate(self) -> None:
+        version = self._db.execute("PRAGMA user_version").fetchone()[0]
+        if version > len(MIGRATIONS):
+            raise StoreError(
+                f"{self.path}: written by a newer version of aggregator (schema {version}, this "
+                f"one knows {len(MIGRATIONS)}); upgrade aggregator or use another state_db"
+            )
+        for number in range(version + 1, len(MIGRATIONS) + 1):
+            self._db.execute("BEGIN")
+            try:
+                for statement in MIGRATIONS[number - 1].split(";"):
+                    if statement.strip():
+                        self._db.execute(statement)
+                self._db.execute(f"PRAGMA user_version = {number}")
+                self._db.execute("COMMIT")
+            except sqlite3.Error:
+                self._db.execute("ROLLBACK")
+                raise
+
+    @property
+    def schema_version(self) -> int:
+        return int(self._db.execute("PRAGMA user_version").fetchone()[0])
+
+    def commit(self) -> None:
+        with self._errors():
+            self._db.execute("COMMIT")
+            self._db.execute("BEGIN")
+
+    def rollback(self) -> None:
+        with self._errors():
+            self._db.execute("ROLLBACK")
+            self._db.execute("BEGIN")
+
+    def close(self) -> None:
+        if self._db.in_transaction:
+            self._db.execute("ROLLBACK")
+        self._db.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @contextmanager
+    def _errors(self) -> Iterator[None]:
+        try:
+            yield
+        except sqlite3.Error as e:
+            raise StoreError(f"{self.path}: {e}") from e
+
+    # -- files -------------------------------------------------------------------------------
+
+    def file_states(self, source: str) -> dict[str, FileState]:
+        with self._errors():
+            rows = self._db.execute(
+                "SELECT path, size, mtime_ns, digest, status, reason FROM files WHERE source = ?",
+                (source,),
+            )
+            return {r[0]: FileState(*r[1:]) for r in rows}
+
+    def record_file(self, source: str, path: str, state: FileState, now: datetime) -> None:
+        with self._errors():
+            self._db.execute(
+                "INSERT INTO files (source, path, size, mtime_ns, digest, status, reason, read_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT (source, path) DO UPDATE SET size = excluded.size,"
+                " mtime_ns = excluded.mtime_ns, digest = excluded.digest, status = excluded.status,"
+                " reason = excluded.reason, read_at = excluded.read_at",
+                (source, path, state.size, state.mtime_ns, state.digest, state.status,
+                 state.reason, _t(now)),
+            )  # fmt: skip
+
+    # -- versions and items ------------------------------------------------------------------
+
+    def versions(self, key: str) -> list[Version]:
+        with self._errors():
+            rows = self._db.execute(
+                "SELECT at, text_hash, published FROM versions WHERE key = ?", (key,)
+            )
+            return [Version(_dt(at), h, _dt(p)) for at, h, p in rows]
+
+    def add_version(self, key: str, version: Version, origin: str) -> None:
+        with self._errors():
+            self._db.execute(
+                "INSERT OR IGNORE INTO versions (key, at, text_hash, published, origin)"
+                " VALUES (?, ?, ?, ?, ?)",
+                (key, _t(version.at), version.text_hash, _t(version.published), origin),
+            )
+
+    def has_item(self, key: str) -> bool:
+        with self._errors():
+            return self._db.execute("SELECT 1 FROM items WHERE key = ?", (key,)).fetchone() is not None
+
+    def save_item(self, item: Item, res: Resolution, now: datetime) -> None:
+        """Insert the article, or update it with ``item`` (the kept version) and its dates."""
+        image = item.image
+        with self._errors():
+            self._db.execute(
+                "INSERT INTO items (key, atom_id, source, outlet, title, link, author, author_uri,"
+                " lang, categories, image_url, image_caption, summary, content, text_hash,"
+                " published, updated, first_seen)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT (key) DO UPDATE SET source = excluded.source,"
+                " outlet = excluded.outlet, title = excluded.title, link = excluded.link,"
+                " author = excluded.author, author_uri = excluded.author_uri, lang = excluded.lang,"
+                " categories = excluded.categories, image_url = excluded.image_url,"
+                " image_caption = excluded.image_caption, summary = excluded.summary,"
+                " content = excluded.content, text_hash = excluded.text_hash,"
+                " published = excluded.published, updated = excluded.updated",
+                (
+                    item.key, mint_atom_id(item.key), item.source, item.outlet, item.title,
+                    item.link, item.author, item.author_uri, item.lang,
+                    json.dumps(list(item.categories), ensure_ascii=False),
+                    image.url if image else None, image.caption if image else None,
+                    item.summary, item.content, res.kept.text_hash,
+                    _t(res.published), _t(res.updated), _t(now),
+                ),
+            )  # fmt: skip
+
+    def save_dates(self, key: str, res: Resolution) -> None:
+        """Only the dates move (an older capture arrived): title and text stay."""
+        with self._errors():
+            self._db.execute(
+                "UPDATE items SET published = ?, updated = ? WHERE key = ?",
+                (_t(res.published), _t(res.updated), key),
+            )
+
+    def same_text(self, text_hash: str, key: str) -> str | None:
+        """The key of another stored article with exactly this text, if any."""
+        with self._errors():
+            row = self._db.execute(
+                "SELECT key FROM items WHERE text_hash = ? AND key != ? ORDER BY key LIMIT 1",
+                (text_hash, key),
+            ).fetchone()
+            return str(row[0]) if row else None
+
+    def add_duplicate(self, item: Item, kept_key: str, reason: str, now: datetime) -> None:
+        with self._errors():
+            self._db.execute(
+                "INSERT INTO duplicates (key, kept_key, source, link, origin, reason, seen_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (key) DO UPDATE SET"
+                " kept_key = excluded.kept_key, origin = excluded.origin, reason = excluded.reason",
+                (item.key, kept_key, item.source, item.link, item.origin, reason, _t(now)),
+            )
+
+    def duplicate_of(self, key: str) -> str | None:
+        with self._errors():
+            row = self._db.execute("SELECT kept_key FROM duplicates WHERE key = ?", (key,)).fetchone()
+            return str(row[0]) if row else None
+
+    def forget_duplicate(self, key: str) -> None:
+        with self._errors():
+            self._db.execute("DELETE FROM duplicates WHERE key = ?", (key,))
+
+    # -- output ------------------------------------------------------------------------------
+
+    def entries(self, sources: Sequence[str], limit: int) -> list[Entry]:
+        """The newest ``limit`` articles of ``sources``, newest first (ties by key)."""
+        if not sources:
+            return []
+        marks = ", ".join("?" for _ in sources)
+        with self._errors():
+            # Keys first, from the covering index; then the wide rows for those keys only.
+            keys = [
+                r[0]
+                for r in self._db.execute(
+                    f"SELECT key FROM items WHERE source IN ({marks})"  # noqa: S608 - marks only
+                    " ORDER BY published DESC, key LIMIT ?",
+                    (*sources, limit),
+                )
+            ]
+            out = []
+            for key in keys:
+                row = self._db.execute(
+                    "SELECT atom_id, key, source, outlet, title, link, published, updated, author,"
+                    " author_uri, lang, summary, content, categories, image_url, image_caption"
+                    " FROM items WHERE key = ?",
+                    (key,),
+                ).fetchone()
+                image = Image(row[14], row[15] or "") if row[14] else None
+                out.append(
+                    Entry(
+                        atom_id=row[0], key=row[1], source=row[2], outlet=row[3], title=row[4],
+                        link=row[5], published=_dt(row[6]), updated=_dt(row[7]), author=row[8],
+                        author_uri=row[9], lang=row[10], summary=row[11], content=row[12],
+                        categories=tuple(json.loads(row[13])), image=image,
+                    )
+                )  # fmt: skip
+            return out
+
+    def count(self, source: str | None = None) -> int:
+        with self._errors():
+            if source is None:
+                return int(self._db.execute("SELECT count(*) FROM items").fetchone()[0])
+            sql = "SELECT count(*) FROM items WHERE source = ?"
+            return int(self._db.execute(sql, (source,)).fetchone()[0])
+
+    def apply_retention(self, retention: Retention, sources: Sequence[str], now: datetime) -> int:
+        """Delete articles older than the age limit or beyond the per-source count; how many."""
+        removed = 0
+        with self._errors():
+            if retention.max_age_days:
+                cutoff = _t(now - timedelta(days=retention.max_age_days))
+                removed += self._db.execute("DELETE FROM items WHERE published < ?", (cutoff,)).rowcount
+            if retention.max_items_per_source:
+                for source in sources:
+                    removed += self._db.execute(
+                        "DELETE FROM items WHERE source = ? AND key NOT IN (SELECT key FROM items"
+                        " WHERE source = ? ORDER BY published DESC, key LIMIT ?)",
+                        (source, source, retention.max_items_per_source),
+                    ).rowcount
+        return removed

@@ -1,0 +1,65 @@
+"""The state database's schema, as numbered migrations. The schema version is SQLite's
+``user_version``: migration N brings a database from version N-1 to N. Append, never edit.
+
+Times are stored as fixed-width RFC 3339 UTC text with microseconds
+(``2022-10-21T19:39:42.000000Z``) so that text order is time order.
+"""
+
+MIGRATIONS: tuple[str, ...] = (
+    # 1: files read, articles, every captured version, exact duplicates.
+    """
+    CREATE TABLE files (
+        source    TEXT NOT NULL,
+        path      TEXT NOT NULL,
+        size      INTEGER NOT NULL,
+        mtime_ns  INTEGER NOT NULL,
+        digest    TEXT NOT NULL,
+        status    TEXT NOT NULL CHECK (status IN ('ok', 'skipped')),
+        reason    TEXT,
+        read_at   TEXT NOT NULL,
+        PRIMARY KEY (source, path)
+    ) WITHOUT ROWID;
+
+    CREATE TABLE items (
+        key           TEXT PRIMARY KEY,
+        atom_id       TEXT NOT NULL UNIQUE,
+        source        TEXT NOT NULL,
+        outlet        TEXT NOT NULL,
+        title         TEXT NOT NULL,
+        link          TEXT,
+        author        TEXT NOT NULL,
+        author_uri    TEXT,
+        lang          TEXT NOT NULL,
+        categories    TEXT NOT NULL,  -- JSON array
+        image_url     TEXT,
+        image_caption TEXT,
+        summary       TEXT NOT NULL,
+        content       TEXT NOT NULL,
+        text_hash     TEXT NOT NULL,
+        published     TEXT NOT NULL,
+        updated       TEXT NOT NULL,
+        first_seen    TEXT NOT NULL
+    );
+    CREATE INDEX items_by_source_date ON items (source, published DESC, key);
+    CREATE INDEX items_by_text ON items (text_hash);
+
+    CREATE TABLE versions (
+        key        TEXT NOT NULL,
+        at         TEXT NOT NULL,
+        text_hash  TEXT NOT NULL,
+        published  TEXT NOT NULL,
+        origin     TEXT NOT NULL,
+        PRIMARY KEY (key, at, text_hash)
+    ) WITHOUT ROWID;
+
+    CREATE TABLE duplicates (
+        key       TEXT PRIMARY KEY,
+        kept_key  TEXT NOT NULL,
+        source    TEXT NOT NULL,
+        link      TEXT,
+        origin    TEXT NOT NULL,
+        reason    TEXT NOT NULL,
+        seen_at   TEXT NOT NULL
+    );
+    """,
+)
