@@ -21,7 +21,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from aggregator import __version__, config as config_mod, pipeline
+from aggregator import __version__, pipeline
+from aggregator import config as config_mod
 from aggregator.adapters import ADAPTERS, AUTO
 from aggregator.errors import AggregatorError, ConfigError, PublishError, StoreError
 from aggregator.model import RunReport
@@ -66,10 +67,10 @@ def _parser() -> argparse.ArgumentParser:
         help="do everything but save state and write feeds; report what would change",
     )  # fmt: skip
     run.add_argument("--json", action="store_true", help="print the run report as JSON")
+    run.add_argument("--strict", action="store_true", help="exit 1 if any file or item was skipped")
     run.add_argument(
-        "--strict", action="store_true", help="exit 1 if any file or item was skipped"
+        "--verbose", "-v", action="store_true", help="log every skipped file as it happens"
     )
-    run.add_argument("--verbose", "-v", action="store_true", help="log every skipped file as it happens")
 
     check = sub.add_parser(
         "check",
@@ -100,7 +101,9 @@ def _cmd_adapters(out: Console) -> int:
     table.add_column("language")
     table.add_column("what it reads")
     for key, profile in ADAPTERS.items():
-        table.add_row(key, profile.outlet if profile.hosts else "-", profile.lang, profile.description)
+        table.add_row(
+            key, profile.outlet if profile.hosts else "-", profile.lang, profile.description
+        )
     table.add_row(AUTO, "-", "-", "detect per file: the outlet whose site the article link is on")
     out.print(table)
     return EXIT_OK
@@ -113,7 +116,9 @@ def _cmd_check(args: argparse.Namespace, out: Console, err: Console) -> int:
         return _config_error(e, err)
     problems = config_mod.check_paths(cfg)
     if problems:
-        return _config_error(ConfigError(f"{args.config}: {len(problems)} problem(s)", tuple(problems)), err)
+        return _config_error(
+            ConfigError(f"{args.config}: {len(problems)} problem(s)", tuple(problems)), err
+        )
     out.print(
         f"{args.config}: OK: {len(cfg.sources)} source(s), {len(cfg.feeds)} feed(s) into "
         f"{cfg.output_dir}, state in {cfg.state_db}",

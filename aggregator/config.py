@@ -80,7 +80,9 @@ class _Config(_Strict):
     @classmethod
     def _http_base(cls, v: str) -> str:
         if not v.startswith(("http://", "https://")) or "://" not in v or len(v.split("/")) < 3:
-            raise ValueError("must be an absolute http(s) URL, e.g. 'https://news.example.org/feeds/'")
+            raise ValueError(
+                "must be an absolute http(s) URL, e.g. 'https://news.example.org/feeds/'"
+            )
         return v if v.endswith("/") else v + "/"
 
 
@@ -108,7 +110,9 @@ def _cross_checks(raw: _Config) -> list[str]:
     seen: dict[str, int] = {}
     for i, s in enumerate(raw.sources):
         if s.name in seen:
-            problems.append(f"sources[{i}].name: {s.name!r} is already used by sources[{seen[s.name]}]")
+            problems.append(
+                f"sources[{i}].name: {s.name!r} is already used by sources[{seen[s.name]}]"
+            )
         seen.setdefault(s.name, i)
         if s.name == raw.output.merged.name:
             problems.append(

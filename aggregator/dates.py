@@ -74,7 +74,9 @@ def _cjk(text: str, tz: tzinfo) -> datetime | None:
     if m["ampm"] in ("下午", "晚上") and hour < 12:
         hour += 12
     try:
-        dt = datetime(int(m["y"]), int(m["m"]), int(m["d"]), hour, int(m["M"] or 0), int(m["S"] or 0))
+        dt = datetime(
+            int(m["y"]), int(m["m"]), int(m["d"]), hour, int(m["M"] or 0), int(m["S"] or 0)
+        )
     except ValueError:
         return None
     zone = m["zone"]
@@ -92,7 +94,12 @@ def _numeric(text: str, tz: tzinfo) -> datetime | None:
         return None
     try:
         return datetime(
-            int(m["y"]), int(m["m"]), int(m["d"]), int(m["H"] or 0), int(m["M"] or 0), int(m["S"] or 0)
+            int(m["y"]),
+            int(m["m"]),
+            int(m["d"]),
+            int(m["H"] or 0),
+            int(m["M"] or 0),
+            int(m["S"] or 0),
         )
     except ValueError:
         return None
@@ -156,7 +163,7 @@ def coerce(value: object, tz: tzinfo = UTC) -> datetime | None:
     if hasattr(value, "year") and hasattr(value, "month") and hasattr(value, "day"):
         # A bare YAML date (2022-02-13): midnight in the outlet's zone.
         try:
-            dt = datetime(value.year, value.month, value.day, tzinfo=tz)  # type: ignore[attr-defined]
+            dt = datetime(value.year, value.month, value.day, tzinfo=tz)
         except (TypeError, ValueError):
             return None
         return dt.astimezone(UTC) if _MIN_YEAR <= dt.year <= _MAX_YEAR else None

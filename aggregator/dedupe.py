@@ -24,6 +24,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime
 from enum import Enum
+from itertools import pairwise
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 # Query parameters that identify a campaign or a click, never an article. Sources: Google
@@ -135,7 +136,7 @@ def resolve(versions: list[Version]) -> Resolution:
     kept = ordered[-1]
     published = min(v.published for v in ordered)
     updated = published
-    for before, after in zip(ordered, ordered[1:], strict=False):
+    for before, after in pairwise(ordered):
         if after.text_hash != before.text_hash:
             updated = after.at
     return Resolution(kept, published, max(updated, published))

@@ -48,7 +48,9 @@ def _walk(folder: Path, include: tuple[str, ...]) -> Iterator[FileStat]:
         try:
             if entry.is_dir(follow_symlinks=True):
                 yield from _walk(Path(entry.path), include)
-            elif entry.is_file(follow_symlinks=True) and any(fnmatch(entry.name, p) for p in include):
+            elif entry.is_file(follow_symlinks=True) and any(
+                fnmatch(entry.name, p) for p in include
+            ):
                 st = entry.stat(follow_symlinks=True)
                 yield FileStat(Path(entry.path), st.st_size, st.st_mtime_ns)
         except OSError:

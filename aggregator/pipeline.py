@@ -40,7 +40,16 @@ from aggregator.dedupe import (
     version_time,
 )
 from aggregator.errors import AggregatorError, SourceError
-from aggregator.model import Config, FeedResult, FileStat, Item, RunReport, Skip, Source, SourceReport
+from aggregator.model import (
+    Config,
+    FeedResult,
+    FileStat,
+    Item,
+    RunReport,
+    Skip,
+    Source,
+    SourceReport,
+)
 from aggregator.store import FileState, Store
 
 log = logging.getLogger("aggregator")
@@ -77,8 +86,8 @@ def prepare(stat: FileStat, source: Source, known_digest: str | None) -> Prepare
     except SourceError as e:
         return Prepared(stat, "", skip=e.reason)
     except Exception as e:  # a bug: report it with its traceback, keep the run going
-        return Prepared(stat, "", skip=f"internal error ({type(e).__name__}: {e}); please report it",
-                        bug=traceback.format_exc())  # fmt: skip
+        reason = f"internal error ({type(e).__name__}: {e}); please report it"
+        return Prepared(stat, "", skip=reason, bug=traceback.format_exc())
 
 
 def _clean(item: Item, source: Source) -> Item:
@@ -220,14 +229,14 @@ def _take(p: Prepared, source: Source, store: Store, now: datetime, tally: _Tall
     for item in p.items:
         _merge(item, store, now, tally)
         tally.rules.update(dict(item.fired))
-    store.record_file(source.name, origin, FileState(p.stat.size, p.stat.mtime_ns, p.digest, "ok", None), now)
+    store.record_file(
+        source.name, origin, FileState(p.stat.size, p.stat.mtime_ns, p.digest, "ok", None), now
+    )
 
 
 def _write_feeds(config: Config, store: Store, dry_run: bool) -> tuple[list[FeedResult], list[str]]:
     sources = {s.name: s for s in config.sources}
-    source_feeds = {
-        spec.sources[0]: spec for spec in config.feeds if spec.sources == (spec.name,)
-    }
+    source_feeds = {spec.sources[0]: spec for spec in config.feeds if spec.sources == (spec.name,)}
     results, errors = [], []
     for spec in config.feeds:
         entries = store.entries(spec.sources, spec.max_entries)

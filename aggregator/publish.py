@@ -37,8 +37,8 @@ def write_if_changed(path: Path, data: bytes) -> bool:
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
-        os.chmod(tmp_name, 0o644)  # mkstemp makes 0600; feeds are meant to be served
-        os.replace(tmp_name, path)
+        Path(tmp_name).chmod(0o644)  # mkstemp makes 0600; feeds are meant to be served
+        Path(tmp_name).replace(path)  # atomic rename over the old feed
         tmp_name = None
     except OSError as e:
         raise PublishError(

@@ -94,7 +94,9 @@ class _EntryExt(BaseEntryExtension):  # type: ignore[misc]
             xml_elem("id", src).text = self.source["id"]
             xml_elem("title", src).text = self.source["title"]
             if self.source.get("alternate"):
-                xml_elem("link", src, rel="alternate", type="text/html", href=self.source["alternate"])
+                xml_elem(
+                    "link", src, rel="alternate", type="text/html", href=self.source["alternate"]
+                )
             xml_elem("link", src, rel="self", type=ATOM_TYPE, href=self.source["self"])
         return entry
 

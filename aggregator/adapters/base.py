@@ -115,13 +115,17 @@ class Profile:
         meta = post.meta
         title = post.title or _text_value(meta, "title")
         if not title:
-            raise ParseError(origin, "the item has no title; add one (the '[title](url)' line or title:)")
+            raise ParseError(
+                origin, "the item has no title; add one (the '[title](url)' line or title:)"
+            )
         link = _http_url(post.link or _text_value(meta, *_LINK_KEYS))
         if (post.link or _text_value(meta, *_LINK_KEYS)) and link is None:
             raise ParseError(origin, f"the article link {post.link!r} is not an http(s) URL")
         published = (
             leading_date(post.body, self.zone)
-            or dates.coerce(meta.get("date") or meta.get("published") or meta.get("pubDate"), self.zone)
+            or dates.coerce(
+                meta.get("date") or meta.get("published") or meta.get("pubDate"), self.zone
+            )
             or post.archived
         )
         if published is None:

@@ -68,7 +68,9 @@ def decode(data: bytes, origin: str) -> str:
     if not data.strip():
         raise ParseError(origin, "the file is empty; delete it or re-download it from the mirror")
     if b"\x00" in data[:4096] and not data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
-        raise ParseError(origin, "this is a binary file, not an archive item; move it out of the folder")
+        raise ParseError(
+            origin, "this is a binary file, not an archive item; move it out of the folder"
+        )
     if data.startswith(codecs.BOM_UTF8):
         data = data[3:]
     try:

@@ -24,8 +24,12 @@ PROFILE = Profile(
     rules=(
         NoticeBlock(
             "dw.copyright",
-            re.compile(r"^(?:©|\(c\))?\s*(?:\d{4}\s*年?\s*)?(?:德国之声|德國之聲)\s*(?:版权声明|版權聲明)"),
-            continuation=re.compile(r"^本文所有(?:内容|內容)受到(?:著作权法|著作權法)(?:保护|保護)"),
+            re.compile(
+                r"^(?:©|\(c\))?\s*(?:\d{4}\s*年?\s*)?(?:德国之声|德國之聲)\s*(?:版权声明|版權聲明)"
+            ),
+            continuation=re.compile(
+                r"^本文所有(?:内容|內容)受到(?:著作权法|著作權法)(?:保护|保護)"
+            ),
         ),
     ),
 )

@@ -14,14 +14,14 @@ from __future__ import annotations
 import html
 import re
 from dataclasses import replace
-from datetime import tzinfo
+from datetime import UTC, tzinfo
 
 from lxml import etree
 from lxml import html as lxml_html
 from lxml.etree import _Element
 
 from aggregator.clean import urls
-from aggregator.clean.rules import AFTER_OUTLET, BEFORE_OUTLET, BLOCK_TAGS, Context, Rule
+from aggregator.clean.rules import AFTER_OUTLET, BEFORE_OUTLET, BLOCK_TAGS, Context, Rule, text_of
 from aggregator.clean.sanitize import sanitize
 from aggregator.model import Image, Item
 
@@ -59,7 +59,9 @@ def summarize(text: str, limit: int = SUMMARY_CHARS) -> str:
 
 
 def _parse(body: str) -> _Element:
-    root = lxml_html.fragment_fromstring(body or "<p></p>", create_parent="div", parser=_PARSER)
+    root: _Element = lxml_html.fragment_fromstring(
+        body or "<p></p>", create_parent="div", parser=_PARSER
+    )
     return root
 
 
@@ -86,7 +88,7 @@ def _text(root: _Element) -> str:
     for el in root.iter():
         if isinstance(el.tag, str) and (el.tag in BLOCK_TAGS or el.tag == "br"):
             el.tail = "\n" + (el.tail or "")
-    text = _ZERO_WIDTH.sub("", root.text_content())
+    text = _ZERO_WIDTH.sub("", text_of(root))
     lines = (_ANY_SPACE.sub(" ", line).strip() for line in text.split("\n"))
     return "\n".join(line for line in lines if line)
 
@@ -108,15 +110,13 @@ def _lead_image(root: _Element, given: Image | None, ctx: Context) -> Image | No
         if figure is not None and figure.tag == "figure":
             cap = figure.find("figcaption")
             if cap is not None:
-                caption = _ANY_SPACE.sub(" ", cap.text_content()).strip()
+                caption = _ANY_SPACE.sub(" ", text_of(cap)).strip()
         return Image(url or src, caption or (given.caption if given else ""))
     return Image(url, given.caption) if url and given is not None else None
 
 
 def clean(item: Item, outlet_rules: tuple[Rule, ...] = (), tz: tzinfo | None = None) -> Item:
     """``item`` with its body cleaned and sanitised; see the module docstring."""
-    from datetime import UTC
-
     ctx = Context(base_url=item.link, tz=tz or UTC)
     root = _parse(item.content)
     fired: list[tuple[str, int]] = []

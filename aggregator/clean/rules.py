@@ -38,9 +38,14 @@ class Context:
     tz: tzinfo  # the outlet's zone, for date lines written without one
 
 
+def text_of(el: _Element) -> str:
+    """All the text inside ``el`` (not its tail). lxml yields str for trees parsed from str."""
+    return "".join(el.itertext())  # type: ignore[arg-type]
+
+
 def norm_text(el: _Element) -> str:
     """An element's text with every kind of space (no-break, zero-width, ideographic) collapsed."""
-    return _SPACES.sub(" ", el.text_content()).strip()
+    return _SPACES.sub(" ", text_of(el)).strip()
 
 
 def drop(el: _Element) -> None:
@@ -107,7 +112,9 @@ class AdBlocks(Rule):
 
     def apply(self, root: _Element, ctx: Context) -> int:
         found = [
-            el for el in root.iter() if el is not root and any(self.pattern.match(t) for t in _tokens(el))
+            el
+            for el in root.iter()
+            if el is not root and any(self.pattern.match(t) for t in _tokens(el))
         ]
         count = 0
         for el in found:
@@ -151,10 +158,10 @@ class LeadingDateLine(Rule):
             if el.tag == "br":
                 continue
             text = norm_text(el)
-            if el.tag in BLOCK_TAGS and 0 < len(text) <= MAX_DATE_TEXT and parse_date(text, ctx.tz):
-                if el.find(".//img") is None:
-                    drop(el)
-                    return 1
+            is_date = 0 < len(text) <= MAX_DATE_TEXT and parse_date(text, ctx.tz) is not None
+            if el.tag in BLOCK_TAGS and is_date and el.find(".//img") is None:
+                drop(el)
+                return 1
             return 0
         return 0
 
@@ -179,9 +186,14 @@ class PromoFooter(Rule):
         if m:
             return self._links_only(el, text[m.end() :])
         links = list(el.iter("a"))
-        return bool(links) and all(
-            self.mirror_hosts.search(urls.absolute(a.get("href", ""), None) or "") for a in links
-        ) and self._links_only(el, text)
+        return (
+            bool(links)
+            and all(
+                self.mirror_hosts.search(urls.absolute(a.get("href", ""), None) or "")
+                for a in links
+            )
+            and self._links_only(el, text)
+        )
 
     def apply(self, root: _Element, ctx: Context) -> int:
         count = 0
@@ -374,7 +386,10 @@ class PresentationAttributes(Rule):
         count = 0
         for el in root.iter():
             attrib = el.attrib
-            for key in [k for k in attrib if k in _PRESENTATIONAL or k.startswith(("data-", "aria-"))]:
+            names = [str(k) for k in attrib]
+            for key in [
+                k for k in names if k in _PRESENTATIONAL or k.startswith(("data-", "aria-"))
+            ]:
                 del attrib[key]
                 count += 1
         return count

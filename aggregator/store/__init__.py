@@ -157,7 +157,9 @@ class Store:
 
     def has_item(self, key: str) -> bool:
         with self._errors():
-            return self._db.execute("SELECT 1 FROM items WHERE key = ?", (key,)).fetchone() is not None
+            return (
+                self._db.execute("SELECT 1 FROM items WHERE key = ?", (key,)).fetchone() is not None
+            )
 
     def save_item(self, item: Item, res: Resolution, now: datetime) -> None:
         """Insert the article, or update it with ``item`` (the kept version) and its dates."""
@@ -213,7 +215,9 @@ class Store:
 
     def duplicate_of(self, key: str) -> str | None:
         with self._errors():
-            row = self._db.execute("SELECT kept_key FROM duplicates WHERE key = ?", (key,)).fetchone()
+            row = self._db.execute(
+                "SELECT kept_key FROM duplicates WHERE key = ?", (key,)
+            ).fetchone()
             return str(row[0]) if row else None
 
     def forget_duplicate(self, key: str) -> None:
@@ -269,7 +273,9 @@ class Store:
         with self._errors():
             if retention.max_age_days:
                 cutoff = _t(now - timedelta(days=retention.max_age_days))
-                removed += self._db.execute("DELETE FROM items WHERE published < ?", (cutoff,)).rowcount
+                removed += self._db.execute(
+                    "DELETE FROM items WHERE published < ?", (cutoff,)
+                ).rowcount
             if retention.max_items_per_source:
                 for source in sources:
                     removed += self._db.execute(
