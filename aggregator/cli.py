@@ -243,8 +243,9 @@ def _cmd_run(args: argparse.Namespace, out: Console, err: Console) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    out = Console(highlight=False)
-    err = Console(stderr=True, highlight=False)
+    # soft_wrap: a message is one line however narrow the terminal, so it can be grepped.
+    out = Console(highlight=False, soft_wrap=True)
+    err = Console(stderr=True, highlight=False, soft_wrap=True)
     try:
         if args.command == "adapters":
             return _cmd_adapters(out)

@@ -20,5 +20,5 @@ PROFILE = Profile(
     lang="zh-Hans",
     # Undated times in VOA copy are Washington time; its date lines carry GMT explicitly.
     tz="America/New_York",
-    article_id=re.compile(r"/(?:a|amp)/(?:[^/]*/)?(\d{5,})\.html$"),
+    article_id=re.compile(r"/(?:a|amp)/(?:[^/]+/)*(\d{5,})\.html$"),
 )

@@ -1,0 +1,376 @@
+"""The real CLI, as a subprocess, on a copy of the seeds: the feeds a reader would subscribe to."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from datetime import UTC, datetime
+
+import feedparser
+from atomcheck import check_feed
+from conftest import Workspace
+
+A = "{http://www.w3.org/2005/Atom}"
+
+# What a reader must see for each seed: facts read off the files in seeds/ by hand.
+EXPECTED = {
+    "https://www.voachinese.com/a/top-us-russian-defense-officials-talk-as-fighting-rages-in-ukraine-20221021/6800196.html": (
+        "美俄防长在乌克兰战火继续之际通电话，莫斯科放口风对谈判抱持开放态度",
+        datetime(2022, 10, 21, 19, 39, 42, tzinfo=UTC),
+        "美国之音 VOA Chinese",
+    ),
+    "https://www.voachinese.com/a/biden-urges-putin-to-de-escalate-ukraine-tensions-20211230/6376677.html": (
+        "美俄首脑通话 拜登敦促普京减缓与乌克兰的紧张关系",
+        datetime(2021, 12, 31, 3, 4, 0, tzinfo=UTC),
+        "美国之音 VOA Chinese",
+    ),
+    "https://www.voachinese.com/a/us-ukraine-russia-20221012/6786297.html": (
+        "美国领导的联盟开会决定下一步如何帮助乌克兰抗击俄国侵略军",
+        datetime(2022, 10, 12, 9, 21, 33, tzinfo=UTC),
+        "美国之音 VOA Chinese",
+    ),
+    "https://www.dw.com/zh/%E7%BE%8E%E4%BF%84%E5%B0%B1%E4%B9%8C%E5%85%8B%E5%85%B0%E5%8F%AC%E5%BC%80%E5%AE%89%E5%85%A8%E5%AF%B9%E8%AF%9D%20%20%E4%BC%9A%E5%89%8D%E5%8F%8C%E6%96%B9%E4%BA%92%E4%B8%8D%E8%AE%A9%E6%AD%A5/a-60376336": (
+        "美俄就乌克兰召开安全对话 会前双方互不让步",
+        datetime(2022, 1, 10, 4, 58, 40, 481000, tzinfo=UTC),
+        "德国之声 DW 中文",
+    ),
+    None: (  # Al Jazeera's front-matter carries no article link
+        "拜登和普京的通话如何未能赶走乌克兰的战争幽灵？",
+        datetime(2022, 2, 13, 9, 12, 25, tzinfo=UTC),
+        "Aljazeera 半岛网",
+    ),
+}
+# Boilerplate that must not reach a reader, from any seed.
+BOILERPLATE = ("获取更多RSS", "feedx.", "版权声明", "著作权法保护", "weserv", "style=", "color:",
+               "<i>Fri, 21 Oct 2022", "2022-01-10T04:58:40.481Z", "<br /><br />", "<p></p>")  # fmt: skip
+
+
+def _parsed(ws: Workspace, name: str) -> feedparser.FeedParserDict:
+    parsed = feedparser.parse((ws.out / name).read_bytes())
+    assert not parsed.bozo, parsed.get("bozo_exception")
+    return parsed
+
+
+def test_first_run_writes_valid_clean_feeds(ws: Workspace) -> None:
+    report = ws.run_json()
+    assert {f["name"]: f["entries"] for f in report["feeds"]} == {
+        "all": 5, "voa": 3, "dw": 1, "aljazeera": 1,
+    }  # fmt: skip
+    assert all(f["written"] for f in report["feeds"])
+    assert sorted(p.name for p in ws.out.iterdir()) == [
+        "aljazeera.atom", "all.atom", "dw.atom", "voa.atom",
+    ]  # fmt: skip
+    for name, data in ws.feed_bytes().items():
+        assert check_feed(data) == [], name
+        text = data.decode()
+        for junk in BOILERPLATE:
+            assert junk not in text, f"{junk!r} left in {name}"
+
+    merged = _parsed(ws, "all.atom")
+    assert merged.feed.title == "All test sources"
+    assert merged.feed.links[0].href == "https://news.example.org/feeds/all.atom"
+    entries = merged.entries
+    # Newest first.
+    published = [datetime(*e.published_parsed[:6], tzinfo=UTC) for e in entries]
+    assert published == sorted(published, reverse=True)
+    seen = {}
+    for e in entries:
+        link = next((ln.href for ln in e.get("links", []) if ln.rel == "alternate"), None)
+        seen[link] = e
+        title, when, author = EXPECTED[link]
+        assert e.title == title
+        assert datetime.fromisoformat(e.published) == when
+        assert datetime.fromisoformat(e.updated) == when  # never edited: updated = published
+        assert e.author == author
+        assert e.id.startswith("urn:uuid:")
+        assert e.summary and len(e.summary) <= 201
+        assert e.content[0].type == "text/html"
+    assert set(seen) == set(EXPECTED)
+    aj = seen[None]
+    assert [t.term for t in aj.tags] == ["新媒体", "新闻"]
+    voa = seen[next(k for k in EXPECTED if k and k.endswith("6800196.html"))]
+    assert voa.media_content[0]["url"] == (
+        "https://gdb.voanews.com/80470000-c0a8-0242-f9e4-08dab390196a_r1_s_w900.jpg"
+    )
+    assert "哈尔科夫州北部前线" in voa.content[0].value  # the caption, now a <figcaption>
+    assert "<figcaption>" in voa.content[0].value
+    # The article's own closing credit is article text and stays.
+    assert "本文参考了美联社、法新社和路透社的报道" in voa.content[0].value
+
+
+def test_per_source_feeds_and_entry_ids_agree(ws: Workspace) -> None:
+    ws.run_json()
+    merged = {e.id: e for e in _parsed(ws, "all.atom").entries}
+    for name in ("voa", "dw", "aljazeera"):
+        feed = _parsed(ws, f"{name}.atom")
+        assert feed.feed.links[0].href == f"https://news.example.org/feeds/{name}.atom"
+        for e in feed.entries:
+            assert merged[e.id].title == e.title  # the same entry, the same id, in both feeds
+            assert e.source.links[0].href == f"https://news.example.org/feeds/{name}.atom" or any(
+                ln.href == f"https://news.example.org/feeds/{name}.atom" for ln in e.source.links
+            )
+
+
+def test_second_run_reads_nothing_and_rewrites_nothing(ws: Workspace) -> None:
+    ws.run_json()
+    before = ws.feed_bytes()
+    mtimes = {p.name: p.stat().st_mtime_ns for p in ws.out.iterdir()}
+    report = ws.run_json()
+    assert sum(s["files_read"] for s in report["sources"]) == 0
+    assert not any(f["written"] for f in report["feeds"])
+    assert ws.feed_bytes() == before
+    assert {p.name: p.stat().st_mtime_ns for p in ws.out.iterdir()} == mtimes
+
+
+def test_fresh_state_regenerates_byte_identical_feeds(ws: Workspace) -> None:
+    ws.run_json()
+    before = ws.feed_bytes()
+    ws.db.unlink()
+    for p in ws.out.iterdir():
+        p.unlink()
+    ws.run_json()
+    assert ws.feed_bytes() == before
+
+
+def test_touched_but_unchanged_file_is_read_not_reparsed(ws: Workspace) -> None:
+    ws.run_json()
+    before = ws.feed_bytes()
+    seed = next((ws.root / "seeds" / "voa").iterdir())
+    os.utime(seed, ns=(seed.stat().st_atime_ns, seed.stat().st_mtime_ns + 10**9))
+    report = ws.run_json()
+    voa = next(s for s in report["sources"] if s["name"] == "voa")
+    assert voa["new"] == voa["updated"] == 0
+    assert ws.feed_bytes() == before
+
+
+def test_dry_run_saves_and_writes_nothing(ws: Workspace) -> None:
+    report = ws.run_json("--dry-run")
+    assert report["dry_run"] is True
+    assert sum(s["new"] for s in report["sources"]) == 5
+    assert not ws.out.exists() or not any(ws.out.iterdir())
+    # Nothing was remembered: a real run still finds five new items.
+    report = ws.run_json()
+    assert sum(s["new"] for s in report["sources"]) == 5
+
+
+def _rearchive(ws: Workspace, name: str, stamp_ms: int, edit: tuple[str, str] | None,
+               title: str | None = None) -> None:  # fmt: skip
+    """Another capture of seeds/voa/000 as the mirror would write it: new timestamp, maybe an
+    edited sentence or a new title."""
+    src = (ws.root / "seeds" / "voa" / "000_36f5a37b37c2c4e1.txt").read_text(encoding="utf-8")
+    lines = src.split("\n")
+    lines[0] = f"<!--{stamp_ms}-->"
+    if title:
+        url = lines[1][lines[1].rindex("](") + 2 : -1]
+        lines[1] = f"[{title}]({url})"
+    text = "\n".join(lines)
+    if edit:
+        assert edit[0] in text
+        text = text.replace(edit[0], edit[1])
+    (ws.root / "seeds" / "voa" / name).write_text(text, encoding="utf-8")
+
+
+def _voa_entry(ws: Workspace) -> feedparser.FeedParserDict:
+    entries = [e for e in _parsed(ws, "voa.atom").entries if e.link.endswith("/6800196.html")]
+    assert len(entries) == 1
+    return entries[0]
+
+
+def test_identical_rearchive_is_one_entry_and_moves_nothing(ws: Workspace) -> None:
+    ws.run_json()
+    before = ws.feed_bytes()
+    _rearchive(ws, "100_rearchive.txt", 1666400000000, None)
+    report = ws.run_json()
+    voa = next(s for s in report["sources"] if s["name"] == "voa")
+    assert (voa["files_read"], voa["new"], voa["updated"], voa["unchanged"]) == (1, 0, 0, 1)
+    assert ws.feed_bytes() == before
+
+
+def test_edited_rearchive_updates_text_and_title_keeps_published(ws: Workspace) -> None:
+    ws.run_json()
+    first = _voa_entry(ws)
+    stamp = 1666400000000  # 2022-10-22T00:53:20Z, after the original capture
+    _rearchive(
+        ws, "100_edited.txt", stamp, ("通了电话", "通了电话（更新）"), title="美俄防长通电话[更新]"
+    )
+    report = ws.run_json()
+    voa = next(s for s in report["sources"] if s["name"] == "voa")
+    assert (voa["new"], voa["updated"]) == (0, 1)
+    e = _voa_entry(ws)
+    assert e.id == first.id
+    assert e.title == "美俄防长通电话[更新]"
+    assert "通了电话（更新）" in e.content[0].value
+    assert e.published == first.published
+    assert datetime.fromisoformat(e.updated) == datetime.fromtimestamp(stamp / 1000, UTC)
+    assert len(_parsed(ws, "all.atom").entries) == 5
+
+
+def test_older_capture_read_later_gives_the_same_result(ws: Workspace, tmp_path_factory) -> None:  # type: ignore[no-untyped-def]
+    """Order independence: newest text wins whichever file is read first."""
+    edit = ("通了电话", "通了电话（更新）")
+    _rearchive(ws, "100_edited.txt", 1666400000000, edit, title="新标题")
+    ws.run_json()
+    together = ws.feed_bytes()
+
+    from conftest import make_workspace
+
+    other = make_workspace(tmp_path_factory.mktemp("other"))
+    _rearchive(other, "100_edited.txt", 1666400000000, edit, title="新标题")
+    original = other.root / "seeds" / "voa" / "000_36f5a37b37c2c4e1.txt"
+    hidden = other.root / "000.hidden"
+    original.rename(hidden)
+    other.run_json()  # the newer capture first ...
+    hidden.rename(original)
+    other.run_json()  # ... then the older one
+    assert other.feed_bytes() == together
+
+
+def test_same_title_different_articles_stay_apart(ws: Workspace) -> None:
+    src = (ws.root / "seeds" / "voa" / "002_d518659d5939b7c1.txt").read_text(encoding="utf-8")
+    title = "美俄首脑通话 拜登敦促普京减缓与乌克兰的紧张关系"
+    other = (
+        src.replace("6376677.html", "6999999.html")
+        .replace("50分钟", "30分钟")
+        .replace("<p>多月来", "<p>另一篇报道。多月来")
+    )
+    (ws.root / "seeds" / "voa" / "200_same_title.txt").write_text(other, encoding="utf-8")
+    ws.run_json()
+    titles = [e.title for e in _parsed(ws, "voa.atom").entries]
+    assert titles.count(title) == 2
+
+
+def test_exact_copy_under_another_url_is_a_duplicate(ws: Workspace) -> None:
+    src = (ws.root / "seeds" / "voa" / "002_d518659d5939b7c1.txt").read_text(encoding="utf-8")
+    copy = (
+        src.replace("/6376677.html", "/6376677.html?utm_source=x")
+        .replace("biden-urges-putin", "amp-biden-urges-putin")
+        .replace("www.voachinese.com/a/", "www.voachinese.com/a/copy/", 1)
+    )
+    (ws.root / "seeds" / "voa" / "300_copy.txt").write_text(copy, encoding="utf-8")
+    mirror = src.replace("/a/biden-urges-putin-to-de-escalate-ukraine-tensions-20211230/6376677.html",
+                         "/z/1234/other-path")  # fmt: skip
+    (ws.root / "seeds" / "voa" / "301_mirror.txt").write_text(mirror, encoding="utf-8")
+    report = ws.run_json()
+    voa = next(s for s in report["sources"] if s["name"] == "voa")
+    # The re-slugged copy has the same VOA id (same key); the other URL is an exact text copy.
+    assert voa["new"] == 3
+    assert voa["unchanged"] + voa["duplicates"] == 2
+    assert voa["duplicates"] == 1
+    assert len(_parsed(ws, "voa.atom").entries) == 3
+    with sqlite3.connect(ws.db) as db:
+        rows = db.execute("SELECT kept_key, origin FROM duplicates").fetchall()
+    assert rows == [("voa:6376677", str(ws.root / "seeds" / "voa" / "301_mirror.txt"))]
+
+
+def test_bad_files_are_reported_and_the_run_goes_on(ws: Workspace) -> None:
+    bad = ws.root / "seeds" / "voa"
+    (bad / "empty.txt").write_bytes(b"")
+    (bad / "notes.txt").write_text("just some notes, not an archive item\n", encoding="utf-8")
+    (ws.root / "seeds" / "aljazeera" / "broken.md").write_text(
+        "---\ntitle: [unclosed\n---\n<p>x</p>\n", encoding="utf-8"
+    )
+    proc = ws.cli("run")
+    assert proc.returncode == 0, proc.stderr
+    assert "empty.txt: the file is empty" in proc.stdout
+    assert "notes.txt: not an archive item" in proc.stdout
+    assert "broken.md: front-matter is not valid YAML" in proc.stdout
+    report = ws.run_json()
+    assert report["skipped"] == 3  # still reported, not re-read
+    assert sum(s["files_read"] for s in report["sources"]) == 0
+    assert {f["name"]: f["entries"] for f in report["feeds"]}["all"] == 5
+    strict = ws.cli("run", "--strict")
+    assert strict.returncode == 1
+    assert "--strict: 3 input(s) skipped" in strict.stderr
+
+
+def test_missing_source_folder_keeps_the_others(ws: Workspace) -> None:
+    ws.run_json()
+    (ws.root / "seeds" / "dw").rename(ws.root / "dw-moved")
+    report = ws.run_json()
+    dw = next(s for s in report["sources"] if s["name"] == "dw")
+    assert "no such file or folder" in dw["error"]
+    # Its earlier items stay in every feed.
+    assert {f["name"]: f["entries"] for f in report["feeds"]} == {
+        "all": 5, "voa": 3, "dw": 1, "aljazeera": 1,
+    }  # fmt: skip
+
+
+def test_nothing_produced_exits_1(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "config.toml").write_text(
+        'base_url = "http://localhost/"\n[[sources]]\nname = "x"\npath = "empty"\n',
+        encoding="utf-8",
+    )
+    proc = Workspace(tmp_path).cli("run")
+    assert proc.returncode == 1
+    assert "nothing could be produced" in proc.stderr
+
+
+def test_source_option_reads_only_that_source(ws: Workspace) -> None:
+    report = ws.run_json("--source", "dw")
+    assert [s["name"] for s in report["sources"]] == ["dw"]
+    bad = ws.cli("run", "--source", "nope")
+    assert bad.returncode == 2
+    assert "--source nope: no such source" in bad.stderr
+
+
+def test_retention_limits_items_per_source(ws: Workspace) -> None:
+    cfg = ws.config.read_text(encoding="utf-8")
+    ws.config.write_text(
+        cfg.replace("[output]", "[retention]\nmax_items_per_source = 2\n\n[output]")
+    )
+    report = ws.run_json()
+    assert report["retention_removed"] == 1
+    assert [f["entries"] for f in report["feeds"] if f["name"] == "voa"] == [2]
+
+
+def test_max_entries_limits_each_feed(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from conftest import make_workspace
+
+    ws = make_workspace(tmp_path, max_entries=2)
+    ws.run_json()
+    entries = _parsed(ws, "all.atom").entries
+    assert [e.link.rsplit("/", 1)[-1] for e in entries] == ["6800196.html", "6786297.html"]
+
+
+def test_check_names_problems_by_key_path(ws: Workspace) -> None:
+    assert ws.cli("check").returncode == 0
+    ws.config.write_text(
+        'base_url = "ftp://x"\nworkers = -1\n[[sources]]\nname = "a"\npath = "nowhere"\n'
+        'adapter = "vao"\nbogus = 1\n[[sources]]\nname = "a"\npath = "seeds"\n',
+        encoding="utf-8",
+    )
+    proc = ws.cli("check")
+    assert proc.returncode == 2
+    for expected in ("base_url: must be an absolute http(s) URL", "workers:",
+                     "sources[0].adapter: unknown adapter 'vao'", "sources[0].bogus: unknown key"):  # fmt: skip
+        assert expected in proc.stderr, proc.stderr
+    ws.config.write_text(
+        'base_url = "http://x/"\n[[sources]]\nname = "a"\npath = "nowhere"\n'
+        '[[sources]]\nname = "a"\npath = "seeds"\n',
+        encoding="utf-8",
+    )
+    proc = ws.cli("check")
+    assert "sources[1].name: 'a' is already used by sources[0]" in proc.stderr
+    ws.config.write_text('base_url = "http://x/"\n[[sources]]\nname = "a"\npath = "nowhere"\n')
+    proc = ws.cli("check")
+    assert proc.returncode == 2
+    assert "sources[0].path:" in proc.stderr and "does not exist" in proc.stderr
+    ws.config.write_text("base_url = [", encoding="utf-8")
+    assert "not valid TOML" in ws.cli("check").stderr
+
+
+def test_help_and_adapters(ws: Workspace) -> None:
+    for args in (("--help",), ("run", "--help"), ("check", "--help"), ("adapters", "--help")):
+        proc = ws.cli(*args)
+        assert proc.returncode == 0 and "usage:" in proc.stdout
+    listing = ws.cli("adapters", check=True).stdout
+    for key in ("voa", "dw", "aljazeera", "generic", "auto"):
+        assert key in listing
+
+
+def test_progress_free_human_summary(ws: Workspace) -> None:
+    out = ws.cli("run", check=True).stdout
+    assert "Run summary" in out and "Cleaning rules fired" in out
+    for rule in ("mirror_promo", "dw.copyright", "date_line", "image_proxy"):
+        assert rule in out
