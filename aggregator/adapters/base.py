@@ -8,6 +8,7 @@ container parser. Pure: bytes and origin in, items or ``ParseError`` out; no net
 
 from __future__ import annotations
 
+import html
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -20,7 +21,7 @@ from zoneinfo import ZoneInfo
 from aggregator import dates, script
 from aggregator.adapters.containers import Post, read_post
 from aggregator.clean.rules import Rule
-from aggregator.dedupe import identity_key
+from aggregator.dedupe import canonical_url, identity_key
 from aggregator.errors import ParseError
 from aggregator.model import Fetched, Image, Item
 
@@ -39,7 +40,8 @@ _TAG_KEYS = ("categories", "category", "tags")
 def leading_date(body: str, tz: tzinfo) -> datetime | None:
     """The date written as the first text of ``body``, if the body starts with one."""
     m = _LEADING_TEXT.match(body)
-    return dates.parse_date(m.group(1), tz) if m else None
+    # The text is raw HTML: "&nbsp;" and friends are entities until decoded.
+    return dates.parse_date(html.unescape(m.group(1)), tz) if m else None
 
 
 def _text_value(meta: Mapping[str, Any], *keys: str) -> str | None:
@@ -118,9 +120,12 @@ class Profile:
             raise ParseError(
                 origin, "the item has no title; add one (the '[title](url)' line or title:)"
             )
-        link = _http_url(post.link or _text_value(meta, *_LINK_KEYS))
-        if (post.link or _text_value(meta, *_LINK_KEYS)) and link is None:
-            raise ParseError(origin, f"the article link {post.link!r} is not an http(s) URL")
+        given = post.link or _text_value(meta, *_LINK_KEYS)
+        link = _http_url(given)
+        if given and link is None:
+            raise ParseError(origin, f"the article link {given!r} is not an http(s) URL")
+        if link is not None:
+            link = canonical_url(link)  # tracking parameters and fragment dropped
         published = (
             leading_date(post.body, self.zone)
             or dates.coerce(
