@@ -33,6 +33,7 @@ _NUMERIC_DATE = re.compile(
     r"^(?P<y>\d{4})[/.](?P<m>\d{1,2})[/.](?P<d>\d{1,2})"
     r"(?:[ T]+(?P<H>\d{1,2}):(?P<M>\d{2})(?::(?P<S>\d{2}))?)?$"
 )
+_RFC2822_SHAPE = re.compile(r"^(?:[A-Za-z]{3},?\s*)?\d{1,2}\s+[A-Za-z]{3}\s+\d{2,4}\s+\d{1,2}:\d\d")
 _BEIJING = timedelta(hours=8)
 
 
@@ -45,8 +46,9 @@ def _clean(text: str) -> str:
 
 
 def _rfc2822(text: str, tz: tzinfo) -> datetime | None:
-    # "Fri, 21 Oct 2022 19:39:42 GMT" (VOA date line, Al Jazeera front-matter).
-    if not text[:1].isalpha() and not text[:1].isdigit():
+    # "Fri, 21 Oct 2022 19:39:42 GMT" (VOA date line, Al Jazeera front-matter). The email parser
+    # is lenient ("October 21, 2022 7:39 PM" would lose its PM), so only its own shape goes in.
+    if not _RFC2822_SHAPE.match(text):
         return None
     try:
         dt = parsedate_to_datetime(text)

@@ -1,0 +1,87 @@
+"""The state database on a real SQLite file, and atomic publishing on a real folder."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from aggregator.errors import PublishError, StoreError
+from aggregator.publish import write_if_changed
+from aggregator.store import Store
+from aggregator.store.schema import MIGRATIONS
+
+
+def test_new_database_is_created_at_the_current_schema(tmp_path: Path) -> None:
+    path = tmp_path / "deep" / "state.sqlite3"
+    with Store(path) as store:
+        assert store.schema_version == len(MIGRATIONS)
+    with sqlite3.connect(path) as db:
+        tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    assert {"files", "items", "versions", "duplicates"} <= tables
+
+
+def test_reopening_migrates_nothing_and_keeps_data(tmp_path: Path) -> None:
+    path = tmp_path / "state.sqlite3"
+    with Store(path) as store:
+        store.forget_duplicate("nothing")  # a write inside the transaction
+        store.commit()
+    with sqlite3.connect(path) as db:
+        db.execute("INSERT INTO duplicates VALUES ('k', 'kept', 's', NULL, 'o', 'r', 't')")
+    with Store(path) as store:
+        assert store.duplicate_of("k") == "kept"
+
+
+def test_database_from_a_newer_version_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "state.sqlite3"
+    with sqlite3.connect(path) as db:
+        db.execute(f"PRAGMA user_version = {len(MIGRATIONS) + 1}")
+    with pytest.raises(StoreError, match="newer version of aggregator"):
+        Store(path)
+
+
+def test_damaged_database_is_reported_with_its_path(tmp_path: Path) -> None:
+    path = tmp_path / "state.sqlite3"
+    path.write_bytes(b"this is not a database" * 100)
+    with pytest.raises(StoreError, match=str(path)):
+        Store(path)
+
+
+def test_rollback_forgets_uncommitted_work(tmp_path: Path) -> None:
+    path = tmp_path / "state.sqlite3"
+    with Store(path) as store:
+        store._db.execute("INSERT INTO duplicates VALUES ('k', 'kept', 's', NULL, 'o', 'r', 't')")
+        store.rollback()
+        assert store.duplicate_of("k") is None
+
+
+def test_publish_writes_atomically_and_only_on_change(tmp_path: Path) -> None:
+    target = tmp_path / "feeds" / "all.atom"
+    assert write_if_changed(target, b"<feed/>") is True
+    mtime = target.stat().st_mtime_ns
+    assert write_if_changed(target, b"<feed/>") is False
+    assert target.stat().st_mtime_ns == mtime
+    assert write_if_changed(target, b"<feed>2</feed>") is True
+    assert target.read_bytes() == b"<feed>2</feed>"
+    assert oct(target.stat().st_mode & 0o777) == "0o644"
+    assert [p.name for p in target.parent.iterdir()] == ["all.atom"]  # no temporary left behind
+
+
+def test_publish_failure_names_the_file(tmp_path: Path) -> None:
+    # The output "folder" is a file: nothing can be written under it, even as root.
+    blocker = tmp_path / "feeds"
+    blocker.write_bytes(b"not a folder")
+    with pytest.raises(PublishError, match="all.atom: cannot write the feed"):
+        write_if_changed(blocker / "all.atom", b"<feed/>")
+
+
+def test_failed_rename_leaves_no_temporary(tmp_path: Path) -> None:
+    # The target is a non-empty folder: the rename fails after the temporary was written.
+    target = tmp_path / "all.atom"
+    target.mkdir()
+    (target / "keep").write_bytes(b"x")
+    with pytest.raises(PublishError, match="all.atom"):
+        write_if_changed(target, b"<feed/>")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["all.atom"]
+    assert (target / "keep").read_bytes() == b"x"
