@@ -91,8 +91,14 @@ def mint_atom_id(key: str) -> str:
 
 
 def comparable_text(text: str) -> str:
-    """Text folded for comparison only: NFKC (full-width forms), case, no spaces or punctuation."""
-    return _NOT_WORD.sub("", unicodedata.normalize("NFKC", text).casefold())
+    """Text folded for comparison only: NFKC (full-width forms), case, no spaces or punctuation.
+
+    Punctuation goes first and NFKC runs only when what is left needs it: on Chinese text NFKC
+    costs ~280 us an article, the quick check ~4 us (bench/profile_run.py)."""
+    folded = _NOT_WORD.sub("", text)
+    if not unicodedata.is_normalized("NFKC", folded):
+        folded = _NOT_WORD.sub("", unicodedata.normalize("NFKC", folded))
+    return folded.casefold()
 
 
 def fingerprint(text: str) -> str:

@@ -17,7 +17,6 @@ from dataclasses import replace
 from datetime import UTC, tzinfo
 
 from lxml import etree
-from lxml import html as lxml_html
 from lxml.etree import _Element
 
 from aggregator.clean import urls
@@ -27,7 +26,9 @@ from aggregator.model import Image, Item
 
 __all__ = ["Rule", "clean", "clean_title", "summarize"]
 
-_PARSER = lxml_html.HTMLParser(remove_comments=True, remove_pis=True, no_network=True)
+# The plain libxml2 HTML parser: lxml.html's element classes cost a Python call per element
+# touched, a quarter of the cleaning time (bench/profile_run.py).
+_PARSER = etree.HTMLParser(remove_comments=True, remove_pis=True, no_network=True)
 _ZERO_WIDTH = re.compile("[\u200b\u200c\u200d\u2060\ufeff]")
 _ANY_SPACE = re.compile(r"[\s\u00a0\u3000]+")
 _TAGS = re.compile(r"<[^>]*>")
@@ -59,9 +60,12 @@ def summarize(text: str, limit: int = SUMMARY_CHARS) -> str:
 
 
 def _parse(body: str) -> _Element:
-    root: _Element = lxml_html.fragment_fromstring(
-        body or "<p></p>", create_parent="div", parser=_PARSER
-    )
+    """The body as a tree under one ``<div>`` (the document's ``<body>``, renamed)."""
+    doc = etree.fromstring(f"<html><body>{body}</body></html>", _PARSER)
+    root = doc.find("body") if doc is not None else None
+    if root is None:  # nothing parseable at all
+        root = etree.Element("div")
+    root.tag = "div"
     return root
 
 
@@ -117,7 +121,7 @@ def _lead_image(root: _Element, given: Image | None, ctx: Context) -> Image | No
 
 def clean(item: Item, outlet_rules: tuple[Rule, ...] = (), tz: tzinfo | None = None) -> Item:
     """``item`` with its body cleaned and sanitised; see the module docstring."""
-    ctx = Context(base_url=item.link, tz=tz or UTC)
+    ctx = Context(base_url=item.link, tz=tz or UTC, raw=item.content)
     root = _parse(item.content)
     fired: list[tuple[str, int]] = []
     for rule in (*BEFORE_OUTLET, *outlet_rules, *AFTER_OUTLET):

@@ -19,7 +19,6 @@ from dataclasses import dataclass
 from datetime import tzinfo
 
 from lxml import etree
-from lxml import html as lxml_html
 from lxml.etree import _Element
 
 from aggregator.clean import urls
@@ -30,12 +29,33 @@ BLOCK_TAGS = frozenset(
      "figure", "figcaption", "table", "ul", "ol", "pre", "hr", "header", "footer", "aside"}
 )  # fmt: skip
 _SPACES = re.compile(r"[\s\u00a0\u3000\u200b\u200c\u200d\u2060\ufeff]+")
+_BLANK = " \t\n\r\f\v\u00a0\u3000\u200b\u200c\u200d\u2060\ufeff"
+_LEAF_CANDIDATES = ("p", "div", "section", "article", "blockquote", "li", "footer", "aside",
+                    "header", "h1", "h2", "h3", "h4", "h5", "h6", "td")  # fmt: skip
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Context:
     base_url: str | None  # the article's URL; relative links resolve against it
     tz: tzinfo  # the outlet's zone, for date lines written without one
+    raw: str = ""  # the body as received: rules test it for their marker before walking the tree
+    _leaves: list[tuple[_Element, str]] | None = None
+
+    def leaf_blocks(self, root: _Element) -> list[tuple[_Element, str]]:
+        """The innermost blocks (paragraphs, divs with no block inside) still in the tree, each
+        with its normalised text. Computed once per item: a text is the same wherever it is
+        asked for, and summing leaf texts costs one pass over the article, where asking every
+        element for its text would cost one pass per nesting level."""
+        if self._leaves is None:
+            candidates = [el for el in root.iter(*_LEAF_CANDIDATES) if el is not root]
+            inner: set[_Element] = set()
+            for el in candidates:
+                parent = el.getparent()
+                while parent is not None and parent is not root and parent not in inner:
+                    inner.add(parent)
+                    parent = parent.getparent()
+            self._leaves = [(el, norm_text(el)) for el in candidates if el not in inner]
+        return [(el, text) for el, text in self._leaves if attached(el, root)]
 
 
 def text_of(el: _Element) -> str:
@@ -71,6 +91,18 @@ def attached(el: _Element, root: _Element) -> bool:
             return True
         node = node.getparent()
     return False
+
+
+def _short_text(el: _Element, limit: int) -> str | None:
+    """``el``'s normalised text, or None as soon as it is known to be longer than ``limit``."""
+    parts, size = [], 0
+    for part in el.itertext():
+        parts.append(str(part))
+        size += len(part)
+        if size > 4 * limit:
+            return None
+    text = _SPACES.sub(" ", "".join(parts)).strip()
+    return text if len(text) <= limit else None
 
 
 def _tokens(el: _Element) -> Iterable[str]:
@@ -157,8 +189,8 @@ class LeadingDateLine(Rule):
                 continue
             if el.tag == "br":
                 continue
-            text = norm_text(el)
-            is_date = 0 < len(text) <= MAX_DATE_TEXT and parse_date(text, ctx.tz) is not None
+            text = _short_text(el, MAX_DATE_TEXT)
+            is_date = text is not None and 0 < len(text) and parse_date(text, ctx.tz) is not None
             if el.tag in BLOCK_TAGS and is_date and el.find(".//img") is None:
                 drop(el)
                 return 1
@@ -175,13 +207,13 @@ class PromoFooter(Rule):
     name: str
     marker: re.Pattern[str]
     mirror_hosts: re.Pattern[str]
+    precheck: re.Pattern[str]  # cheap test of the raw body: could it hold a promo at all?
 
     def _links_only(self, el: _Element, rest: str) -> bool:
         link_text = "".join(norm_text(a) for a in el.iter("a"))
         return _SPACES.sub("", rest) == _SPACES.sub("", link_text)
 
-    def _is_promo(self, el: _Element) -> bool:
-        text = norm_text(el)
+    def _is_promo(self, el: _Element, text: str) -> bool:
         m = self.marker.match(text)
         if m:
             return self._links_only(el, text[m.end() :])
@@ -196,9 +228,11 @@ class PromoFooter(Rule):
         )
 
     def apply(self, root: _Element, ctx: Context) -> int:
+        if not self.precheck.search(ctx.raw):
+            return 0
         count = 0
-        for el in [e for e in root.iter("div", "p", "section", "footer") if e is not root]:
-            if not attached(el, root) or not self._is_promo(el):
+        for el, text in ctx.leaf_blocks(root):
+            if not attached(el, root) or not self._is_promo(el, text):
                 continue
             prev = el.getprevious()
             while prev is not None and prev.tag in ("hr", "br") and not (prev.tail or "").strip():
@@ -219,16 +253,17 @@ class NoticeBlock(Rule):
 
     name: str
     pattern: re.Pattern[str]
+    precheck: re.Pattern[str]  # cheap test of the raw body: could it hold the notice at all?
     continuation: re.Pattern[str] | None = None
     max_chars: int = 300
-    tags: tuple[str, ...] = ("p", "div", "blockquote", "em", "small", "footer")
 
     def apply(self, root: _Element, ctx: Context) -> int:
+        if not self.precheck.search(ctx.raw):
+            return 0
         count = 0
-        for el in [e for e in root.iter(*self.tags) if e is not root]:
+        for el, text in ctx.leaf_blocks(root):
             if not attached(el, root):
                 continue
-            text = norm_text(el)
             if len(text) > self.max_chars or not self.pattern.match(text):
                 continue
             # Take the outermost block that holds nothing but this notice (<p><em>notice</em></p>).
@@ -259,10 +294,10 @@ class TrailingNotice(Rule):
     last_blocks: int = 3
 
     def apply(self, root: _Element, ctx: Context) -> int:
-        blocks = [el for el in root if isinstance(el.tag, str) and el.tag in BLOCK_TAGS]
+        if not self.pattern.search(ctx.raw):
+            return 0
         count = 0
-        for el in blocks[-self.last_blocks :]:
-            text = norm_text(el)
+        for el, text in ctx.leaf_blocks(root)[-self.last_blocks :]:
             if text and len(text) <= self.max_chars and self.pattern.search(text):
                 drop(el)
                 count += 1
@@ -288,7 +323,7 @@ class CaptionedImages(Rule):
             if (nxt.text or "").strip() or (nxt[0].tail or "").strip():
                 continue
             caption = norm_text(nxt)
-            figure = lxml_html.Element("figure")
+            figure = etree.Element("figure")
             img.addprevious(figure)
             figure.tail, img.tail = nxt.tail, None
             figure.append(img)
@@ -384,7 +419,7 @@ class PresentationAttributes(Rule):
 
     def apply(self, root: _Element, ctx: Context) -> int:
         count = 0
-        for el in root.iter():
+        for el in root.xpath(".//*[@*]"):
             attrib = el.attrib
             names = [str(k) for k in attrib]
             for key in [
@@ -408,11 +443,17 @@ class BreakRuns(Rule):
     name: str
 
     def apply(self, root: _Element, ctx: Context) -> int:
+        brs = list(root.iter("br"))
+        if not brs:
+            return 0
         count = 0
-        for block in list(root.iter("p", "div")):
-            count += self._split(block)
-        for block in [root, *root.iter(*BLOCK_TAGS)]:
-            count += self._trim(block)
+        for block in {br.getparent() for br in brs if _is_br(br.getnext())}:
+            if block is not None and block is not root and block.tag in ("p", "div"):
+                count += self._split(block)
+        parents = {br.getparent() for br in root.iter("br")}
+        for block in parents:
+            if block is not None and (block is root or block.tag in BLOCK_TAGS):
+                count += self._trim(block)
         return count
 
     def _split(self, block: _Element) -> int:
@@ -446,7 +487,7 @@ class BreakRuns(Rule):
                     current.remove(br)
                 return count + 1
             tag = "p" if current.tag == "div" else current.tag
-            new = lxml_html.Element(tag)
+            new = etree.Element(tag)
             new.text = last_br.tail
             for child in following:
                 new.append(child)
@@ -491,12 +532,12 @@ class EmptyBlocks(Rule):
 
     def apply(self, root: _Element, ctx: Context) -> int:
         count = 0
+        # Children come before their parents in reverse document order, so by the time a
+        # parent is looked at its empty children are gone and "no children" means empty.
         for el in reversed(list(root.iter())):
             if el is root or not isinstance(el.tag, str) or el.tag in _KEEP_EMPTY:
                 continue
-            if el.getparent() is None or norm_text(el):
-                continue
-            if el.find(".//img") is not None:
+            if len(el) or (el.text or "").strip(_BLANK):
                 continue
             drop(el)
             count += 1
@@ -538,7 +579,7 @@ BEFORE_OUTLET: tuple[Rule, ...] = (
     AdBlocks("ad_blocks", _AD_TOKENS),
     TrackingPixels("tracking_pixels", _TRACKER_HOSTS),
     LeadingDateLine("date_line"),
-    PromoFooter("mirror_promo", _PROMO_MARKER, _MIRROR_HOSTS),
+    PromoFooter("mirror_promo", _PROMO_MARKER, _MIRROR_HOSTS, re.compile(r"更多\s*RSS|feedx\.", re.I)),
 )
 # After the outlet's rules: generic notices, then layout repairs on what is left.
 AFTER_OUTLET: tuple[Rule, ...] = (
