@@ -31,6 +31,7 @@ __all__ = ["Rule", "clean", "clean_title", "summarize"]
 _PARSER = etree.HTMLParser(remove_comments=True, remove_pis=True, no_network=True)
 _ZERO_WIDTH = re.compile("[\u200b\u200c\u200d\u2060\ufeff]")
 _ANY_SPACE = re.compile(r"[\s\u00a0\u3000]+")
+_INLINE_SPACE = re.compile(r"[^\S\n]+")  # every space but the line breaks _text puts between blocks
 _TAGS = re.compile(r"<[^>]*>")
 
 # A summary is a lead, not the article: ~two Chinese sentences or a short English paragraph.
@@ -92,9 +93,8 @@ def _text(root: _Element) -> str:
     for el in root.iter():
         if isinstance(el.tag, str) and (el.tag in BLOCK_TAGS or el.tag == "br"):
             el.tail = "\n" + (el.tail or "")
-    text = _ZERO_WIDTH.sub("", text_of(root))
-    lines = (_ANY_SPACE.sub(" ", line).strip() for line in text.split("\n"))
-    return "\n".join(line for line in lines if line)
+    text = _INLINE_SPACE.sub(" ", _ZERO_WIDTH.sub("", text_of(root)))
+    return "\n".join(line for line in (part.strip() for part in text.split("\n")) if line)
 
 
 def _lead_image(root: _Element, given: Image | None, ctx: Context) -> Image | None:

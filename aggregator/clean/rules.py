@@ -141,8 +141,11 @@ class AdBlocks(Rule):
 
     name: str
     pattern: re.Pattern[str]
+    precheck: re.Pattern[str]
 
     def apply(self, root: _Element, ctx: Context) -> int:
+        if not self.precheck.search(ctx.raw):
+            return 0
         found = [
             el
             for el in root.iter()
@@ -190,7 +193,7 @@ class LeadingDateLine(Rule):
             if el.tag == "br":
                 continue
             text = _short_text(el, MAX_DATE_TEXT)
-            is_date = text is not None and 0 < len(text) and parse_date(text, ctx.tz) is not None
+            is_date = text is not None and len(text) > 0 and parse_date(text, ctx.tz) is not None
             if el.tag in BLOCK_TAGS and is_date and el.find(".//img") is None:
                 drop(el)
                 return 1
@@ -290,11 +293,12 @@ class TrailingNotice(Rule):
 
     name: str
     pattern: re.Pattern[str]
+    needles: tuple[str, ...]  # one of these must be in the raw body for the rule to look
     max_chars: int = 200
     last_blocks: int = 3
 
     def apply(self, root: _Element, ctx: Context) -> int:
-        if not self.pattern.search(ctx.raw):
+        if not any(n in ctx.raw for n in self.needles):
             return 0
         count = 0
         for el, text in ctx.leaf_blocks(root)[-self.last_blocks :]:
@@ -457,47 +461,49 @@ class BreakRuns(Rule):
         return count
 
     def _split(self, block: _Element) -> int:
-        if block.getparent() is None or any(
-            isinstance(c.tag, str) and c.tag in BLOCK_TAGS for c in block
-        ):
+        """Split ``block`` at every run of two or more ``<br>``, in one pass over its children."""
+        if any(isinstance(c.tag, str) and c.tag in BLOCK_TAGS for c in block):
             return 0
-        count = 0
-        current = block
-        while True:
-            children = list(current)
-            run_start = None
-            for i, child in enumerate(children):
-                if child.tag == "br" and not (child.tail or "").strip():
-                    nxt = children[i + 1] if i + 1 < len(children) else None
-                    if _is_br(nxt):
-                        run_start = i
-                        break
-            if run_start is None:
-                return count
-            end = run_start
-            while end + 1 < len(children) and children[end + 1].tag == "br":
-                end += 1
-                if (children[end].tail or "").strip():
-                    break
-            last_br = children[end]
-            following = children[end + 1 :]
-            if not (last_br.tail or "").strip() and not following:
-                # A run at the very end: just drop it.
-                for br in children[run_start : end + 1]:
-                    current.remove(br)
-                return count + 1
-            tag = "p" if current.tag == "div" else current.tag
+        children = list(block)
+        segments: list[tuple[str | None, list[_Element]]] = [(block.text, [])]
+        i, runs = 0, 0
+        while i < len(children):
+            child = children[i]
+            j = i
+            while (
+                j < len(children)
+                and children[j].tag == "br"
+                and not (children[j].tail or "").strip(_BLANK)
+                and j + 1 < len(children)
+                and children[j + 1].tag == "br"
+            ):
+                j += 1
+            if j > i:  # children[i..j] is a run of <br>; its last one's tail starts the next part
+                segments.append((children[j].tail, []))
+                runs += 1
+                i = j + 1
+                continue
+            segments[-1][1].append(child)
+            i += 1
+        if not runs:
+            return 0
+        tail = block.tail
+        block.tail = None
+        for br in children:
+            if br.getparent() is block and not any(br in seg for _, seg in segments):
+                block.remove(br)
+        block.text = segments[0][0]
+        anchor = block
+        tag = "p" if block.tag == "div" else block.tag
+        for text, nodes in segments[1:]:
             new = etree.Element(tag)
-            new.text = last_br.tail
-            for child in following:
-                new.append(child)
-            for br in children[run_start : end + 1]:
-                current.remove(br)
-            new.tail = current.tail
-            current.tail = None
-            current.addnext(new)
-            count += 1
-            current = new
+            new.text = text
+            for node in nodes:
+                new.append(node)
+            anchor.addnext(new)
+            anchor = new
+        anchor.tail = tail
+        return runs
 
     def _trim(self, block: _Element) -> int:
         count = 0
@@ -550,6 +556,10 @@ _AD_TOKENS = re.compile(
     r"^(?:ads?|advert\w*|adsbygoogle|ad[-_]\w+|ads[-_]\w+|sponsor(?:ed)?|google[-_]?ads?\w*"
     r"|dfp[-_]\w+|banner[-_]ad\w*|promo[-_]ad\w*|outbrain|taboola)$"
 )
+# Could the raw body hold such a class or id at all? (Most bodies have no class attributes.)
+_AD_PRECHECK = re.compile(
+    r"""(?:class|id)\s*=\s*["']?[^"'>]*?(?<![\w])(?:ads?\b|ad[-_]|advert|adsbygoogle|sponsor|google|dfp|banner|promo|outbrain|taboola)"""
+)
 # Counters and beacons that serve 1x1 images: FeedBurner, Feedsportal, WordPress stats,
 # Google Analytics, Quantcast, comScore, Chartbeat.
 _TRACKER_HOSTS = re.compile(
@@ -576,14 +586,30 @@ BEFORE_OUTLET: tuple[Rule, ...] = (
         frozenset({"iframe", "frame", "frameset", "object", "embed", "applet", "svg", "math"}),
     ),
     DropElements("forms", frozenset({"form", "input", "button", "select", "textarea"})),
-    AdBlocks("ad_blocks", _AD_TOKENS),
+    AdBlocks("ad_blocks", _AD_TOKENS, _AD_PRECHECK),
     TrackingPixels("tracking_pixels", _TRACKER_HOSTS),
     LeadingDateLine("date_line"),
-    PromoFooter("mirror_promo", _PROMO_MARKER, _MIRROR_HOSTS, re.compile(r"更多\s*RSS|feedx\.", re.I)),
+    PromoFooter(
+        "mirror_promo", _PROMO_MARKER, _MIRROR_HOSTS, re.compile(r"更多\s*RSS|feedx\.", re.I)
+    ),
 )
 # After the outlet's rules: generic notices, then layout repairs on what is left.
 AFTER_OUTLET: tuple[Rule, ...] = (
-    TrailingNotice("copyright_line", _COPYRIGHT_LINE),
+    TrailingNotice(
+        "copyright_line",
+        _COPYRIGHT_LINE,
+        (
+            "©",
+            "(c)",
+            "(C)",
+            "opyright",
+            "OPYRIGHT",
+            "版权所有",
+            "版權所有",
+            "ights reserved",
+            "IGHTS RESERVED",
+        ),
+    ),
     CaptionedImages("image_captions"),
     FigureCaptions("figure_captions"),
     ImageProxies("image_proxy"),
