@@ -93,6 +93,12 @@ def attached(el: _Element, root: _Element) -> bool:
     return False
 
 
+def _select(root: _Element, path: str) -> list[_Element]:
+    """The elements an XPath expression finds (XPath results can also be strings or numbers)."""
+    found = root.xpath(path)
+    return [el for el in found if isinstance(el, etree._Element)] if isinstance(found, list) else []
+
+
 def _short_text(el: _Element, limit: int) -> str | None:
     """``el``'s normalised text, or None as soon as it is known to be longer than ``limit``."""
     parts, size = [], 0
@@ -423,7 +429,7 @@ class PresentationAttributes(Rule):
 
     def apply(self, root: _Element, ctx: Context) -> int:
         count = 0
-        for el in root.xpath(".//*[@*]"):
+        for el in _select(root, ".//*[@*]"):
             attrib = el.attrib
             names = [str(k) for k in attrib]
             for key in [
