@@ -101,13 +101,13 @@ def comparable_text(text: str) -> str:
     return folded.casefold()
 
 
+def digest_text(comparable: str) -> str:
+    return hashlib.blake2b(comparable.encode(), digest_size=16).hexdigest()
+
+
 def fingerprint(text: str) -> str:
     """A digest of the article text that ignores whitespace, punctuation and width."""
-    return hashlib.blake2b(comparable_text(text).encode(), digest_size=16).hexdigest()
-
-
-def can_match_by_fingerprint(text: str) -> bool:
-    return len(comparable_text(text)) >= MIN_FINGERPRINT_CHARS
+    return digest_text(comparable_text(text))
 
 
 @dataclass(frozen=True, slots=True, order=True)
