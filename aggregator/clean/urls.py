@@ -72,11 +72,3 @@ def absolute(url: str, base: str | None) -> str | None:
     if scheme == "mailto":
         return u
     return None
-
-
-def looks_like_proxy(url: str) -> bool:
-    try:
-        host = _split_loose(url)[0]
-    except ValueError:
-        return False
-    return host in _QUERY_PROXIES or host in _PATH_PROXIES

@@ -155,12 +155,6 @@ class Store:
                 (key, _t(version.at), version.text_hash, _t(version.published), origin),
             )
 
-    def has_item(self, key: str) -> bool:
-        with self._errors():
-            return (
-                self._db.execute("SELECT 1 FROM items WHERE key = ?", (key,)).fetchone() is not None
-            )
-
     def save_item(self, item: Item, res: Resolution, now: datetime) -> None:
         """Insert the article, or update it with ``item`` (the kept version) and its dates."""
         image = item.image
@@ -259,13 +253,6 @@ class Store:
                     )
                 )  # fmt: skip
             return out
-
-    def count(self, source: str | None = None) -> int:
-        with self._errors():
-            if source is None:
-                return int(self._db.execute("SELECT count(*) FROM items").fetchone()[0])
-            sql = "SELECT count(*) FROM items WHERE source = ?"
-            return int(self._db.execute(sql, (source,)).fetchone()[0])
 
     def apply_retention(self, retention: Retention, sources: Sequence[str], now: datetime) -> int:
         """Delete articles older than the age limit or beyond the per-source count; how many."""
