@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from fnmatch import fnmatch
+from operator import attrgetter
 from pathlib import Path
 
 from aggregator.errors import FetchError
@@ -27,32 +28,35 @@ def scan(source: Source) -> Iterator[FileStat]:
     try:
         if root.is_file():
             st = root.stat()
-            yield FileStat(root, st.st_size, st.st_mtime_ns)
+            yield FileStat(str(root), st.st_size, st.st_mtime_ns)
             return
         if not root.is_dir():
             raise FetchError(str(root), "no such file or folder; fix sources.path in config.toml")
     except OSError as e:
         raise FetchError(str(root), f"cannot look at it: {e.strerror or e}") from e
-    yield from _walk(root, source.include)
+    include = None if source.include == ("*",) else source.include
+    yield from _walk(str(root), include)
 
 
-def _walk(folder: Path, include: tuple[str, ...]) -> Iterator[FileStat]:
+def _walk(folder: str, include: tuple[str, ...] | None) -> Iterator[FileStat]:
+    # The hot loop of a no-change run (one pass per file of every archive): plain strings, and
+    # no pattern matching for the default include; see bench/run_bench.py "no-change".
     try:
         with os.scandir(folder) as it:
-            entries = sorted(it, key=lambda e: e.name)
+            entries = sorted(it, key=attrgetter("name"))
     except OSError as e:
-        raise FetchError(str(folder), f"cannot list the folder: {e.strerror or e}") from e
+        raise FetchError(folder, f"cannot list the folder: {e.strerror or e}") from e
     for entry in entries:
-        if entry.name.startswith("."):
+        name = entry.name
+        if name[0] == ".":
             continue
         try:
-            if entry.is_dir(follow_symlinks=True):
-                yield from _walk(Path(entry.path), include)
-            elif entry.is_file(follow_symlinks=True) and any(
-                fnmatch(entry.name, p) for p in include
-            ):
-                st = entry.stat(follow_symlinks=True)
-                yield FileStat(Path(entry.path), st.st_size, st.st_mtime_ns)
+            if entry.is_file():
+                if include is None or any(fnmatch(name, p) for p in include):
+                    st = entry.stat()
+                    yield FileStat(entry.path, st.st_size, st.st_mtime_ns)
+            elif entry.is_dir():
+                yield from _walk(entry.path, include)
         except OSError:
             continue  # vanished or unreadable between listing and stat; the next run sees it
 
@@ -61,12 +65,12 @@ def read(stat: FileStat, source: str) -> Fetched:
     """The file's bytes; FetchError when it cannot be read or is implausibly large."""
     if stat.size > MAX_FILE_BYTES:
         raise FetchError(
-            str(stat.path),
+            stat.path,
             f"{stat.size // (1024 * 1024)} MiB is too large for an archive item "
             f"(limit {MAX_FILE_BYTES // (1024 * 1024)} MiB); is it in the right folder?",
         )
     try:
-        data = stat.path.read_bytes()
+        data = Path(stat.path).read_bytes()
     except OSError as e:
         raise FetchError(str(stat.path), f"cannot read it: {e.strerror or e}") from e
-    return Fetched(origin=str(stat.path), source=source, data=data)
+    return Fetched(origin=stat.path, source=source, data=data)

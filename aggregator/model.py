@@ -63,7 +63,7 @@ class Config:
 class FileStat:
     """What a directory scan learns about one file without reading it."""
 
-    path: Path
+    path: str  # a plain string: 100,000 Path objects cost a second on a no-change run
     size: int
     mtime_ns: int
 

@@ -215,10 +215,10 @@ def _ingest(
     known = store.file_states(source.name)
     todo: list[tuple[FileStat, str | None]] = []
     for stat in stats:
-        state = known.get(str(stat.path))
+        state = known.get(stat.path)
         if state is not None and (state.size, state.mtime_ns) == (stat.size, stat.mtime_ns):
             if state.status == "skipped":
-                tally.skipped.append(Skip(str(stat.path), f"{state.reason} (file unchanged)"))
+                tally.skipped.append(Skip(stat.path, f"{state.reason} (file unchanged)"))
             continue
         todo.append((stat, state.digest if state is not None else None))
     for done, prepared in enumerate(workers.map(source, todo), start=1):
@@ -231,7 +231,7 @@ def _ingest(
 
 
 def _take(p: Prepared, source: Source, store: Store, now: datetime, tally: _Tally) -> None:
-    origin = str(p.stat.path)
+    origin = p.stat.path
     if not p.same_bytes:
         tally.files_read += 1
     if p.bug:
