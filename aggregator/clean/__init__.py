@@ -20,7 +20,15 @@ from lxml import etree
 from lxml.etree import _Element
 
 from aggregator.clean import urls
-from aggregator.clean.rules import AFTER_OUTLET, BEFORE_OUTLET, BLOCK_TAGS, Context, Rule, text_of
+from aggregator.clean.rules import (
+    AFTER_OUTLET,
+    BEFORE_OUTLET,
+    BLOCK_TAGS,
+    Context,
+    Rule,
+    drop,
+    text_of,
+)
 from aggregator.clean.sanitize import sanitize
 from aggregator.model import Image, Item
 
@@ -80,16 +88,7 @@ def _text(root: _Element) -> str:
     """The article's words, one block a line, figures and captions left out. Edits the tree, so
     it runs after the HTML has been serialised."""
     for fig in list(root.iter("figure", "figcaption")):
-        parent = fig.getparent()
-        if parent is not None:
-            tail = fig.tail
-            prev = fig.getprevious()
-            if tail:
-                if prev is not None:
-                    prev.tail = (prev.tail or "") + tail
-                else:
-                    parent.text = (parent.text or "") + tail
-            parent.remove(fig)
+        drop(fig)
     for el in root.iter():
         if isinstance(el.tag, str) and (el.tag in BLOCK_TAGS or el.tag == "br"):
             el.tail = "\n" + (el.tail or "")

@@ -154,8 +154,8 @@ class AdBlocks(Rule):
             return 0
         found = [
             el
-            for el in root.iter()
-            if el is not root and any(self.pattern.match(t) for t in _tokens(el))
+            for el in _select(root, ".//*[@class or @id]")
+            if any(self.pattern.match(t) for t in _tokens(el))
         ]
         count = 0
         for el in found:
