@@ -143,7 +143,7 @@ class Profile:
         named = _text_value(meta, "author")
         lang = self.lang
         if lang.startswith("zh"):
-            lang = script.detect(title + post.body[:2000]) or lang
+            lang = script.detect(title + post.body) or lang
         image_url = _http_url(_text_value(meta, *_IMAGE_KEYS))
         return Item(
             source=fetched.source,

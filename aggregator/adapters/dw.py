@@ -27,7 +27,7 @@ PROFILE = Profile(
             re.compile(
                 r"^(?:©|\(c\))?\s*(?:\d{4}\s*年?\s*)?(?:德国之声|德國之聲)\s*(?:版权声明|版權聲明)"
             ),
-            precheck=re.compile(r"版权声明|版權聲明"),
+            needles=("版权声明", "版權聲明"),
             continuation=re.compile(
                 r"^本文所有(?:内容|內容)受到(?:著作权法|著作權法)(?:保护|保護)"
             ),

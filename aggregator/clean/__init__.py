@@ -27,7 +27,8 @@ from aggregator.clean.rules import (
     Context,
     Rule,
     drop,
-    text_of,
+    norm_text,
+    squash,
 )
 from aggregator.clean.sanitize import sanitize
 from aggregator.model import Image, Item
@@ -37,34 +38,36 @@ __all__ = ["Rule", "clean", "clean_title", "summarize"]
 # The plain libxml2 HTML parser: lxml.html's element classes cost a Python call per element
 # touched, a quarter of the cleaning time (bench/profile_run.py).
 _PARSER = etree.HTMLParser(remove_comments=True, remove_pis=True, no_network=True)
-_ZERO_WIDTH = re.compile("[\u200b\u200c\u200d\u2060\ufeff]")
-_ANY_SPACE = re.compile(r"[\s\u00a0\u3000]+")
-_INLINE_SPACE = re.compile(r"[^\S\n]+")  # every space but the line breaks _text puts between blocks
 _TAGS = re.compile(r"<[^>]*>")
 
 # A summary is a lead, not the article: ~two Chinese sentences or a short English paragraph.
 SUMMARY_CHARS = 200
-_SENTENCE_END = re.compile(r"[。！？!?](?=[^。！？!?]*$)|\.(?=\s[^.]*$)")
+_SENTENCE_ENDS = ("。", "！", "？", "!", "?", ". ")
+
+
+def _last_sentence_end(head: str) -> int:
+    """The index just after the last sentence end in ``head`` (0 when there is none)."""
+    return max(head.rfind(mark) + 1 for mark in _SENTENCE_ENDS)
 
 
 def clean_title(title: str) -> str:
     """A title as a reader should see it: entities decoded, tags and zero-width characters
     gone, every kind of space (no-break, ideographic, runs) one plain space."""
     text = html.unescape(_TAGS.sub("", title)) if "<" in title or "&" in title else title
-    text = _ZERO_WIDTH.sub("", text)
-    return _ANY_SPACE.sub(" ", text).strip()
+    return squash(text)
 
 
 def summarize(text: str, limit: int = SUMMARY_CHARS) -> str:
     """The first ``limit`` characters of ``text``, cut after a sentence where one ends late
     enough, else at the limit with an ellipsis."""
-    flat = _ANY_SPACE.sub(" ", text).strip()
+    # Only the head can end up in the summary; folding spaces can only shorten it.
+    flat = squash(text[: limit * 4])
     if len(flat) <= limit:
         return flat
     head = flat[:limit]
-    m = _SENTENCE_END.search(head)
-    if m and m.end() >= limit * 0.5:
-        return head[: m.end()].strip()
+    end = _last_sentence_end(head)
+    if end >= limit * 0.5:
+        return head[:end].strip()
     return head.rstrip() + "…"
 
 
@@ -89,11 +92,10 @@ def _text(root: _Element) -> str:
     it runs after the HTML has been serialised."""
     for fig in list(root.iter("figure", "figcaption")):
         drop(fig)
-    for el in root.iter():
-        if isinstance(el.tag, str) and (el.tag in BLOCK_TAGS or el.tag == "br"):
-            el.tail = "\n" + (el.tail or "")
-    text = _INLINE_SPACE.sub(" ", _ZERO_WIDTH.sub("", text_of(root)))
-    return "\n".join(line for line in (part.strip() for part in text.split("\n")) if line)
+    for el in root.iter(*BLOCK_TAGS, "br"):
+        el.tail = "\n" + (el.tail or "")
+    text = etree.tostring(root, method="text", encoding="unicode")
+    return "\n".join(line for line in map(squash, text.split("\n")) if line)
 
 
 def _lead_image(root: _Element, given: Image | None, ctx: Context) -> Image | None:
@@ -113,7 +115,7 @@ def _lead_image(root: _Element, given: Image | None, ctx: Context) -> Image | No
         if figure is not None and figure.tag == "figure":
             cap = figure.find("figcaption")
             if cap is not None:
-                caption = _ANY_SPACE.sub(" ", text_of(cap)).strip()
+                caption = norm_text(cap)
         return Image(url or src, caption or (given.caption if given else ""))
     return Image(url, given.caption) if url and given is not None else None
 
