@@ -10,15 +10,18 @@ keys (unique names, known adapters).
 
 from __future__ import annotations
 
+import re
 import tomllib
 from pathlib import Path
 from typing import Annotated, Any
+from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from aggregator import __version__
 from aggregator.adapters import ADAPTERS, AUTO
 from aggregator.errors import ConfigError
-from aggregator.model import Config, FeedSpec, Retention, Source
+from aggregator.model import Config, FeedSpec, FetchPolicy, Retention, Source
 
 DEFAULT_CONFIG = Path("config.toml")
 
@@ -29,10 +32,60 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class _Source(_Strict):
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d)?\s*$")
+_UNIT = {"s": 1, "m": 60, "h": 3600, "d": 86400, None: 1}
+
+
+def _seconds(v: object) -> float:
+    """A duration: a number of seconds, or text like "90s", "30m", "2h", "1d"."""
+    if isinstance(v, int | float) and not isinstance(v, bool):
+        return float(v)
+    m = _DURATION.match(v) if isinstance(v, str) else None
+    if not m:
+        raise ValueError('must be seconds (1800) or a duration like "30m", "2h", "1d"')
+    return float(m.group(1)) * _UNIT[m.group(2)]
+
+
+Duration = Annotated[float, Field(gt=0)]
+
+
+class _FetchSettings(_Strict):
+    """Settings of URL sources; [fetch] holds the defaults, a source may override each."""
+
+    interval: Duration | None = None
+    cron: str | None = None
+    timeout: Duration | None = None
+    user_agent: str | None = None
+    headers: dict[str, str] | None = None
+    max_items: int | None = Field(default=None, ge=1, le=100_000)
+    max_bytes: int | None = Field(default=None, ge=1024)
+    max_redirects: int | None = Field(default=None, ge=0, le=20)
+    allow_private: bool | None = None
+
+    @field_validator("interval", "timeout", mode="before")
+    @classmethod
+    def _duration(cls, v: object) -> float | None:
+        return None if v is None else _seconds(v)
+
+    @field_validator("headers")
+    @classmethod
+    def _header_names(cls, v: dict[str, str] | None) -> dict[str, str] | None:
+        for name, value in (v or {}).items():
+            if not re.fullmatch(r"[A-Za-z0-9!#$%&'*+.^_`|~-]+", name) or "\n" in value:
+                raise ValueError(f"{name!r} is not a valid HTTP header")
+        return v
+
+
+class _Fetch(_FetchSettings):
+    concurrency: int = Field(default=16, ge=1, le=256)
+    per_host: int = Field(default=4, ge=1, le=64)
+
+
+class _Source(_FetchSettings):
     name: _NAME
     title: str | None = None
-    path: str
+    path: str | None = None
+    url: str | None = None
     adapter: str = AUTO
     include: list[str] = Field(default_factory=lambda: ["*"], min_length=1)
     lang: str | None = None
@@ -47,6 +100,21 @@ class _Source(_Strict):
             known = ", ".join(sorted(ADAPTERS))
             raise ValueError(f"unknown adapter {v!r}; known: {known}, or {AUTO!r} to detect")
         return v
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, v: str | None) -> str | None:
+        if v is not None:
+            parts = urlsplit(v)
+            if parts.scheme not in ("http", "https") or not parts.hostname:
+                raise ValueError("must be an absolute http(s) URL of a feed")
+        return v
+
+    @model_validator(mode="after")
+    def _path_or_url(self) -> _Source:
+        if (self.path is None) == (self.url is None):
+            raise ValueError("give either path (an archive folder) or url (a feed), not both")
+        return self
 
 
 class _Merged(_Strict):
@@ -74,6 +142,7 @@ class _Config(_Strict):
     workers: int = Field(default=0, ge=0, le=64)
     output: _Output = _Output()
     retention: _Retention = _Retention()
+    fetch: _Fetch = _Fetch()
     sources: list[_Source] = Field(min_length=1)
 
     @field_validator("base_url")
@@ -151,12 +220,30 @@ def _homepage(s: _Source) -> str | None:
     return profile.homepage if profile is not None and profile.hosts else None
 
 
+_POLICY_KEYS = (
+    "interval", "cron", "timeout", "user_agent", "max_items", "max_bytes", "max_redirects",
+    "allow_private",
+)  # fmt: skip
+
+
+def _policy(s: _Source, defaults: _Fetch, base_url: str) -> FetchPolicy:
+    """The source's own settings over [fetch]'s over the built-in defaults. The default user
+    agent names where the feeds are published, so a site's operator can see who polls it."""
+    values: dict[str, Any] = {"user_agent": f"aggregator/{__version__} (+{base_url})"}
+    for layer in (defaults, s):
+        values.update({k: getattr(layer, k) for k in _POLICY_KEYS if getattr(layer, k) is not None})
+    headers = {**(defaults.headers or {}), **(s.headers or {})}
+    return FetchPolicy(**values, headers=tuple(sorted(headers.items())))
+
+
 def _build(raw: _Config, root: Path, path: Path) -> Config:
     sources = tuple(
         Source(
             name=s.name,
             title=s.title or s.name,
-            path=(root / s.path).resolve(),
+            path=(root / s.path).resolve() if s.path is not None else None,
+            url=s.url,
+            policy=_policy(s, raw.fetch, raw.base_url),
             adapter=s.adapter,
             include=tuple(s.include),
             lang=s.lang,
@@ -202,6 +289,8 @@ def _build(raw: _Config, root: Path, path: Path) -> Config:
         retention=Retention(raw.retention.max_age_days, raw.retention.max_items_per_source),
         workers=raw.workers,
         path=path.resolve(),
+        concurrency=raw.fetch.concurrency,
+        per_host=raw.fetch.per_host,
     )
 
 
@@ -209,6 +298,6 @@ def check_paths(config: Config) -> list[str]:
     """Problems a run would meet on disk, by key path (for ``aggregator check``)."""
     problems = []
     for i, s in enumerate(config.sources):
-        if not s.path.exists():
+        if s.path is not None and not s.path.exists():
             problems.append(f"sources[{i}].path: {s.path} does not exist")
     return problems

@@ -12,7 +12,9 @@ Identity is decided here and nowhere else:
   parameters dropped, remaining query parameters sorted;
 * an outlet's own article id where its URLs carry one (VOA ``/6800196.html``, DW ``/a-60376336``),
   so the same article under a re-slugged URL is still the same article;
-* for an item with no link at all, its outlet, normalised title and publication day.
+* for a feed entry with no link, its outlet and the entry's own id (guid) within its source;
+* for an item with no link (and no id), its outlet, normalised title and publication day; with
+  no date either (a sparse feed entry), its outlet and a digest of its title and text.
 """
 
 from __future__ import annotations
@@ -73,6 +75,10 @@ def identity_key(
     *,
     title: str,
     published: datetime,
+    guid: str | None = None,
+    scope: str = "",
+    dated: bool = True,
+    body: str = "",
 ) -> str:
     """The one key under which an article is stored. See the module docstring for the rules."""
     if link:
@@ -82,7 +88,11 @@ def identity_key(
             if m:
                 return f"{outlet}:{m.group(1)}"
         return f"url:{canonical}"
+    if guid:  # a feed entry's own id, meaningful only within the feed that gave it
+        return f"{outlet}:guid:{scope}:{guid.strip()}"
     folded = _NOT_WORD.sub("", unicodedata.normalize("NFKC", title).casefold())
+    if not dated:  # no link, no id, no date: only the words say which entry this is
+        return f"{outlet}:text:{digest_text(folded + chr(0) + comparable_text(body))}"
     return f"{outlet}:title:{published.date().isoformat()}:{folded}"
 
 

@@ -12,18 +12,41 @@ from pathlib import Path
 
 
 @dataclass(frozen=True, slots=True)
+class FetchPolicy:
+    """How a URL source is fetched; per-source values fall back to config.toml's [fetch]."""
+
+    interval: float = 1800.0  # seconds between fetches when run as a daemon
+    timeout: float = 30.0  # seconds for the whole fetch: connect, redirects and body
+    user_agent: str = "aggregator"
+    headers: tuple[tuple[str, str], ...] = ()  # extra request headers
+    max_items: int = 500  # entries taken from one fetch of a feed
+    max_bytes: int = 16 * 1024 * 1024  # decompressed body cap
+    max_redirects: int = 5
+    allow_private: bool = False  # may fetch loopback/private/link-local addresses
+    cron: str | None = None  # a crontab expression instead of the interval (daemon)
+
+
+@dataclass(frozen=True, slots=True)
 class Source:
-    """One configured input: an archive folder (or a single file) read through an adapter."""
+    """One configured input: an archive folder (or a single file), or a feed URL, read
+    through an adapter."""
 
     name: str  # config key, also the per-source feed's file name
     title: str
-    path: Path
+    path: Path | None  # an archive folder or file; None for a URL source
+    url: str | None = None  # a feed URL; None for an archive source
     adapter: str = "auto"  # registry key, or "auto" to detect per file
     include: tuple[str, ...] = ("*",)  # glob patterns on file names
     lang: str | None = None  # overrides the adapter's language
     author: str | None = None  # overrides the adapter's outlet name
     homepage: str | None = None  # overrides the adapter's outlet home page
     icon: str | None = None
+    policy: FetchPolicy = FetchPolicy()
+
+    @property
+    def where(self) -> str:
+        """The path or URL, for messages."""
+        return self.url if self.url is not None else str(self.path)
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +80,8 @@ class Config:
     retention: Retention = Retention()
     workers: int = 0  # processes for parsing and cleaning; 0 = one per CPU
     path: Path | None = None  # the file this came from, for messages
+    concurrency: int = 16  # URL sources fetched at once
+    per_host: int = 4  # of which at most this many from one host
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +100,9 @@ class Fetched:
     origin: str  # file path or URL, shown in every message about it
     source: str  # Source.name
     data: bytes
+    is_feed: bool = False  # a downloaded feed (RSS, Atom, JSON Feed), not an archive item
+    headers: tuple[tuple[str, str], ...] = ()  # HTTP response headers, lower-case names
+    at: datetime | None = None  # when it was downloaded (a feed entry without a date gets it)
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,6 +129,7 @@ class Item:
     content: str  # HTML; raw from the adapter, sanitised after clean
     categories: tuple[str, ...] = ()
     image: Image | None = None
+    dated: bool = True  # False: the source gave no date; ``published`` is when it was first seen
     text: str = ""  # plain text of the cleaned content (set by clean)
     summary: str = ""  # plain-text summary (set by clean)
     fired: tuple[tuple[str, int], ...] = ()  # cleaning rules that fired, with counts
@@ -136,6 +165,32 @@ class Skip:
 
 
 @dataclass(frozen=True, slots=True)
+class FetchState:
+    """What the store keeps about a URL source between fetches."""
+
+    url: str | None = None  # the URL the validators below belong to
+    etag: str | None = None
+    last_modified: str | None = None
+    failures: int = 0  # consecutive failed fetches
+    retry_at: datetime | None = None  # make no request before this
+    last_attempt: datetime | None = None
+    last_success: datetime | None = None
+    last_error: str | None = None
+    digest: str | None = None  # of the last body read, so an unchanged 200 is not parsed again
+
+
+@dataclass(frozen=True, slots=True)
+class FetchStatus:
+    """What fetching a URL source did this run, for the summary and the health page."""
+
+    outcome: str  # "fetched", "not-modified", "failed", "waiting" (backoff/Retry-After), "offline"
+    detail: str = ""  # "200, 48 KiB in 0.31 s", "HTTP 503; retrying after 2026-11-21 10:00 UTC"
+    failures: int = 0  # consecutive failures so far
+    retry_at: datetime | None = None  # no request before this
+    moved_to: str | None = None  # a permanent redirect's target (update config.toml)
+
+
+@dataclass(frozen=True, slots=True)
 class SourceReport:
     name: str
     files_seen: int = 0
@@ -147,6 +202,7 @@ class SourceReport:
     skipped: tuple[Skip, ...] = ()
     rules: tuple[tuple[str, int], ...] = ()  # cleaning rule -> times fired
     error: str | None = None  # the whole source failed
+    fetch: FetchStatus | None = None  # URL sources: what the fetch did
 
 
 @dataclass(frozen=True, slots=True)

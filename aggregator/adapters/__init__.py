@@ -12,7 +12,9 @@ from __future__ import annotations
 from aggregator.adapters import aljazeera, dw, generic, voa
 from aggregator.adapters.base import Profile
 from aggregator.adapters.containers import read_post
-from aggregator.model import Fetched, Item
+from aggregator.adapters.feeds import read_feed
+from aggregator.errors import ParseError
+from aggregator.model import Fetched, Item, Skip
 
 ADAPTERS: dict[str, Profile] = {
     p.key: p for p in (voa.PROFILE, dw.PROFILE, aljazeera.PROFILE, generic.PROFILE)
@@ -21,7 +23,7 @@ AUTO = "auto"
 # Front-matter keys whose URLs tell the outlet when a post has no archive link line.
 _URL_KEYS = ("link", "url", "permalink", "headimg", "image", "thumbnail", "cover")
 
-__all__ = ["ADAPTERS", "AUTO", "Profile", "detect", "parse"]
+__all__ = ["ADAPTERS", "AUTO", "Profile", "detect", "parse", "parse_feed"]
 
 
 def detect(*urls: str | None) -> Profile:
@@ -41,3 +43,34 @@ def parse(fetched: Fetched, adapter: str) -> tuple[Item, ...]:
     post = read_post(fetched.data, fetched.origin)
     meta_urls = (v for k, v in post.meta.items() if k in _URL_KEYS and isinstance(v, str))
     return (detect(post.link, *meta_urls).to_item(post, fetched),)
+
+
+def parse_feed(
+    fetched: Fetched, adapter: str, max_items: int
+) -> tuple[tuple[Item, ...], tuple[Skip, ...]]:
+    """The entries of a downloaded feed as items, read by the named adapter's outlet knowledge
+    (dates, id scheme; its cleaning rules apply later), or with ``"auto"`` each entry by the
+    outlet its link belongs to. An entry that cannot be used is skipped with its reason; the
+    feed's other entries go on. Past ``max_items`` entries the rest are skipped, with one
+    reason. ParseError when the document is not a feed at all."""
+    headers = dict(fetched.headers)
+    posts = read_feed(fetched.data, headers, fetched.origin)
+    items: list[Item] = []
+    skipped: list[Skip] = []
+    for n, post in enumerate(posts[:max_items], start=1):
+        meta_urls = (v for k, v in post.meta.items() if k in _URL_KEYS and isinstance(v, str))
+        profile = ADAPTERS[adapter] if adapter != AUTO else detect(post.link, *meta_urls)
+        try:
+            items.append(profile.to_item(post, fetched))
+        except ParseError as e:
+            label = post.title or post.link or "untitled"
+            skipped.append(Skip(f"{fetched.origin} entry {n} ({label})", e.reason))
+    if len(posts) > max_items:
+        skipped.append(
+            Skip(
+                fetched.origin,
+                f"the feed has {len(posts)} entries; took the first {max_items} (max_items) "
+                "and left the rest",
+            )
+        )
+    return tuple(items), tuple(skipped)

@@ -106,6 +106,7 @@ class Profile:
         return any(host == h or host.endswith("." + h) for h in self.hosts)
 
     def parse(self, fetched: Fetched) -> tuple[Item, ...]:
+        """The archive item in ``fetched`` (a file: one post, one item)."""
         return (self.to_item(read_post(fetched.data, fetched.origin), fetched),)
 
     def author_for(self, link: str | None) -> tuple[str, str]:
@@ -133,6 +134,9 @@ class Profile:
             )
             or post.archived
         )
+        dated = published is not None
+        if published is None and fetched.at is not None:
+            published = fetched.at  # a feed entry without a date: first seen now
         if published is None:
             raise ParseError(
                 origin,
@@ -149,7 +153,17 @@ class Profile:
             source=fetched.source,
             outlet=self.key,
             origin=origin,
-            key=identity_key(self.key, link, self.article_id, title=title, published=published),
+            key=identity_key(
+                self.key,
+                link,
+                self.article_id,
+                title=title,
+                published=published,
+                guid=_text_value(meta, "guid") if post.container == "feed" else None,
+                scope=fetched.source,
+                dated=dated,
+                body=post.body,
+            ),
             title=title,
             link=link,
             published=published,
@@ -160,4 +174,5 @@ class Profile:
             content=post.body,
             categories=_categories(meta, {named or "", author}),
             image=Image(image_url) if image_url else None,
+            dated=dated,
         )

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from aggregator.dedupe import Resolution, Version, mint_atom_id
 from aggregator.errors import StoreError
-from aggregator.model import Entry, Image, Item, Retention
+from aggregator.model import Entry, Fetched, FetchState, Image, Item, Retention
 from aggregator.store.schema import MIGRATIONS
 
 __all__ = ["FileState", "Store"]
@@ -271,3 +271,56 @@ class Store:
                         (source, source, retention.max_items_per_source),
                     ).rowcount
         return removed
+
+    # -- URL sources -------------------------------------------------------------------------
+
+    def fetch_state(self, source: str) -> FetchState:
+        """What the last fetches of ``source`` left (an empty state for a new source)."""
+        with self._errors():
+            row = self._db.execute(
+                "SELECT url, etag, last_modified, failures, retry_at, last_attempt, last_success,"
+                " last_error, digest FROM fetch_state WHERE source = ?",
+                (source,),
+            ).fetchone()
+        if row is None:
+            return FetchState()
+        retry_at, attempt, success = (_dt(v) if v else None for v in (row[4], row[5], row[6]))
+        return FetchState(
+            url=row[0], etag=row[1], last_modified=row[2], failures=row[3], retry_at=retry_at,
+            last_attempt=attempt, last_success=success, last_error=row[7], digest=row[8],
+        )  # fmt: skip
+
+    def save_fetch_state(self, source: str, state: FetchState) -> None:
+        def t(dt: datetime | None) -> str | None:
+            return _t(dt) if dt is not None else None
+
+        with self._errors():
+            self._db.execute(
+                "INSERT OR REPLACE INTO fetch_state (source, url, etag, last_modified, failures,"
+                " retry_at, last_attempt, last_success, last_error, digest)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (source, state.url, state.etag, state.last_modified, state.failures,
+                 t(state.retry_at), t(state.last_attempt), t(state.last_success),
+                 state.last_error, state.digest),
+            )  # fmt: skip
+
+    def save_snapshot(self, fetched: Fetched) -> None:
+        """Keep ``fetched`` as its source's last body (one per source, replaced each time)."""
+        with self._errors():
+            self._db.execute(
+                "INSERT OR REPLACE INTO snapshots (source, url, fetched_at, headers, body)"
+                " VALUES (?, ?, ?, ?, ?)",
+                (fetched.source, fetched.origin, _t(fetched.at or datetime.now(UTC)),
+                 json.dumps(fetched.headers, ensure_ascii=False), fetched.data),
+            )  # fmt: skip
+
+    def snapshot(self, source: str) -> Fetched | None:
+        """The last body fetched for ``source``, as it arrived, or None."""
+        with self._errors():
+            row = self._db.execute(
+                "SELECT url, fetched_at, headers, body FROM snapshots WHERE source = ?", (source,)
+            ).fetchone()
+        if row is None:
+            return None
+        headers = tuple((str(k), str(v)) for k, v in json.loads(row[2]))
+        return Fetched(row[0], source, bytes(row[3]), True, headers, _dt(row[1]))

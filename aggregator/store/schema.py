@@ -62,4 +62,28 @@ MIGRATIONS: tuple[str, ...] = (
         seen_at   TEXT NOT NULL
     );
     """,
+    # 2: URL sources: validators, failures and backoff per source; the last body (bounded by
+    # the source's max_bytes) for `aggregator run --offline`.
+    """
+    CREATE TABLE fetch_state (
+        source         TEXT PRIMARY KEY,
+        url            TEXT,
+        etag           TEXT,
+        last_modified  TEXT,
+        failures       INTEGER NOT NULL DEFAULT 0,
+        retry_at       TEXT,
+        last_attempt   TEXT,
+        last_success   TEXT,
+        last_error     TEXT,
+        digest         TEXT
+    );
+
+    CREATE TABLE snapshots (
+        source      TEXT PRIMARY KEY,
+        url         TEXT NOT NULL,
+        fetched_at  TEXT NOT NULL,
+        headers     TEXT NOT NULL,  -- JSON array of [name, value]
+        body        BLOB NOT NULL
+    );
+    """,
 )

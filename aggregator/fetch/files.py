@@ -1,10 +1,9 @@
-"""Fetch stage for local sources: list an archive folder and read its files.
+"""Local sources: list an archive folder and read its files.
 
 Inputs: a ``Source`` (a folder or a single file, with include patterns). Outputs: ``FileStat``
 records from a directory scan (no file is opened), then ``Fetched`` bytes for the files the
 pipeline decides to read. Hidden files and folders (``.git``, editor swap files) are skipped.
-Errors are ``FetchError`` naming the path and the reason. (HTTP sources will live here too,
-with httpx; see issue 3.)
+Errors are ``FetchError`` naming the path and the reason.
 """
 
 from __future__ import annotations
@@ -25,6 +24,8 @@ MAX_FILE_BYTES = 16 * 1024 * 1024
 def scan(source: Source) -> Iterator[FileStat]:
     """Every matching file under the source's path, in a stable (sorted) order."""
     root = source.path
+    if root is None:
+        raise FetchError(source.where, "not a local source (it has a url, not a path)")
     try:
         if root.is_file():
             st = root.stat()
