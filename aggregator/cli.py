@@ -25,7 +25,7 @@ from aggregator import __version__, pipeline
 from aggregator import config as config_mod
 from aggregator.adapters import ADAPTERS, AUTO
 from aggregator.errors import AggregatorError, ConfigError, PublishError, StoreError
-from aggregator.model import RunReport
+from aggregator.model import FetchStatus, RunReport
 from aggregator.store import Store
 
 EXIT_OK, EXIT_NOTHING, EXIT_CONFIG, EXIT_STATE = 0, 1, 2, 3
@@ -65,6 +65,11 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--dry-run", action="store_true",
         help="do everything but save state and write feeds; report what would change",
+    )  # fmt: skip
+    run.add_argument(
+        "--offline", action="store_true",
+        help="fetch nothing: read URL sources from the last body stored for each (to rebuild "
+        "without the network, or to try a changed cleaning rule on real data)",
     )  # fmt: skip
     run.add_argument("--json", action="store_true", help="print the run report as JSON")
     run.add_argument("--strict", action="store_true", help="exit 1 if any file or item was skipped")
@@ -141,15 +146,28 @@ def _report_json(report: RunReport) -> dict[str, Any]:
 def _print_report(report: RunReport, out: Console) -> None:
     title = "Run summary" + (" (dry run: nothing saved or written)" if report.dry_run else "")
     table = Table(title=title)
-    for col in ("source", "files", "read", "new", "updated", "unchanged", "duplicates", "skipped"):
+    for col in ("source", "items", "read", "new", "updated", "unchanged", "duplicates", "skipped"):
         table.add_column(col, justify="left" if col == "source" else "right")
+    fetched = [s for s in report.sources if s.fetch is not None]
+    if fetched:
+        table.add_column("fetch")
     for s in report.sources:
-        table.add_row(
+        row = [
             s.name, str(s.files_seen), str(s.files_read), str(s.new), str(s.updated),
             str(s.unchanged), str(s.duplicates), str(len(s.skipped)),
-        )  # fmt: skip
+        ]  # fmt: skip
+        if fetched:
+            status = s.fetch
+            row.append(_fetch_cell(status) if status is not None else "")
+        table.add_row(*row)
     out.print(table)
     for s in report.sources:
+        if s.fetch is not None and s.fetch.moved_to:
+            out.print(
+                f"[yellow]source {s.name} moved permanently[/] to {s.fetch.moved_to}; "
+                "it is fetched there from now on: update its url in config.toml",
+                highlight=False,
+            )
         if s.error:
             out.print(f"[bold red]source {s.name} failed:[/] {s.error}", highlight=False)
         for skip in s.skipped:
@@ -177,6 +195,14 @@ def _print_report(report: RunReport, out: Console) -> None:
     for error in report.errors:
         out.print(f"[bold red]error:[/] {error}", highlight=False)
     out.print(f"done in {report.seconds:.2f} s", highlight=False)
+
+
+def _fetch_cell(status: FetchStatus) -> str:
+    colour = {"fetched": "green", "not-modified": "green", "failed": "red", "waiting": "yellow"}
+    text = f"[{colour.get(status.outcome, 'default')}]{status.outcome}[/]"
+    if status.failures:
+        text += f" ({status.failures} failure(s) in a row)"
+    return f"{text} {status.detail}" if status.detail else text
 
 
 def _cmd_run(args: argparse.Namespace, out: Console, err: Console) -> int:
@@ -216,7 +242,7 @@ def _cmd_run(args: argparse.Namespace, out: Console, err: Console) -> int:
         with Store(cfg.state_db) as store:
             report = pipeline.run_once(
                 cfg, store, datetime.now(UTC), only=args.source, dry_run=args.dry_run,
-                progress=on_progress,
+                offline=args.offline, progress=on_progress,
             )  # fmt: skip
     except (StoreError, PublishError) as e:
         err.print(f"[bold red]error:[/] {e}", highlight=False)

@@ -168,7 +168,8 @@ class Skip:
 class FetchState:
     """What the store keeps about a URL source between fetches."""
 
-    url: str | None = None  # the URL the validators below belong to
+    configured: str | None = None  # the url in config.toml this state was learnt for
+    url: str | None = None  # where to fetch it now (after permanent redirects)
     etag: str | None = None
     last_modified: str | None = None
     failures: int = 0  # consecutive failed fetches

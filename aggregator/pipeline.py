@@ -27,6 +27,7 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from aggregator import adapters, fetch, publish, writer
 from aggregator.clean import clean
@@ -44,6 +45,9 @@ from aggregator.errors import AggregatorError, SourceError
 from aggregator.model import (
     Config,
     FeedResult,
+    Fetched,
+    FetchState,
+    FetchStatus,
     FileStat,
     Item,
     RunReport,
@@ -52,6 +56,9 @@ from aggregator.model import (
     SourceReport,
 )
 from aggregator.store import FileState, Store
+
+if TYPE_CHECKING:
+    from aggregator.fetch.http import HttpResult
 
 log = logging.getLogger("aggregator")
 
@@ -137,13 +144,14 @@ class _Tally:
     skipped: list[Skip] = field(default_factory=list)
     rules: Counter[str] = field(default_factory=Counter)
     error: str | None = None
+    fetch: FetchStatus | None = None
 
     def report(self) -> SourceReport:
         return SourceReport(
             name=self.name, files_seen=self.files_seen, files_read=self.files_read,
             new=self.new, updated=self.updated, unchanged=self.unchanged,
             duplicates=self.duplicates, skipped=tuple(self.skipped),
-            rules=tuple(sorted(self.rules.items())), error=self.error,
+            rules=tuple(sorted(self.rules.items())), error=self.error, fetch=self.fetch,
         )  # fmt: skip
 
 
@@ -172,6 +180,13 @@ def _merge(ready: Ready, store: Store, now: datetime, tally: _Tally) -> None:
     item, text_hash = ready.item, ready.text_hash
     version = Version(version_time(item.published, item.archived), text_hash, item.published)
     known = store.versions(item.key)
+    if not item.dated and known:
+        # The source gives no date: the entry is what was first seen, and a version is new
+        # only when its text is.
+        if any(v.text_hash == text_hash for v in known):
+            tally.unchanged += 1
+            return
+        version = Version(now, text_hash, min(v.published for v in known))
     if not known:
         if ready.matchable:
             other = store.same_text(text_hash, item.key)
@@ -251,6 +266,120 @@ def _take(p: Prepared, source: Source, store: Store, now: datetime, tally: _Tall
     )
 
 
+# -- URL sources ---------------------------------------------------------------------------
+
+
+def _fetch_urls(
+    config: Config, sources: list[Source], store: Store, now: datetime, offline: bool
+) -> dict[str, tuple[FetchState, HttpResult | Fetched | None]]:
+    """Each URL source's state and what this run got for it: a fetch result, or with
+    ``offline`` the stored snapshot (None when there is none)."""
+    states = {s.name: store.fetch_state(s.name) for s in sources}
+    if offline:
+        return {s.name: (states[s.name], store.snapshot(s.name)) for s in sources}
+    from aggregator.fetch import http  # httpx only when there is something to fetch
+
+    targets = [replace(s, url=_current_url(s, states[s.name])) for s in sources]
+    results = http.fetch_all(
+        targets, states, now, concurrency=config.concurrency, per_host=config.per_host
+    )
+    return {r.source: (states[r.source], r) for r in results}
+
+
+def _current_url(source: Source, state: FetchState) -> str | None:
+    """Where the source lives now: its permanent-redirect target, unless config.toml's url
+    has changed since that was learnt."""
+    if state.url and state.configured == source.url:
+        return state.url
+    return source.url
+
+
+def _ingest_url(
+    source: Source,
+    state: FetchState,
+    got: HttpResult | Fetched | None,
+    store: Store,
+    now: datetime,
+) -> SourceReport:
+    tally = _Tally(source.name)
+    if got is None:
+        tally.error = "no snapshot stored yet; run once without --offline to fetch it"
+        tally.fetch = FetchStatus("offline", tally.error)
+        return tally.report()
+    if isinstance(got, Fetched):  # --offline: the snapshot, always parsed again
+        tally.fetch = FetchStatus("offline", f"snapshot of {got.at:%Y-%m-%d %H:%M:%S} UTC")
+        _take_feed(source, got, store, now, tally)
+        return tally.report()
+    from aggregator.fetch import http
+
+    failures, retry_at = http.next_attempt(got, state, now)
+    url = _current_url(source, state) or got.url
+    new_state = replace(
+        state, configured=source.url, url=got.moved_to or url, failures=failures,
+        retry_at=retry_at,
+    )  # fmt: skip
+    detail = ""
+    if got.outcome == "waiting":
+        detail = got.reason or ""
+    elif not got.ok:
+        detail = got.reason or "failed"
+        tally.error = f"{got.url}: {detail}"
+        log.error("source %s: %s: %s", source.name, got.url, detail)
+        new_state = replace(new_state, last_attempt=now, last_error=detail)
+    else:
+        new_state = replace(new_state, last_attempt=now, last_success=now, last_error=None)
+        detail = f"{got.status}, {len(got.data) // 1024} KiB in {got.seconds:.2f} s"
+        if got.outcome == "not-modified":
+            detail = f"304 not modified in {got.seconds:.2f} s"
+    if got.moved_to:
+        log.warning(
+            "source %s moved permanently to %s; update its url in config.toml", source.name,
+            got.moved_to,
+        )  # fmt: skip
+    if got.outcome == "fetched":
+        digest = hashlib.blake2b(got.data, digest_size=16).hexdigest()
+        new_state = replace(
+            new_state, etag=got.header("etag"), last_modified=got.header("last-modified"),
+            digest=digest,
+        )  # fmt: skip
+        fetched = Fetched(got.final_url, source.name, got.data, True, got.headers, now)
+        store.save_snapshot(fetched)
+        if digest != state.digest:
+            _take_feed(source, fetched, store, now, tally)
+        else:
+            detail += ", same bytes as last time"
+    if retry_at is not None and got.outcome != "waiting":
+        detail += f"; next try not before {retry_at:%Y-%m-%d %H:%M:%S} UTC"
+    tally.fetch = FetchStatus(got.outcome, detail, failures, retry_at, got.moved_to)
+    store.save_fetch_state(source.name, new_state)
+    return tally.report()
+
+
+def _take_feed(
+    source: Source, fetched: Fetched, store: Store, now: datetime, tally: _Tally
+) -> None:
+    """Parse, clean and store every entry of one downloaded feed."""
+    try:
+        items, skipped = adapters.parse_feed(fetched, source.adapter, source.policy.max_items)
+    except SourceError as e:
+        tally.error = f"{e.origin}: {e.reason}"
+        log.error("source %s: %s", source.name, tally.error)
+        return
+    tally.files_seen = tally.files_read = len(items) + len(skipped)
+    tally.skipped.extend(skipped)
+    for skip in skipped:
+        log.warning("skipped %s: %s", skip.origin, skip.reason)
+    for item in items:
+        try:
+            ready = _ready(_clean(item, source))
+        except Exception as e:  # a bug: report it with its traceback, keep the run going
+            log.error("bug while cleaning %s:\n%s", item.origin, traceback.format_exc())
+            tally.skipped.append(Skip(item.origin, f"internal error ({type(e).__name__}: {e})"))
+            continue
+        _merge(ready, store, now, tally)
+        tally.rules.update(dict(ready.item.fired))
+
+
 def _write_feeds(config: Config, store: Store, dry_run: bool) -> tuple[list[FeedResult], list[str]]:
     sources = {s.name: s for s in config.sources}
     source_feeds = {spec.sources[0]: spec for spec in config.feeds if spec.sources == (spec.name,)}
@@ -279,18 +408,25 @@ def run_once(
     *,
     only: Iterable[str] | None = None,
     dry_run: bool = False,
+    offline: bool = False,
     progress: Progress | None = None,
 ) -> RunReport:
-    """One regeneration: every (or each named) source in, every output feed out."""
+    """One regeneration: every (or each named) source in, every output feed out. URL sources
+    are fetched first, all at once; with ``offline`` they are read from their snapshots."""
     started = time.perf_counter()
     wanted = set(only) if only is not None else None
+    chosen = [s for s in config.sources if wanted is None or s.name in wanted]
+    urls = [s for s in chosen if s.url is not None]
+    got = _fetch_urls(config, urls, store, now, offline) if urls else {}
     reports = []
     workers = _Workers(config)
     try:
-        for source in config.sources:
-            if wanted is not None and source.name not in wanted:
-                continue
-            reports.append(_ingest(workers, source, store, now, dry_run, progress))
+        for source in chosen:
+            if source.url is not None:
+                state, result = got[source.name]
+                reports.append(_ingest_url(source, state, result, store, now))
+            else:
+                reports.append(_ingest(workers, source, store, now, dry_run, progress))
             if not dry_run:
                 store.commit()
     finally:

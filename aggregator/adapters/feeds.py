@@ -75,13 +75,15 @@ def read_feed(data: bytes, headers: Mapping[str, str], url: str) -> tuple[Post, 
     return tuple(_entry_post(entry) for entry in parsed.entries)
 
 
-def _when(entry: Mapping[str, Any], key: str) -> Any:
+def _when(entry: dict[str, Any], key: str) -> Any:
     """The entry's ``key`` date: its own text where our date dialects read it (so a date
     without a zone gets the outlet's zone in the adapter), else feedparser's reading (UTC)."""
-    raw = entry.get(key)
+    # dict.get, not FeedParserDict's: its fallbacks (updated -> published) warn and would
+    # read one date twice.
+    raw = dict.get(entry, key)
     if isinstance(raw, str) and dates.parse_date(raw, UTC) is not None:
         return raw
-    parsed = entry.get(f"{key}_parsed")
+    parsed = dict.get(entry, f"{key}_parsed")
     if isinstance(parsed, time.struct_time):
         return datetime(*parsed[:6], tzinfo=UTC)
     return None
@@ -138,7 +140,7 @@ def _title(title: Any, body: str) -> str | None:
     return text if len(text) <= UNTITLED_CHARS else text[:UNTITLED_CHARS].rstrip() + "…"
 
 
-def _entry_post(entry: Mapping[str, Any]) -> Post:
+def _entry_post(entry: dict[str, Any]) -> Post:
     meta: dict[str, Any] = {
         "date": _when(entry, "published") or _when(entry, "updated") or _when(entry, "created"),
         "categories": [t.get("term") for t in entry.get("tags") or [] if t.get("term")],

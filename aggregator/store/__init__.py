@@ -278,16 +278,17 @@ class Store:
         """What the last fetches of ``source`` left (an empty state for a new source)."""
         with self._errors():
             row = self._db.execute(
-                "SELECT url, etag, last_modified, failures, retry_at, last_attempt, last_success,"
-                " last_error, digest FROM fetch_state WHERE source = ?",
+                "SELECT configured, url, etag, last_modified, failures, retry_at, last_attempt,"
+                " last_success, last_error, digest FROM fetch_state WHERE source = ?",
                 (source,),
             ).fetchone()
         if row is None:
             return FetchState()
-        retry_at, attempt, success = (_dt(v) if v else None for v in (row[4], row[5], row[6]))
+        retry_at, attempt, success = (_dt(v) if v else None for v in (row[5], row[6], row[7]))
         return FetchState(
-            url=row[0], etag=row[1], last_modified=row[2], failures=row[3], retry_at=retry_at,
-            last_attempt=attempt, last_success=success, last_error=row[7], digest=row[8],
+            configured=row[0], url=row[1], etag=row[2], last_modified=row[3], failures=row[4],
+            retry_at=retry_at, last_attempt=attempt, last_success=success, last_error=row[8],
+            digest=row[9],
         )  # fmt: skip
 
     def save_fetch_state(self, source: str, state: FetchState) -> None:
@@ -296,10 +297,10 @@ class Store:
 
         with self._errors():
             self._db.execute(
-                "INSERT OR REPLACE INTO fetch_state (source, url, etag, last_modified, failures,"
-                " retry_at, last_attempt, last_success, last_error, digest)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (source, state.url, state.etag, state.last_modified, state.failures,
+                "INSERT OR REPLACE INTO fetch_state (source, configured, url, etag, last_modified,"
+                " failures, retry_at, last_attempt, last_success, last_error, digest)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (source, state.configured, state.url, state.etag, state.last_modified, state.failures,
                  t(state.retry_at), t(state.last_attempt), t(state.last_success),
                  state.last_error, state.digest),
             )  # fmt: skip

@@ -67,7 +67,8 @@ MIGRATIONS: tuple[str, ...] = (
     """
     CREATE TABLE fetch_state (
         source         TEXT PRIMARY KEY,
-        url            TEXT,
+        configured     TEXT,  -- the url in config.toml these rows were learnt for
+        url            TEXT,  -- where to fetch it now (after permanent redirects)
         etag           TEXT,
         last_modified  TEXT,
         failures       INTEGER NOT NULL DEFAULT 0,

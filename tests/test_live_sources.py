@@ -1,0 +1,568 @@
+"""URL sources end to end, against a real HTTP server on 127.0.0.1 (tests/feedserver.py).
+
+Each test configures sources in a real config.toml, runs ``pipeline.run_once`` (or the CLI as
+a subprocess) with a real SQLite file, and asserts three things: what was stored (entries in
+the written feeds, the fetch state), what was reported (the source's outcome and reason), and
+that the other sources went on. Time is passed in (``now``), so backoff and Retry-After are
+tested without sleeping; only the deadline tests take real seconds (a few).
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import subprocess
+import sys
+import time
+import zlib
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
+from pathlib import Path
+from typing import Any
+
+import brotli
+import feedparser
+import pytest
+
+from aggregator import config as config_mod
+from aggregator.dedupe import mint_atom_id
+from aggregator.model import RunReport, SourceReport
+from aggregator.pipeline import run_once
+from aggregator.store import Store
+from tests import livefeeds
+from tests.feedserver import FeedServer, Route, gzip_bomb
+
+NOW = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
+RSS = {"content-type": "application/rss+xml; charset=utf-8"}
+ATOM = {"content-type": "application/atom+xml"}
+JSON = {"content-type": "application/feed+json"}
+
+
+@pytest.fixture
+def server() -> Iterator[FeedServer]:
+    s = FeedServer()
+    s.start()
+    yield s
+    s.stop()
+
+
+class Setup:
+    """A workspace: config.toml with the given sources, a state database, an output folder."""
+
+    def __init__(self, root: Path, sources: list[dict[str, Any]], fetch: str = "") -> None:
+        self.root = root
+        lines = [
+            'base_url = "https://news.example.org/feeds/"',
+            'output_dir = "out"',
+            'state_db = "state.sqlite3"',
+            "[fetch]",
+            "timeout = 5",
+            fetch,
+        ]
+        for s in sources:
+            lines.append("[[sources]]")
+            lines.extend(f"{k} = {json.dumps(v)}" for k, v in s.items())
+        (root / "config.toml").write_text("\n".join(lines) + "\n", encoding="utf-8")
+        self.config = config_mod.load(root / "config.toml")
+
+    def run(self, now: datetime = NOW, **kwargs: Any) -> RunReport:
+        with Store(self.config.state_db) as store:
+            return run_once(self.config, store, now, **kwargs)
+
+    def feed(self, name: str) -> Any:
+        return feedparser.parse((self.root / "out" / f"{name}.atom").read_bytes())
+
+
+def url_source(name: str, url: str, adapter: str = "auto", **extra: Any) -> dict[str, Any]:
+    return {"name": name, "url": url, "adapter": adapter, "allow_private": True, **extra}
+
+
+def by_name(report: RunReport) -> dict[str, SourceReport]:
+    return {s.name: s for s in report.sources}
+
+
+# -- every format, read and cleaned like the archives ----------------------------------------
+
+
+FORMATS = [
+    # (name, document builder, headers, articles)
+    ("rss2", lambda: livefeeds.rss2(livefeeds.voa()), RSS, livefeeds.voa),
+    ("rss091", lambda: livefeeds.rss091(livefeeds.voa()), {"content-type": "text/xml"}, livefeeds.voa),
+    ("rss1", lambda: livefeeds.rss1(livefeeds.voa()), {"content-type": "application/rdf+xml"}, livefeeds.voa),
+    ("atom1", lambda: livefeeds.atom1(livefeeds.dw()), ATOM, livefeeds.dw),
+    ("atom03", lambda: livefeeds.atom03(livefeeds.dw()), ATOM, livefeeds.dw),
+    ("jsonfeed11", lambda: livefeeds.json_feed(livefeeds.aljazeera()), JSON, livefeeds.aljazeera),
+    ("jsonfeed10", lambda: livefeeds.json_feed(livefeeds.aljazeera(), "1.0"), {"content-type": "application/json"}, livefeeds.aljazeera),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("name", "build", "headers", "articles"), FORMATS, ids=[f[0] for f in FORMATS]
+)
+def test_each_feed_format_becomes_clean_entries(
+    tmp_path: Path,
+    server: FeedServer,
+    name: str,
+    build: Any,
+    headers: dict[str, str],
+    articles: Any,
+) -> None:
+    url = server.route(f"/{name}", Route(body=build(), headers=headers))
+    setup = Setup(tmp_path, [url_source("live", url)])
+    report = by_name(setup.run())["live"]
+    expected = articles()
+    assert report.error is None, report.error
+    assert report.fetch is not None and report.fetch.outcome == "fetched"
+    assert report.new == len(expected), report
+    feed = setup.feed("live")
+    # Titles as a reader sees them: runs of spaces folded (DW's seed title has two).
+    assert {e.title for e in feed.entries} == {" ".join(a.title.split()) for a in expected}
+    assert {e.link for e in feed.entries} == {a.link for a in expected}
+    for entry in feed.entries:
+        body = entry.content[0].value
+        # The outlet's knowledge applied to feed entries as to archive files: promo, date line,
+        # image proxy and notices gone.
+        for boilerplate in ("获取更多RSS", "feedx.net", "images.weserv.nl", "版权声明", "<script"):
+            assert boilerplate not in body, (name, boilerplate)
+        article = next(a for a in expected if a.link == entry.link)
+        published = datetime(*entry.published_parsed[:6], tzinfo=UTC)
+        assert published == datetime.fromisoformat(article.date.replace("Z", "+00:00")).replace(
+            microsecond=0
+        )
+
+
+def test_archive_and_live_feed_of_one_article_make_one_entry(
+    tmp_path: Path, server: FeedServer
+) -> None:
+    (tmp_path / "seeds").mkdir()
+    for p in (livefeeds.SEEDS / "voa").iterdir():
+        (tmp_path / "seeds" / p.name).write_bytes(p.read_bytes())
+    url = server.route("/voa.rss", Route(body=livefeeds.rss2(livefeeds.voa()), headers=RSS))
+    setup = Setup(tmp_path, [
+        {"name": "archive", "path": "seeds", "adapter": "voa"},
+        url_source("live", url, adapter="voa"),
+    ])  # fmt: skip
+    report = by_name(setup.run())
+    assert report["archive"].new == 3
+    assert report["live"].new == 0 and report["live"].unchanged + report["live"].updated == 3
+    merged = setup.feed("all")
+    assert len(merged.entries) == 3
+    assert len({e.id for e in merged.entries}) == 3
+
+
+# -- conditional GET --------------------------------------------------------------------------
+
+
+def test_etag_304_costs_nothing_and_rewrites_nothing(tmp_path: Path, server: FeedServer) -> None:
+    url = server.route("/f", Route(body=livefeeds.rss2(livefeeds.voa()), headers=RSS, etag='"v1"'))
+    setup = Setup(tmp_path, [url_source("live", url)])
+    first = by_name(setup.run())["live"]
+    assert first.new == 3
+    feed_file = tmp_path / "out" / "live.atom"
+    mtime = feed_file.stat().st_mtime_ns
+    second = setup.run(NOW + timedelta(hours=1))
+    live = by_name(second)["live"]
+    assert live.fetch is not None and live.fetch.outcome == "not-modified"
+    assert (live.new, live.updated, live.files_read) == (0, 0, 0)
+    assert server.hits("/f")[-1].headers.get("if-none-match") == '"v1"'
+    assert not any(f.written for f in second.feeds)
+    assert feed_file.stat().st_mtime_ns == mtime
+
+
+def test_last_modified_is_sent_back(tmp_path: Path, server: FeedServer) -> None:
+    url = server.route(
+        "/f", Route(body=livefeeds.rss2(livefeeds.voa()), headers=RSS, last_modified=1_700_000_000)
+    )
+    setup = Setup(tmp_path, [url_source("live", url)])
+    setup.run()
+    live = by_name(setup.run(NOW + timedelta(hours=1)))["live"]
+    assert server.hits("/f")[-1].headers.get("if-modified-since") == "Tue, 14 Nov 2023 22:13:20 GMT"
+    assert live.fetch is not None and live.fetch.outcome == "not-modified"
+
+
+def test_same_bytes_again_are_not_parsed_again(tmp_path: Path, server: FeedServer) -> None:
+    url = server.route(
+        "/f", Route(body=livefeeds.rss2(livefeeds.voa()), headers=RSS)
+    )  # no validators
+    setup = Setup(tmp_path, [url_source("live", url)])
+    setup.run()
+    live = by_name(setup.run(NOW + timedelta(hours=1)))["live"]
+    assert live.fetch is not None and "same bytes" in live.fetch.detail
+    assert live.files_read == 0
+
+
+@pytest.mark.parametrize("encoding", ["gzip", "deflate", "br"])
+def test_compressed_bodies(tmp_path: Path, server: FeedServer, encoding: str) -> None:
+    raw = livefeeds.rss2(livefeeds.voa())
+    packed = {"gzip": gzip.compress, "deflate": zlib.compress, "br": brotli.compress}[encoding](raw)
+    url = server.route("/f", Route(body=packed, headers={**RSS, "content-encoding": encoding}))
+    setup = Setup(tmp_path, [url_source("live", url)])
+    assert by_name(setup.run())["live"].new == 3
+    assert encoding in server.hits("/f")[0].headers["accept-encoding"]
+
+
+# -- redirects --------------------------------------------------------------------------------
+
+
+def test_permanent_redirect_chain_moves_the_source(tmp_path: Path, server: FeedServer) -> None:
+    final = server.route("/new", Route(body=livefeeds.rss2(livefeeds.voa()), headers=RSS))
+    server.route("/mid", Route(status=308, headers={"location": "/new"}))
+    url = server.route("/old", Route(status=301, headers={"location": server.base + "/mid"}))
+    setup = Setup(tmp_path, [url_source("live", url)])
+    live = by_name(setup.run())["live"]
+    assert live.new == 3
+    assert live.fetch is not None and live.fetch.moved_to == final
+    setup.run(NOW + timedelta(hours=1))
+    assert len(server.hits("/old")) == 1  # the second run went straight to the new URL
+    assert len(server.hits("/new")) == 2
+
+
+def test_temporary_redirect_is_followed_but_not_remembered(
+    tmp_path: Path, server: FeedServer
+) -> None:
+    server.route("/new", Route(body=livefeeds.rss2(livefeeds.voa()), headers=RSS))
+    url = server.route("/old", Route(status=302, headers={"location": "/new"}))
+    setup = Setup(tmp_path, [url_source("live", url)])
+    live = by_name(setup.run())["live"]
+    assert live.new == 3 and live.fetch is not None and live.fetch.moved_to is None
+    setup.run(NOW + timedelta(hours=1))
+    assert len(server.hits("/old")) == 2
+
+
+@pytest.mark.parametrize(
+    ("routes", "reason"),
+    [
+        ({"/a": "/b", "/b": "/a"}, "redirect loop"),
+        ({"/a": "ftp://127.0.0.1/feed.xml"}, "not an http(s) URL"),
+        ({"/a": "file:///etc/passwd"}, "not an http(s) URL"),
+        (
+            {f"/a{'x' * i}" if i else "/a": f"/a{'x' * (i + 1)}" for i in range(8)},
+            "more than 5 redirects",
+        ),
+    ],
+    ids=["loop", "ftp", "file", "too-many"],
+)
+def test_bad_redirects_fail_with_a_reason(
+    tmp_path: Path, server: FeedServer, routes: dict[str, str], reason: str
+) -> None:
+    for path, target in routes.items():
+        server.route(path, Route(status=301, headers={"location": target}))
+    good = server.route("/good", Route(body=livefeeds.atom1(livefeeds.dw()), headers=ATOM))
+    setup = Setup(tmp_path, [url_source("bad", server.base + "/a"), url_source("good", good)])
+    report = by_name(setup.run())
+    assert report["bad"].error is not None and reason in report["bad"].error
+    assert report["good"].new == 1
+
+
+# -- deadlines and limits ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("behaviour", ["drip", "hang"])
+def test_slow_servers_are_cut_off_at_the_deadline(
+    tmp_path: Path, server: FeedServer, behaviour: str
+) -> None:
+    url = server.route(
+        "/slow", Route(body=livefeeds.rss2(livefeeds.voa()), headers=RSS, behaviour=behaviour)
+    )
+    good = server.route("/good", Route(body=livefeeds.atom1(livefeeds.dw()), headers=ATOM))
+    setup = Setup(tmp_path, [url_source("slow", url, timeout=2), url_source("good", good)])
+    started = time.monotonic()
+    report = by_name(setup.run())
+    elapsed = time.monotonic() - started
+    assert elapsed < 4.5, elapsed  # the 2 s deadline, not the drip's hours
+    assert report["slow"].error is not None and "within 2 s" in report["slow"].error
+    assert report["good"].new == 1
+
+
+def test_huge_body_stops_at_the_cap(tmp_path: Path, server: FeedServer) -> None:
+    body = livefeeds.rss2(livefeeds.voa()) + b"<!--" + b"x" * (3 * 1024 * 1024) + b"-->"
+    url = server.route("/huge", Route(body=body, headers=RSS))
+    setup = Setup(tmp_path, [url_source("huge", url, max_bytes=1024 * 1024)])
+    report = by_name(setup.run())["huge"]
+    assert report.error is not None and "larger than 1 MiB" in report.error
+
+
+def test_gzip_bomb_stops_at_the_cap(tmp_path: Path, server: FeedServer) -> None:
+    bomb = gzip_bomb(128 * 1024 * 1024)  # 128 MiB of zeros in ~128 KiB
+    url = server.route("/bomb", Route(body=bomb, headers={**RSS, "content-encoding": "gzip"}))
+    setup = Setup(tmp_path, [url_source("bomb", url, max_bytes=2 * 1024 * 1024)])
+    started = time.monotonic()
+    report = by_name(setup.run())["bomb"]
+    assert report.error is not None and "larger than 2 MiB" in report.error
+    assert time.monotonic() - started < 5
+
+
+# -- politeness: Retry-After and backoff ------------------------------------------------------
+
+
+@pytest.mark.parametrize("status", [429, 503])
+@pytest.mark.parametrize("form", ["seconds", "http-date"])
+def test_retry_after_is_honoured(
+    tmp_path: Path, server: FeedServer, status: int, form: str
+) -> None:
+    value = (
+        "120" if form == "seconds" else format_datetime(NOW + timedelta(seconds=120), usegmt=True)
+    )
+    url = server.route("/busy", Route(status=status, headers={"retry-after": value}))
+    setup = Setup(tmp_path, [url_source("busy", url)])
+    first = by_name(setup.run())["busy"]
+    assert first.fetch is not None and first.fetch.retry_at == NOW + timedelta(seconds=120)
+    assert f"HTTP {status}" in (first.error or "")
+    early = by_name(setup.run(NOW + timedelta(seconds=119)))["busy"]
+    assert early.fetch is not None and early.fetch.outcome == "waiting"
+    assert len(server.hits("/busy")) == 1  # no request before the time the server asked for
+    setup.run(NOW + timedelta(seconds=121))
+    assert len(server.hits("/busy")) == 2
+
+
+def test_backoff_grows_with_failures_and_resets_on_success(
+    tmp_path: Path, server: FeedServer
+) -> None:
+    server.route("/flaky", Route(status=500))
+    setup = Setup(tmp_path, [url_source("flaky", server.base + "/flaky")])
+    now, waits = NOW, []
+    for _ in range(4):
+        report = by_name(setup.run(now))["flaky"]
+        assert report.fetch is not None and report.fetch.retry_at is not None
+        assert "HTTP 500" in (report.error or "")
+        waits.append((report.fetch.retry_at - now).total_seconds())
+        # Before the backoff ends: no request.
+        setup.run(now + timedelta(seconds=waits[-1] - 1))
+        now = report.fetch.retry_at + timedelta(seconds=1)
+    assert len(server.hits("/flaky")) == 4
+    assert report.fetch.failures == 4
+    for n, wait in enumerate(waits, start=1):  # 60 s * 2^(n-1), jittered into [0.5, 1.0]
+        assert 30 * 2 ** (n - 1) <= wait <= 60 * 2 ** (n - 1), waits
+    server.route("/flaky", Route(body=livefeeds.rss2(livefeeds.voa()), headers=RSS))
+    healed = by_name(setup.run(now))["flaky"]
+    assert healed.new == 3 and healed.fetch is not None
+    assert (healed.fetch.failures, healed.fetch.retry_at) == (0, None)
+
+
+# -- what is not a feed -----------------------------------------------------------------------
+
+BILLION_LAUGHS = b"""<?xml version="1.0"?>
+<!DOCTYPE rss [<!ENTITY a "aaaaaaaaaa"><!ENTITY b "&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;">
+<!ENTITY c "&b;&b;&b;&b;&b;&b;&b;&b;&b;&b;"><!ENTITY d "&c;&c;&c;&c;&c;&c;&c;&c;&c;&c;">]>
+<rss version="2.0"><channel><title>&d;</title><item><title>&d;</title>
+<link>https://www.voachinese.com/a/x/1234567.html</link></item></channel></rss>"""
+EXTERNAL_ENTITY = b"""<?xml version="1.0"?>
+<!DOCTYPE rss [<!ENTITY secret SYSTEM "file:///etc/passwd">]>
+<rss version="2.0"><channel><title>t</title><item><title>&secret;</title>
+<link>https://www.voachinese.com/a/x/1234567.html</link><description>&secret;</description>
+</item></channel></rss>"""
+
+BAD = [
+    ("entity-expansion", Route(body=BILLION_LAUGHS, headers=RSS), "declares XML entities"),
+    ("external-entity", Route(body=EXTERNAL_ENTITY, headers=RSS), "declares XML entities"),
+    ("not-xml", Route(body=b"\x89PNG\r\n\x1a\n binary nonsense", headers=RSS), "not an RSS or Atom feed"),
+    ("html-page", Route(body=b"<!DOCTYPE html><html><body>Log in</body></html>", headers={"content-type": "text/html"}), "HTML page"),
+    ("empty", Route(body=b"", headers=RSS), "empty body"),
+    ("not-found", Route(status=404, body=b"gone"), "HTTP 404"),
+    ("server-error", Route(status=500), "HTTP 500"),
+    ("reset", Route(body=livefeeds.rss2(livefeeds.voa()), headers=RSS, behaviour="reset"), "broke off mid-answer"),
+    ("json-not-feed", Route(body=b'{"hello": 1}', headers=JSON), "not a JSON Feed"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("name", "route", "reason"), BAD, ids=[b[0] for b in BAD])
+def test_a_failing_source_keeps_its_items_and_stops_nothing(
+    tmp_path: Path, server: FeedServer, name: str, route: Route, reason: str
+) -> None:
+    url = server.route("/src", Route(body=livefeeds.rss2(livefeeds.voa()), headers=RSS))
+    other = server.route("/other", Route(body=livefeeds.atom1(livefeeds.dw()), headers=ATOM))
+    setup = Setup(tmp_path, [url_source("src", url), url_source("other", other)])
+    assert by_name(setup.run())["src"].new == 3
+    server.route("/src", route)  # the source turns bad
+    fresh = livefeeds.distinct(livefeeds.dw()[0], 1)  # a new article on the other source
+    server.route("/other", Route(body=livefeeds.atom1(livefeeds.dw() + fresh), headers=ATOM))
+    report = by_name(setup.run(NOW + timedelta(hours=1)))
+    assert report["src"].error is not None and reason in report["src"].error, report["src"].error
+    assert report["other"].new == 1  # the other source went on
+    # The failed source's earlier entries stay in its feed and in the merged feed.
+    assert len(setup.feed("src").entries) == 3
+    assert len(setup.feed("all").entries) == 5
+
+
+def test_malformed_but_readable_feed_is_read(tmp_path: Path, server: FeedServer) -> None:
+    doc = livefeeds.rss2(livefeeds.voa()).replace(
+        b"<description>mirror</description>", b"<description>AT&T </description>"
+    )
+    url = server.route("/f", Route(body=doc, headers=RSS))
+    setup = Setup(tmp_path, [url_source("live", url)])
+    assert by_name(setup.run())["live"].new == 3
+
+
+@pytest.mark.parametrize(
+    ("encoding", "content_type"),
+    [
+        ("gb18030", "text/xml"),  # no charset in the header: the XML declaration says
+        ("gb18030", "application/xml; charset=utf-8"),  # the header lies
+        ("big5", "application/rss+xml"),  # Traditional Chinese in Big5
+        ("utf-8", "application/octet-stream"),  # wrong content type
+        ("utf-8", "text/plain; charset=iso-8859-1"),  # wrong type and charset
+    ],
+)
+def test_wrong_content_types_and_charsets_are_repaired(
+    tmp_path: Path, server: FeedServer, encoding: str, content_type: str
+) -> None:
+    articles = livefeeds.voa()
+    if encoding == "big5":  # Big5 cannot write Simplified characters: a Traditional title only
+        articles = [
+            livefeeds.Article(
+                "美國之音：烏克蘭戰事",
+                articles[0].link,
+                "<p>烏克蘭東部的戰事持續。</p>",
+                articles[0].date,
+            )
+        ]
+    url = server.route(
+        "/f",
+        Route(
+            body=livefeeds.rss2(articles, encoding=encoding), headers={"content-type": content_type}
+        ),
+    )
+    setup = Setup(tmp_path, [url_source("live", url, adapter="voa")])
+    assert by_name(setup.run())["live"].new == len(articles)
+    assert {e.title for e in setup.feed("live").entries} == {a.title for a in articles}
+
+
+# -- identity of sparse entries ---------------------------------------------------------------
+
+
+def test_reused_guid_never_gives_two_entries_one_id(tmp_path: Path, server: FeedServer) -> None:
+    doc = b"""<?xml version="1.0" encoding="utf-8"?><rss version="2.0"><channel><title>t</title>
+    <item><title>One</title><guid isPermaLink="false">same</guid><link>https://example.com/a</link>
+    <pubDate>Mon, 10 Jan 2022 04:58:40 GMT</pubDate><description>First story text.</description></item>
+    <item><title>Two</title><guid isPermaLink="false">same</guid><link>https://example.com/b</link>
+    <pubDate>Mon, 10 Jan 2022 05:58:40 GMT</pubDate><description>Second story text.</description></item>
+    </channel></rss>"""
+    url = server.route("/f", Route(body=doc, headers=RSS))
+    setup = Setup(tmp_path, [url_source("live", url, adapter="generic")])
+    assert by_name(setup.run())["live"].new == 2
+    ids = [e.id for e in setup.feed("live").entries]
+    assert len(ids) == len(set(ids)) == 2
+
+
+def test_entries_without_id_link_or_date_keep_a_stable_identity(
+    tmp_path: Path, server: FeedServer
+) -> None:
+    doc = b"""<?xml version="1.0" encoding="utf-8"?><rss version="2.0"><channel><title>t</title>
+    <item><title>Bulletin</title><description>Only words here, nothing else to go by.</description></item>
+    <item><description>An untitled note with no link, no id and no date.</description></item>
+    </channel></rss>"""
+    url = server.route("/f", Route(body=doc, headers=RSS))
+    setup = Setup(tmp_path, [url_source("live", url, adapter="generic")])
+    assert by_name(setup.run())["live"].new == 2
+    first = {e.id: e for e in setup.feed("live").entries}
+    # The same document served again a day later (changed bytes elsewhere): same two entries.
+    server.route(
+        "/f", Route(body=doc.replace(b"<title>t</title>", b"<title>t2</title>"), headers=RSS)
+    )
+    again = by_name(setup.run(NOW + timedelta(days=1)))["live"]
+    assert (again.new, again.updated) == (0, 0)
+    second = {e.id: e for e in setup.feed("live").entries}
+    assert first.keys() == second.keys()
+    assert {e.published for e in second.values()} == {e.published for e in first.values()}
+    assert "An untitled note with no link" in {e.title[:30] for e in second.values()}.pop() or any(
+        e.title.startswith("An untitled note") for e in second.values()
+    )
+
+
+def test_relative_links_resolve_against_xml_base_and_feed_url(
+    tmp_path: Path, server: FeedServer
+) -> None:
+    articles = livefeeds.dw()
+    with_base = livefeeds.atom1(articles, base="https://www.dw.com/", relative=True)
+    url1 = server.route("/based", Route(body=with_base, headers=ATOM))
+    url2 = server.route("/bare", Route(body=livefeeds.atom1(articles, relative=True), headers=ATOM))
+    # Two workspaces: the same article from two sources would be one entry and a duplicate.
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    based = Setup(tmp_path / "a", [url_source("based", url1, adapter="generic")])
+    bare = Setup(tmp_path / "b", [url_source("bare", url2, adapter="generic")])
+    based.run()
+    bare.run()
+    assert [e.link for e in based.feed("based").entries] == [articles[0].link]
+    assert [e.link for e in bare.feed("bare").entries] == [
+        server.base + articles[0].link.removeprefix("https://www.dw.com")
+    ]
+
+
+def test_too_many_entries_takes_the_cap_and_says_so(tmp_path: Path, server: FeedServer) -> None:
+    many = livefeeds.distinct(livefeeds.voa()[0], 30)
+    url = server.route("/f", Route(body=livefeeds.rss2(many), headers=RSS))
+    setup = Setup(tmp_path, [url_source("live", url, max_items=10)])
+    live = by_name(setup.run())["live"]
+    assert live.new == 10
+    assert any("30 entries" in s.reason and "max_items" in s.reason for s in live.skipped)
+
+
+# -- the address policy -----------------------------------------------------------------------
+
+
+def test_loopback_is_refused_unless_the_source_allows_it(
+    tmp_path: Path, server: FeedServer
+) -> None:
+    url = server.route("/f", Route(body=livefeeds.rss2(livefeeds.voa()), headers=RSS))
+    redirect = server.route("/r", Route(status=302, headers={"location": url}))
+    setup = Setup(tmp_path, [
+        {"name": "direct", "url": url, "adapter": "voa"},
+        {"name": "localhost", "url": url.replace("127.0.0.1", "localhost"), "adapter": "voa"},
+        url_source("allowed", redirect, adapter="voa"),
+    ])  # fmt: skip
+    report = by_name(setup.run())
+    for name in ("direct", "localhost"):
+        assert report[name].error is not None
+        assert "loopback address" in report[name].error and "allow_private" in report[name].error
+    assert report["allowed"].new == 3
+    assert len(server.hits("/f")) == 1  # only the allowed source's request reached the server
+
+
+# -- snapshots and --offline ------------------------------------------------------------------
+
+
+def test_offline_rebuilds_from_snapshots_without_the_network(
+    tmp_path: Path, server: FeedServer
+) -> None:
+    url = server.route("/f", Route(body=livefeeds.rss2(livefeeds.voa()), headers=RSS))
+    setup = Setup(tmp_path, [url_source("live", url)])
+    setup.run()
+    server.stop()  # no network from here on
+    out = tmp_path / "out"
+    for f in out.iterdir():
+        f.unlink()
+    proc = subprocess.run(
+        [sys.executable, "-m", "aggregator", "run", "--offline", "--json"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(proc.stdout)
+    live = report["sources"][0]
+    assert live["fetch"]["outcome"] == "offline" and live["files_read"] == 3
+    assert live["unchanged"] == 3
+    assert len(setup.feed("live").entries) == 3
+
+
+def test_offline_without_a_snapshot_says_what_to_do(tmp_path: Path, server: FeedServer) -> None:
+    setup = Setup(tmp_path, [url_source("live", server.base + "/f")])
+    live = by_name(setup.run(offline=True))["live"]
+    assert live.error is not None and "without --offline" in live.error
+    assert server.hits("/f") == []
+
+
+def test_cli_summary_names_the_failed_source_and_reason(tmp_path: Path, server: FeedServer) -> None:
+    good = server.route("/good", Route(body=livefeeds.rss2(livefeeds.voa()), headers=RSS))
+    server.route("/bad", Route(status=503, headers={"retry-after": "600"}))
+    Setup(tmp_path, [url_source("good", good), url_source("bad", server.base + "/bad")])
+    proc = subprocess.run(
+        [sys.executable, "-m", "aggregator", "run"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert "source bad failed:" in proc.stdout and "HTTP 503" in proc.stdout
+    assert "the server asks us to wait" in proc.stdout
+    assert mint_atom_id("voa:6800196") in (tmp_path / "out" / "all.atom").read_text(
+        encoding="utf-8"
+    )
