@@ -204,6 +204,7 @@ class SourceReport:
     rules: tuple[tuple[str, int], ...] = ()  # cleaning rule -> times fired
     error: str | None = None  # the whole source failed
     fetch: FetchStatus | None = None  # URL sources: what the fetch did
+    changed: bool = False  # an entry of this source was added or changed: its feeds rebuilt
 
 
 @dataclass(frozen=True, slots=True)

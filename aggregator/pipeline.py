@@ -29,7 +29,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from aggregator import adapters, fetch, publish, writer
+from aggregator import __version__, adapters, fetch, publish, writer
 from aggregator.clean import clean
 from aggregator.dedupe import (
     MIN_FINGERPRINT_CHARS,
@@ -45,6 +45,7 @@ from aggregator.errors import AggregatorError, SourceError
 from aggregator.model import (
     Config,
     FeedResult,
+    FeedSpec,
     Fetched,
     FetchState,
     FetchStatus,
@@ -145,6 +146,7 @@ class _Tally:
     rules: Counter[str] = field(default_factory=Counter)
     error: str | None = None
     fetch: FetchStatus | None = None
+    changed: bool = False  # an entry of this source was written: its feeds must be rebuilt
 
     def report(self) -> SourceReport:
         return SourceReport(
@@ -152,6 +154,7 @@ class _Tally:
             new=self.new, updated=self.updated, unchanged=self.unchanged,
             duplicates=self.duplicates, skipped=tuple(self.skipped),
             rules=tuple(sorted(self.rules.items())), error=self.error, fetch=self.fetch,
+            changed=self.changed,
         )  # fmt: skip
 
 
@@ -205,8 +208,10 @@ def _merge(ready: Ready, store: Store, now: datetime, tally: _Tally) -> None:
     result = outcome(before, after)
     if after.kept == version:
         store.save_item(item, after, now)
+        tally.changed = True
     elif result is not Outcome.UNCHANGED:
         store.save_dates(item.key, after)
+        tally.changed = True
     if result is Outcome.NEW:
         tally.new += 1
     elif result is Outcome.UPDATED:
@@ -271,19 +276,23 @@ def _take(p: Prepared, source: Source, store: Store, now: datetime, tally: _Tall
 
 def _fetch_urls(
     config: Config, sources: list[Source], store: Store, now: datetime, offline: bool
-) -> dict[str, tuple[FetchState, HttpResult | Fetched | None]]:
-    """Each URL source's state and what this run got for it: a fetch result, or with
-    ``offline`` the stored snapshot (None when there is none)."""
+) -> Iterator[tuple[Source, FetchState, HttpResult | Fetched | None]]:
+    """Each URL source with its stored state and what this run got for it, in the order the
+    fetches complete: a fetch result, or with ``offline`` the stored snapshot (None when there
+    is none)."""
     states = {s.name: store.fetch_state(s.name) for s in sources}
     if offline:
-        return {s.name: (states[s.name], store.snapshot(s.name)) for s in sources}
+        for s in sources:
+            yield s, states[s.name], store.snapshot(s.name)
+        return
     from aggregator.fetch import http  # httpx only when there is something to fetch
 
+    by_name = {s.name: s for s in sources}
     targets = [replace(s, url=_current_url(s, states[s.name])) for s in sources]
-    results = http.fetch_all(
+    for result in http.fetch_all(
         targets, states, now, concurrency=config.concurrency, per_host=config.per_host
-    )
-    return {r.source: (states[r.source], r) for r in results}
+    ):
+        yield by_name[result.source], states[result.source], result
 
 
 def _current_url(source: Source, state: FetchState) -> str | None:
@@ -380,11 +389,31 @@ def _take_feed(
         tally.rules.update(dict(ready.item.fired))
 
 
-def _write_feeds(config: Config, store: Store, dry_run: bool) -> tuple[list[FeedResult], list[str]]:
+def _signature(spec: FeedSpec, config: Config, sources: dict[str, Source]) -> str:
+    """Everything besides the stored entries that shapes a feed's bytes."""
+    used = [sources[name] for name in spec.sources if name in sources]
+    text = repr((__version__, config.base_url, spec, used, sorted(sources)))
+    return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
+
+
+def _write_feeds(
+    config: Config, store: Store, dry_run: bool, changed: set[str] | None = None
+) -> tuple[list[FeedResult], list[str]]:
+    """Write every output feed. With ``changed`` (the sources whose entries moved this run),
+    a feed none of whose sources changed, whose settings are the same as when it was last
+    written and whose file is still there is left alone without being rebuilt: the same
+    inputs give the same bytes, and rebuilding 500 unchanged feeds would cost seconds."""
     sources = {s.name: s for s in config.sources}
     source_feeds = {spec.sources[0]: spec for spec in config.feeds if spec.sources == (spec.name,)}
     results, errors = [], []
     for spec in config.feeds:
+        path = config.output_dir / spec.filename
+        signature = _signature(spec, config, sources)
+        if changed is not None and not changed.intersection(spec.sources) and path.exists():
+            known = store.feed_written(spec.name)
+            if known is not None and known[0] == signature:
+                results.append(FeedResult(spec.name, path, known[1], False))
+                continue
         entries = store.entries(spec.sources, spec.max_entries)
         data = writer.atom(spec, entries, config.base_url, sources, source_feeds)
         path = config.output_dir / spec.filename
@@ -398,6 +427,7 @@ def _write_feeds(config: Config, store: Store, dry_run: bool) -> tuple[list[Feed
             errors.append(str(e))
             continue
         results.append(FeedResult(spec.name, path, len(entries), written))
+        store.record_feed(spec.name, signature, len(entries))
     return results, errors
 
 
@@ -417,22 +447,25 @@ def run_once(
     wanted = set(only) if only is not None else None
     chosen = [s for s in config.sources if wanted is None or s.name in wanted]
     urls = [s for s in chosen if s.url is not None]
-    got = _fetch_urls(config, urls, store, now, offline) if urls else {}
-    reports = []
+    done: dict[str, SourceReport] = {}
+    # URL sources first, each taken in as its fetch completes while the rest download.
+    for source, state, got in _fetch_urls(config, urls, store, now, offline) if urls else ():
+        done[source.name] = _ingest_url(source, state, got, store, now)
+        if not dry_run:
+            store.commit()
     workers = _Workers(config)
     try:
         for source in chosen:
-            if source.url is not None:
-                state, result = got[source.name]
-                reports.append(_ingest_url(source, state, result, store, now))
-            else:
-                reports.append(_ingest(workers, source, store, now, dry_run, progress))
-            if not dry_run:
-                store.commit()
+            if source.url is None:
+                done[source.name] = _ingest(workers, source, store, now, dry_run, progress)
+                if not dry_run:
+                    store.commit()
     finally:
         workers.close()
+    reports = [done[s.name] for s in chosen]
     removed = store.apply_retention(config.retention, [s.name for s in config.sources], now)
-    feeds, errors = _write_feeds(config, store, dry_run)
+    changed = None if removed else {r.name for r in reports if r.changed}
+    feeds, errors = _write_feeds(config, store, dry_run, changed)
     if dry_run:
         store.rollback()
     else:

@@ -122,6 +122,27 @@ def test_second_run_reads_nothing_and_rewrites_nothing(ws: Workspace) -> None:
     assert {p.name: p.stat().st_mtime_ns for p in ws.out.iterdir()} == mtimes
 
 
+def test_untouched_feeds_are_rebuilt_when_settings_change_or_the_file_is_gone(
+    ws: Workspace,
+) -> None:
+    ws.run_json()
+    before = ws.feed_bytes()
+    # A feed setting changes: that feed is rebuilt with it, the others are left alone.
+    text = ws.config.read_text(encoding="utf-8").replace("All test sources", "Everything")
+    ws.config.write_text(text, encoding="utf-8")
+    report = ws.run_json()
+    assert {f["name"]: f["written"] for f in report["feeds"]} == {
+        "all": True, "voa": False, "dw": False, "aljazeera": False,
+    }  # fmt: skip
+    assert b"<title>Everything</title>" in (ws.out / "all.atom").read_bytes()
+    assert {f["name"]: f["entries"] for f in report["feeds"]}["voa"] == 3
+    # A feed file deleted by hand comes back, byte for byte.
+    (ws.out / "dw.atom").unlink()
+    report = ws.run_json()
+    assert [f["name"] for f in report["feeds"] if f["written"]] == ["dw"]
+    assert ws.feed_bytes()["dw.atom"] == before["dw.atom"]
+
+
 def test_fresh_state_regenerates_byte_identical_feeds(ws: Workspace) -> None:
     ws.run_json()
     before = ws.feed_bytes()

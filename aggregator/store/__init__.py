@@ -325,3 +325,20 @@ class Store:
             return None
         headers = tuple((str(k), str(v)) for k, v in json.loads(row[2]))
         return Fetched(row[0], source, bytes(row[3]), True, headers, _dt(row[1]))
+
+    # -- output feeds ------------------------------------------------------------------------
+
+    def feed_written(self, name: str) -> tuple[str, int] | None:
+        """(settings signature, entry count) of the feed as last built, or None."""
+        with self._errors():
+            row = self._db.execute(
+                "SELECT signature, entries FROM feeds WHERE name = ?", (name,)
+            ).fetchone()
+        return (str(row[0]), int(row[1])) if row else None
+
+    def record_feed(self, name: str, signature: str, entries: int) -> None:
+        with self._errors():
+            self._db.execute(
+                "INSERT OR REPLACE INTO feeds (name, signature, entries) VALUES (?, ?, ?)",
+                (name, signature, entries),
+            )

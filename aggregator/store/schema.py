@@ -87,4 +87,12 @@ MIGRATIONS: tuple[str, ...] = (
         body        BLOB NOT NULL
     );
     """,
+    # 3: what each output feed was last built from, so an untouched feed is not rebuilt.
+    """
+    CREATE TABLE feeds (
+        name       TEXT PRIMARY KEY,
+        signature  TEXT NOT NULL,  -- digest of the feed's settings (pipeline._signature)
+        entries    INTEGER NOT NULL
+    );
+    """,
 )

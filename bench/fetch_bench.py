@@ -1,0 +1,180 @@
+"""Fetching benchmark: 500 feed URLs from a local server that answers every request after 200 ms.
+
+It starts a feed server in a child process (``--serve``, a ``ThreadingHTTPServer`` on
+127.0.0.1, one thread per connection, each request answered after ``--delay`` seconds; every
+feed has an ETag and answers a matching If-None-Match with 304), writes a config.toml with
+``--feeds`` URL sources (``allow_private``: the server is on loopback) and runs the real CLI
+twice, each run a child process:
+
+1. **cold**: every feed fetched (200) and its entries stored: wall seconds against the target
+   ``1.5 x (feeds / concurrency x delay)``, peak RSS of the CLI process;
+2. **all 304**: every feed answers 304: the run must store nothing (no new or updated item, no
+   feed rewritten). Its cost is compared with the cold run's as CPU seconds (user + system of
+   the CLI process, from ``wait4``): the server's 200 ms per request sets the wall time of
+   both passes alike, so wall time cannot show what a 304 saves; the CPU the aggregator spends
+   can (target: at most 20% of the cold pass).
+
+Each feed holds ``--entries`` short entries (default 3) with text of its own, so the cold pass
+also pays for parsing, cleaning and storing 1,500 items.
+
+Run (from the repository root)::
+
+    /work/venv/bin/python bench/fetch_bench.py [--feeds 500] [--concurrency 16] [--delay 0.2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _feed(n: int, entries: int) -> bytes:
+    items = "".join(
+        f"<item><title>第{n}号源 第{i}条 新闻标题</title>"
+        f"<link>https://news.example.com/{n}/{i}.html</link><guid>https://news.example.com/{n}/{i}.html</guid>"
+        f"<pubDate>Mon, 10 Jan 2022 0{i % 10}:00:00 GMT</pubDate>"
+        f"<description><![CDATA[<p>源{n}的第{i}条消息：{hashlib.sha256(f'{n}/{i}'.encode()).hexdigest()}。"
+        f"这是一段用于测试的新闻正文，编号{n * 1000 + i}。</p>]]></description></item>"
+        for i in range(entries)
+    )
+    return (
+        f'<?xml version="1.0" encoding="utf-8"?><rss version="2.0"><channel><title>源{n}</title>'
+        f"<link>https://news.example.com/{n}/</link><description>d</description>{items}"
+        "</channel></rss>"
+    ).encode()
+
+
+def serve(port_file: Path, delay: float, entries: int) -> None:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+        def do_GET(self) -> None:
+            time.sleep(delay)
+            n = int(self.path.strip("/").split(".")[0])
+            body = _feed(n, entries)
+            etag = f'"{hashlib.sha256(body).hexdigest()[:16]}"'
+            if self.headers.get("if-none-match") == etag:
+                self.send_response(304)
+                self.send_header("etag", etag)
+                self.end_headers()
+                return
+            self.send_response(200)
+            self.send_header("content-type", "application/rss+xml; charset=utf-8")
+            self.send_header("etag", etag)
+            self.send_header("content-length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    server.request_queue_size = 1024
+    port_file.write_text(str(server.server_address[1]))
+    server.serve_forever()
+
+
+def run_cli(root: Path) -> tuple[float, float, int, dict[str, Any]]:
+    """(wall s, CPU s, peak RSS KiB, report) of one ``aggregator run --json`` in ``root``.
+    The child is reaped with ``os.wait4``, whose rusage is that process's own."""
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        started = time.monotonic()
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "aggregator", "run", "--json"], cwd=root, stdout=out, stderr=err
+        )
+        _, status, usage = os.wait4(proc.pid, 0)
+        wall = time.monotonic() - started
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        err.seek(0)
+        if proc.returncode != 0:
+            raise SystemExit(f"run failed ({proc.returncode}):\n{err.read().decode()}")
+        report = json.loads(out.read())
+    return wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss, report
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--feeds", type=int, default=500)
+    ap.add_argument("--entries", type=int, default=3)
+    ap.add_argument("--concurrency", type=int, default=16)
+    ap.add_argument("--delay", type=float, default=0.2)
+    ap.add_argument("--serve", type=Path, help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    if args.serve:
+        serve(args.serve, args.delay, args.entries)
+        return 0
+
+    root = Path(tempfile.mkdtemp(prefix="fetch-bench-"))
+    port_file = root / "port"
+    server = subprocess.Popen(
+        [sys.executable, __file__, "--serve", str(port_file), "--delay", str(args.delay),
+         "--entries", str(args.entries)],
+    )  # fmt: skip
+    try:
+        for _ in range(100):
+            if port_file.exists() and port_file.read_text():
+                break
+            time.sleep(0.05)
+        port = int(port_file.read_text())
+        lines = [
+            'base_url = "http://localhost:8080/"', 'output_dir = "feeds"',
+            'state_db = "state.sqlite3"', "[output]", "max_entries = 100", "[fetch]",
+            f"concurrency = {args.concurrency}",
+            # Every feed is on one host here; the per-host limit must not be what is measured.
+            f"per_host = {args.concurrency}", "allow_private = true", "timeout = 30",
+        ]  # fmt: skip
+        for n in range(args.feeds):
+            lines += ["[[sources]]", f'name = "f{n}"', f'url = "http://127.0.0.1:{port}/{n}.xml"']
+            lines.append('adapter = "generic"')
+        (root / "config.toml").write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+        ideal = args.feeds / args.concurrency * args.delay
+        cold = run_cli(root)
+        warm = run_cli(root)
+        cold_report, warm_report = cold[3], warm[3]
+        fetched = sum(1 for s in cold_report["sources"] if s["fetch"]["outcome"] == "fetched")
+        new = sum(s["new"] for s in cold_report["sources"])
+        not_modified = sum(
+            1 for s in warm_report["sources"] if s["fetch"]["outcome"] == "not-modified"
+        )
+        stored = sum(s["new"] + s["updated"] for s in warm_report["sources"])
+        rewritten = sum(1 for f in warm_report["feeds"] if f["written"])
+        cpu_share = warm[1] / cold[1] if cold[1] else 0.0
+        rows = [
+            ("feeds / concurrency / delay", f"{args.feeds} / {args.concurrency} / {args.delay:g} s", "", ""),
+            ("cold: fetched (200), items new", f"{fetched}, {new}", f"{args.feeds}", "PASS" if fetched == args.feeds else "FAIL"),
+            ("cold: wall s", f"{cold[0]:.2f}", f"<= {1.5 * ideal:.2f} (1.5 x {ideal:.2f})", "PASS" if cold[0] <= 1.5 * ideal else "FAIL"),
+            ("cold: CPU s (user+sys)", f"{cold[1]:.2f}", "", ""),
+            ("cold: peak RSS", f"{cold[2] / 1024:.0f} MB", "", ""),
+            ("304 pass: not modified", f"{not_modified}", f"{args.feeds}", "PASS" if not_modified == args.feeds else "FAIL"),
+            ("304 pass: items stored, feeds rewritten", f"{stored}, {rewritten}", "0, 0", "PASS" if stored == rewritten == 0 else "FAIL"),
+            ("304 pass: wall s", f"{warm[0]:.2f}", "(set by the server's delay)", ""),
+            ("304 pass: CPU s", f"{warm[1]:.2f} ({100 * cpu_share:.0f}% of cold)", "<= 20% of cold", "PASS" if cpu_share <= 0.2 else "FAIL"),
+            ("304 pass: peak RSS", f"{warm[2] / 1024:.0f} MB", "", ""),
+        ]  # fmt: skip
+        width = max(len(r[0]) for r in rows)
+        for label, value, target, verdict in rows:
+            print(f"{label:<{width}}  {value:>28}  {target:<28} {verdict}")
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+        shutil.rmtree(root, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
