@@ -567,3 +567,28 @@ def test_cli_summary_names_the_failed_source_and_reason(tmp_path: Path, server: 
     assert mint_atom_id("voa:6800196") in (tmp_path / "out" / "all.atom").read_text(
         encoding="utf-8"
     )
+
+
+def test_check_names_url_source_problems_by_key_path(tmp_path: Path) -> None:
+    (tmp_path / "config.toml").write_text(
+        'base_url = "http://localhost:8080/"\n'
+        '[fetch]\ntimeout = "30s"\ninterval = "bogus"\n'
+        '[[sources]]\nname = "a"\npath = "x"\nurl = "https://example.org/f"\n'
+        '[[sources]]\nname = "b"\nurl = "ftp://example.org/f"\n'
+        '[[sources]]\nname = "c"\nurl = "https://example.org/f"\ntimeout = -3\n'
+        'headers = { "Bad Header" = "x" }\n',
+        encoding="utf-8",
+    )
+    proc = subprocess.run(
+        [sys.executable, "-m", "aggregator", "check"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 2
+    for problem in (
+        "fetch.interval: must be seconds",
+        "sources[0]: give either path (an archive folder) or url (a feed), not both",
+        "sources[1].url: must be an absolute http(s) URL",
+        "sources[2].timeout: Input should be greater than 0",
+        "sources[2].headers: 'Bad Header' is not a valid HTTP header",
+    ):
+        assert problem in proc.stderr, proc.stderr
