@@ -50,6 +50,7 @@ from aggregator.model import (
     Skip,
     Source,
     SourceReport,
+    by_fields,
 )
 from aggregator.store import FileState, Store
 
@@ -63,6 +64,7 @@ COMMIT_EVERY = 2000
 Progress = Callable[[str, int, int], None]  # (source name, files done, files to read)
 
 
+@by_fields
 @dataclass(frozen=True, slots=True)
 class Ready:
     """A cleaned item with its text fingerprint, computed in the worker (it costs ~80 us)."""
@@ -72,6 +74,7 @@ class Ready:
     matchable: bool  # long enough to be matched by fingerprint alone
 
 
+@by_fields
 @dataclass(frozen=True, slots=True)
 class Prepared:
     """What a worker returns for one file."""
