@@ -94,6 +94,12 @@ class Store:
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             self._db = sqlite3.connect(path, isolation_level=None)
+            # 16 KiB pages for a new database (an existing one keeps its own: SQLite ignores
+            # this then): an article's ~7 KB of content fits one page instead of a chain of
+            # overflow pages; inserting 5,000 articles cost 41 us each against 54 with 4 KiB
+            # pages (CPU, best of 4); _take over the 10,000-file bench corpus 176-205 us a file
+            # against 200-223, interleaved.
+            self._db.execute("PRAGMA page_size=16384")
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.execute("PRAGMA foreign_keys=ON")
