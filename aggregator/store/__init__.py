@@ -359,7 +359,7 @@ class Store:
 
     def fetch_state(self, source: str) -> FetchState:
         """What the last fetches of ``source`` left (an empty state for a new source)."""
-        with self._errors():
+        with self._errors:
             row = self._db.execute(
                 "SELECT configured, url, etag, last_modified, failures, retry_at, last_attempt,"
                 " last_success, last_error, digest FROM fetch_state WHERE source = ?",
@@ -378,7 +378,7 @@ class Store:
         def t(dt: datetime | None) -> str | None:
             return _t(dt) if dt is not None else None
 
-        with self._errors():
+        with self._errors:
             self._db.execute(
                 "INSERT OR REPLACE INTO fetch_state (source, configured, url, etag, last_modified,"
                 " failures, retry_at, last_attempt, last_success, last_error, digest)"
@@ -390,7 +390,7 @@ class Store:
 
     def save_snapshot(self, fetched: Fetched) -> None:
         """Keep ``fetched`` as its source's last body (one per source, replaced each time)."""
-        with self._errors():
+        with self._errors:
             self._db.execute(
                 "INSERT OR REPLACE INTO snapshots (source, url, fetched_at, headers, body)"
                 " VALUES (?, ?, ?, ?, ?)",
@@ -400,7 +400,7 @@ class Store:
 
     def snapshot(self, source: str) -> Fetched | None:
         """The last body fetched for ``source``, as it arrived, or None."""
-        with self._errors():
+        with self._errors:
             row = self._db.execute(
                 "SELECT url, fetched_at, headers, body FROM snapshots WHERE source = ?", (source,)
             ).fetchone()
@@ -413,14 +413,14 @@ class Store:
 
     def feed_written(self, name: str) -> tuple[str, int] | None:
         """(settings signature, entry count) of the feed as last built, or None."""
-        with self._errors():
+        with self._errors:
             row = self._db.execute(
                 "SELECT signature, entries FROM feeds WHERE name = ?", (name,)
             ).fetchone()
         return (str(row[0]), int(row[1])) if row else None
 
     def record_feed(self, name: str, signature: str, entries: int) -> None:
-        with self._errors():
+        with self._errors:
             self._db.execute(
                 "INSERT OR REPLACE INTO feeds (name, signature, entries) VALUES (?, ?, ?)",
                 (name, signature, entries),
