@@ -101,11 +101,7 @@ class FeedServer:
                 if route.last_modified is not None:
                     headers["last-modified"] = formatdate(route.last_modified, usegmt=True)
                 if route.behaviour == "drip":
-                    self.send_response(route.status)
-                    for k, v in headers.items():
-                        self.send_header(k, v)
-                    self.send_header("content-length", str(len(route.body)))
-                    self.end_headers()
+                    self._head(route.status, headers, len(route.body))
                     for byte in route.body:
                         try:
                             self.wfile.write(bytes([byte]))
@@ -115,11 +111,7 @@ class FeedServer:
                         time.sleep(1.0)
                     return
                 if route.behaviour == "reset":
-                    self.send_response(route.status)
-                    for k, v in headers.items():
-                        self.send_header(k, v)
-                    self.send_header("content-length", str(len(route.body)))
-                    self.end_headers()
+                    self._head(route.status, headers, len(route.body))
                     self.wfile.write(route.body[: len(route.body) // 2])
                     self.wfile.flush()
                     # SO_LINGER with a zero timeout: the last close() sends RST, not FIN. The
@@ -134,13 +126,16 @@ class FeedServer:
                     return
                 self._send(route.status, route.body, headers)
 
-            def _send(self, status: int, body: bytes, headers: dict[str, str]) -> None:
+            def _head(self, status: int, headers: dict[str, str], length: int | None) -> None:
                 self.send_response(status)
                 for k, v in headers.items():
                     self.send_header(k, v)
-                if status != 304:
-                    self.send_header("content-length", str(len(body)))
+                if length is not None:
+                    self.send_header("content-length", str(length))
                 self.end_headers()
+
+            def _send(self, status: int, body: bytes, headers: dict[str, str]) -> None:
+                self._head(status, headers, None if status == 304 else len(body))
                 if status != 304:
                     self.wfile.write(body)
 

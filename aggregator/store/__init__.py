@@ -389,12 +389,15 @@ class Store:
             )  # fmt: skip
 
     def save_snapshot(self, fetched: Fetched) -> None:
-        """Keep ``fetched`` as its source's last body (one per source, replaced each time)."""
+        """Keep ``fetched`` as its source's last body (one per source, replaced each time).
+        ``fetched.at`` says when it was downloaded; the store reads no clock."""
+        if fetched.at is None:
+            raise ValueError(f"{fetched.origin}: a snapshot needs the time it was fetched")
         with self._errors:
             self._db.execute(
                 "INSERT OR REPLACE INTO snapshots (source, url, fetched_at, headers, body)"
                 " VALUES (?, ?, ?, ?, ?)",
-                (fetched.source, fetched.origin, _t(fetched.at or datetime.now(UTC)),
+                (fetched.source, fetched.origin, _t(fetched.at),
                  json.dumps(fetched.headers, ensure_ascii=False), fetched.data),
             )  # fmt: skip
 
