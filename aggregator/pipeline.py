@@ -29,7 +29,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from aggregator import __version__, adapters, fetch, publish, writer
+from aggregator import __version__, adapters, fetch, opml, publish, writer
 from aggregator.clean import clean
 from aggregator.dedupe import (
     MIN_FINGERPRINT_CHARS,
@@ -430,6 +430,13 @@ def _write_feeds(
             continue
         results.append(FeedResult(spec.name, path, len(entries), written))
         store.record_feed(spec.name, signature, len(entries))
+    if not dry_run:
+        # The subscription list of every feed above, for readers' one-click import.
+        try:
+            publish.write_if_changed(config.output_dir / opml.FILENAME, opml.outputs(config))
+        except AggregatorError as e:
+            log.error("%s", e)
+            errors.append(str(e))
     return results, errors
 
 

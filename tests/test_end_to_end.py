@@ -58,7 +58,7 @@ def test_first_run_writes_valid_clean_feeds(ws: Workspace) -> None:
     }  # fmt: skip
     assert all(f["written"] for f in report["feeds"])
     assert sorted(p.name for p in ws.out.iterdir()) == [
-        "aljazeera.atom", "all.atom", "dw.atom", "voa.atom",
+        "aljazeera.atom", "all.atom", "dw.atom", "feeds.opml", "voa.atom",
     ]  # fmt: skip
     for name, data in ws.feed_bytes().items():
         assert check_feed(data) == [], name
@@ -395,3 +395,16 @@ def test_progress_free_human_summary(ws: Workspace) -> None:
     assert "Run summary" in out and "Cleaning rules fired" in out
     for rule in ("mirror_promo", "dw.copyright", "date_line", "image_proxy"):
         assert rule in out
+
+
+def test_opml_lists_every_output_feed(ws: Workspace) -> None:
+    """feeds.opml beside the feeds names each one at its public URL, for a reader's import."""
+    import xml.etree.ElementTree as ET
+
+    ws.run_json()
+    outlines = ET.parse(ws.out / "feeds.opml").getroot().findall("./body/outline")
+    urls = {o.get("xmlUrl"): o.get("title") for o in outlines}
+    assert set(urls) == {f"https://news.example.org/feeds/{p.name}" for p in ws.out.glob("*.atom")}
+    assert len(urls) == 4
+    for url, title in urls.items():
+        assert title == _parsed(ws, url.rsplit("/", 1)[1]).feed.title
