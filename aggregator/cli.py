@@ -71,6 +71,11 @@ def _parser() -> argparse.ArgumentParser:
         help="fetch nothing: read URL sources from the last body stored for each (to rebuild "
         "without the network, or to try a changed cleaning rule on real data)",
     )  # fmt: skip
+    run.add_argument(
+        "--wait", type=float, default=0.0, metavar="SECONDS",
+        help="if another aggregator (a daemon, another run) is using the state database, wait "
+        "up to this long for it instead of giving up at once",
+    )  # fmt: skip
     run.add_argument("--json", action="store_true", help="print the run report as JSON")
     run.add_argument("--strict", action="store_true", help="exit 1 if any file or item was skipped")
     run.add_argument(
@@ -242,7 +247,7 @@ def _cmd_run(args: argparse.Namespace, out: Console, err: Console) -> int:
         progress_bar.update(tasks[source], completed=done)
 
     try:
-        with Store(cfg.state_db) as store:
+        with pipeline.exclusive(cfg, args.wait), Store(cfg.state_db) as store:
             report = pipeline.run_once(
                 cfg, store, datetime.now(UTC), only=args.source, dry_run=args.dry_run,
                 offline=args.offline, progress=on_progress,

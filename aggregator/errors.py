@@ -8,6 +8,7 @@
      │    ├── FetchError            the bytes could not be read or downloaded
      │    └── ParseError            the bytes are not an item the adapter understands
      ├── StoreError                 the state database cannot be opened, migrated or written
+     │    └── StateBusy             another process is running on the same state database
      └── PublishError               a feed file could not be written into the output folder
 
 Third-party exceptions are wrapped (``raise ... from e``) in the module that owns the library,
@@ -49,6 +50,10 @@ class ParseError(SourceError):
 
 class StoreError(AggregatorError):
     """The state database cannot be opened, migrated or written."""
+
+
+class StateBusy(StoreError):
+    """Another aggregator process holds the state database's lock."""
 
 
 class PublishError(AggregatorError):

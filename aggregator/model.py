@@ -259,3 +259,61 @@ class RunReport:
     def produced(self) -> bool:
         """True when at least one feed exists after the run (written now or already current)."""
         return any(f.entries > 0 for f in self.feeds)
+
+
+@dataclass(frozen=True, slots=True)
+class SourceStatus:
+    """One source as the health page and /metrics show it: its last run and its totals."""
+
+    name: str
+    title: str
+    where: str  # its URL or path
+    last_run: datetime | None = None
+    last_success: datetime | None = None
+    last_error: str | None = None
+    last_error_at: datetime | None = None
+    next_run: datetime | None = None  # set by the daemon
+    failures: int = 0  # consecutive failed fetches (URL sources)
+    retry_at: datetime | None = None  # no request before this (backoff, Retry-After)
+    new: int = 0  # in the last run
+    updated: int = 0
+    duplicates: int = 0
+    unchanged: int = 0
+    skipped: int = 0
+    runs: int = 0  # totals since the state database was made
+    errors: int = 0
+    new_total: int = 0
+    updated_total: int = 0
+    duplicates_total: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Cycle:
+    """One run of the pipeline: a one-shot ``aggregator run`` or one daemon batch."""
+
+    started: datetime
+    seconds: float
+    sources: int
+    failed: int  # sources that failed in it
+    error: str | None = None  # None: it completed and published its feeds
+
+
+@dataclass(frozen=True, slots=True)
+class FeedStatus:
+    name: str
+    title: str
+    filename: str
+    url: str
+    entries: int = 0
+    updated: datetime | None = None  # the feed's <updated>: its newest entry's
+
+
+@dataclass(frozen=True, slots=True)
+class Status:
+    """What the state database knows about the sources, the feeds and the recent cycles."""
+
+    sources: tuple[SourceStatus, ...]
+    feeds: tuple[FeedStatus, ...]
+    cycles: tuple[Cycle, ...] = ()  # the most recent first
+    cycles_total: int = 0
+    cycle_seconds_total: float = 0.0

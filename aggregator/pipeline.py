@@ -23,10 +23,10 @@ import os
 import time
 import traceback
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from aggregator import __version__, adapters, fetch, opml, publish, writer
@@ -44,8 +44,10 @@ from aggregator.dedupe import (
 from aggregator.errors import AggregatorError, SourceError
 from aggregator.model import (
     Config,
+    Cycle,
     FeedResult,
     FeedSpec,
+    FeedStatus,
     Fetched,
     FetchState,
     FetchStatus,
@@ -55,9 +57,12 @@ from aggregator.model import (
     Skip,
     Source,
     SourceReport,
+    SourceStatus,
+    Status,
     by_fields,
 )
-from aggregator.store import FileState, Store
+from aggregator.store import FileState, Store, read_status
+from aggregator.store.lock import StateLock
 
 if TYPE_CHECKING:
     from aggregator.fetch.http import HttpResult
@@ -429,7 +434,8 @@ def _write_feeds(
             errors.append(str(e))
             continue
         results.append(FeedResult(spec.name, path, len(entries), written))
-        store.record_feed(spec.name, signature, len(entries))
+        newest = max((e.updated for e in entries), default=None)
+        store.record_feed(spec.name, signature, len(entries), newest)
     if not dry_run:
         # The subscription list of every feed above, for readers' one-click import.
         try:
@@ -475,11 +481,7 @@ def run_once(
     removed = store.apply_retention(config.retention, [s.name for s in config.sources], now)
     changed = None if removed else {r.name for r in reports if r.changed}
     feeds, errors = _write_feeds(config, store, dry_run, changed)
-    if dry_run:
-        store.rollback()
-    else:
-        store.commit()
-    return RunReport(
+    report = RunReport(
         sources=tuple(reports),
         feeds=tuple(feeds),
         dry_run=dry_run,
@@ -487,3 +489,103 @@ def run_once(
         seconds=time.perf_counter() - started,
         errors=tuple(errors),
     )
+    if dry_run:
+        store.rollback()
+    else:
+        _record(store, report, now)
+        store.commit()
+    return report
+
+
+def _ran(report: SourceReport) -> bool:
+    """False for a URL source that was not asked this time (backoff or Retry-After)."""
+    return report.fetch is None or report.fetch.outcome != "waiting"
+
+
+def _failed(report: SourceReport) -> bool:
+    return report.error is not None or (
+        report.fetch is not None and report.fetch.outcome == "failed"
+    )
+
+
+def _record(store: Store, report: RunReport, now: datetime) -> None:
+    """Count the run for the health page and /metrics."""
+    ran = [r for r in report.sources if _ran(r)]
+    for r in ran:
+        store.record_source_run(r, now)
+    error = "; ".join(report.errors) or None
+    store.record_cycle(Cycle(now, report.seconds, len(ran), sum(map(_failed, ran)), error))
+
+
+def record_crash(config: Config, now: datetime, seconds: float, error: str) -> None:
+    """Count a cycle that ended in an unexpected exception (a bug), so /healthz says so."""
+    with Store(config.state_db) as store:
+        store.record_cycle(Cycle(now, seconds, 0, 0, error))
+        store.commit()
+
+
+def set_next_runs(config: Config, next_runs: Mapping[str, datetime | None]) -> None:
+    """The daemon's schedule, for the health page."""
+    with Store(config.state_db) as store:
+        store.set_next_runs(next_runs)
+        store.commit()
+
+
+def exclusive(config: Config, wait: float = 0.0, purpose: str = "run") -> StateLock:
+    """``with exclusive(config):`` - this process alone runs on config's state database."""
+    return StateLock(config.state_db, wait, purpose)
+
+
+def status(config: Config, recent: int = 20) -> Status:
+    """Every configured source and feed with what the state database says of it."""
+    known = read_status(config.state_db, recent)
+    by_source = {s.name: s for s in known.sources}
+    by_feed = {f.name: f for f in known.feeds}
+    sources = tuple(
+        replace(by_source.get(s.name) or SourceStatus(s.name, "", ""), title=s.title, where=s.where)
+        for s in config.sources
+    )
+    feeds = tuple(
+        replace(
+            by_feed.get(spec.name) or FeedStatus(spec.name, "", "", ""),
+            title=spec.title,
+            filename=spec.filename,
+            url=writer.feed_url(config.base_url, spec),
+        )
+        for spec in config.feeds
+    )
+    return replace(known, sources=sources, feeds=feeds)
+
+
+# A source may be this late for its next run before the service counts as unhealthy: a batch
+# of 500 URL sources takes ~10 s (bench/fetch_bench.py); a minute covers a slow disk too.
+OVERDUE_GRACE = timedelta(seconds=60)
+
+
+def health(config: Config, state: Status, now: datetime) -> tuple[bool, str]:
+    """(healthy, why) for /healthz: the last cycle completed, and no source is overdue.
+
+    One source failing is not ill health: its upstream is down, and restarting us would not
+    help; the health page and /metrics show it. Overdue means the daemon's recorded next run
+    of a source is well in the past (the daemon is stuck or gone). Without a daemon (feeds
+    made by ``aggregator run`` from cron), the last cycle must be no older than twice the
+    shortest source interval."""
+    if not state.cycles:
+        return False, "no run has completed yet"
+    last = state.cycles[0]
+    if last.error:
+        return False, f"the last run at {last.started:%Y-%m-%d %H:%M:%S} UTC failed: {last.error}"
+    grace = OVERDUE_GRACE + timedelta(seconds=last.seconds)
+    overdue = sorted(
+        s.name for s in state.sources if s.next_run is not None and s.next_run + grace < now
+    )
+    if overdue:
+        return False, f"overdue: {', '.join(overdue)} should have run by now"
+    if not any(s.next_run for s in state.sources) and config.sources:
+        every = min(s.policy.interval for s in config.sources)
+        if last.started + timedelta(seconds=2 * every) + grace < now:
+            return False, (
+                f"the last run was at {last.started:%Y-%m-%d %H:%M:%S} UTC, more than twice "
+                f"the shortest interval ({every:g} s) ago"
+            )
+    return True, f"ok: last run at {last.started:%Y-%m-%d %H:%M:%S} UTC"

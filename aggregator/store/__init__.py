@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
@@ -32,10 +32,22 @@ from types import TracebackType
 
 from aggregator.dedupe import Resolution, Version, mint_atom_id
 from aggregator.errors import StoreError
-from aggregator.model import Entry, Fetched, FetchState, Image, Item, Retention
+from aggregator.model import (
+    Cycle,
+    Entry,
+    FeedStatus,
+    Fetched,
+    FetchState,
+    Image,
+    Item,
+    Retention,
+    SourceReport,
+    SourceStatus,
+    Status,
+)
 from aggregator.store.schema import MIGRATIONS
 
-__all__ = ["FileState", "Store"]
+__all__ = ["FileState", "Store", "read_status"]
 
 
 # Cached: a new article's six timestamps are three instants (run time, capture, publication),
@@ -422,9 +434,112 @@ class Store:
             ).fetchone()
         return (str(row[0]), int(row[1])) if row else None
 
-    def record_feed(self, name: str, signature: str, entries: int) -> None:
+    def record_feed(
+        self, name: str, signature: str, entries: int, updated: datetime | None
+    ) -> None:
         with self._errors:
             self._db.execute(
-                "INSERT OR REPLACE INTO feeds (name, signature, entries) VALUES (?, ?, ?)",
-                (name, signature, entries),
+                "INSERT OR REPLACE INTO feeds (name, signature, entries, updated)"
+                " VALUES (?, ?, ?, ?)",
+                (name, signature, entries, _t(updated) if updated else None),
             )
+
+    # -- runs, for the health page and /metrics ----------------------------------------------
+
+    def record_source_run(self, report: SourceReport, at: datetime) -> None:
+        """Count one run of a source (read or fetched) that finished at ``at``."""
+        error = report.error or (
+            report.fetch.detail if report.fetch and report.fetch.outcome == "failed" else None
+        )
+        failed = error is not None
+        with self._errors:
+            self._db.execute(
+                "INSERT INTO source_status (source, last_run, last_success, last_error,"
+                " last_error_at, new, updated, duplicates, unchanged, skipped, runs, errors,"
+                " new_total, updated_total, duplicates_total)"
+                " VALUES (:source, :at, :success, :error, :error_at, :new, :updated, :dups,"
+                " :unchanged, :skipped, 1, :failed, :new, :updated, :dups)"
+                " ON CONFLICT (source) DO UPDATE SET last_run = :at,"
+                " last_success = coalesce(:success, last_success),"
+                " last_error = coalesce(:error, last_error),"
+                " last_error_at = coalesce(:error_at, last_error_at),"
+                " new = :new, updated = :updated, duplicates = :dups, unchanged = :unchanged,"
+                " skipped = :skipped, runs = runs + 1, errors = errors + :failed,"
+                " new_total = new_total + :new, updated_total = updated_total + :updated,"
+                " duplicates_total = duplicates_total + :dups",
+                {"source": report.name, "at": _t(at), "success": None if failed else _t(at),
+                 "error": error, "error_at": _t(at) if failed else None, "new": report.new,
+                 "updated": report.updated, "dups": report.duplicates,
+                 "unchanged": report.unchanged, "skipped": len(report.skipped),
+                 "failed": int(failed)},
+            )  # fmt: skip
+
+    def record_cycle(self, cycle: Cycle) -> None:
+        with self._errors:
+            self._db.execute(
+                "INSERT INTO cycles (started, seconds, sources, failed, error)"
+                " VALUES (?, ?, ?, ?, ?)",
+                (_t(cycle.started), cycle.seconds, cycle.sources, cycle.failed, cycle.error),
+            )
+
+    def set_next_runs(self, next_runs: Mapping[str, datetime | None]) -> None:
+        """When the daemon runs each source next (None: not scheduled)."""
+        with self._errors:
+            self._db.executemany(
+                "INSERT INTO source_status (source, next_run) VALUES (?, ?)"
+                " ON CONFLICT (source) DO UPDATE SET next_run = excluded.next_run",
+                [(name, _t(at) if at else None) for name, at in sorted(next_runs.items())],
+            )
+
+
+def read_status(path: Path, recent: int = 20) -> Status:
+    """What the database at ``path`` says about sources, feeds and the last ``recent`` cycles,
+    read on a connection of its own, read-only, so that a server can ask while a run writes
+    (WAL lets readers and one writer go on together). Sources and feeds carry only their
+    names; the pipeline adds what config.toml says of them. A database not made yet reads as
+    empty."""
+    if not path.exists():
+        return Status((), ())
+    errors = _Errors(path)
+    with errors:
+        db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+    try:
+        with errors:
+            if not db.execute(
+                "SELECT 1 FROM sqlite_master WHERE name = 'source_status'"
+            ).fetchone():
+                return Status((), ())  # not yet migrated by a run of this version
+            fetch = {
+                row[0]: (row[1], _dt(row[2]) if row[2] else None)
+                for row in db.execute("SELECT source, failures, retry_at FROM fetch_state")
+            }
+            sources = []
+            for row in db.execute(
+                "SELECT source, last_run, last_success, last_error, last_error_at, next_run,"
+                " new, updated, duplicates, unchanged, skipped, runs, errors, new_total,"
+                " updated_total, duplicates_total FROM source_status ORDER BY source"
+            ):
+                last_run, success, _, error_at, next_run = (
+                    _dt(v) if v else None for v in (row[1], row[2], None, row[4], row[5])
+                )
+                failures, retry_at = fetch.get(row[0], (0, None))
+                sources.append(SourceStatus(
+                    row[0], "", "", last_run, success, row[3], error_at, next_run, failures,
+                    retry_at, *row[6:],
+                ))  # fmt: skip
+            feeds = tuple(
+                FeedStatus(row[0], "", "", "", row[1], _dt(row[2]) if row[2] else None)
+                for row in db.execute("SELECT name, entries, updated FROM feeds ORDER BY name")
+            )
+            cycles = tuple(
+                Cycle(_dt(row[0]), row[1], row[2], row[3], row[4])
+                for row in db.execute(
+                    "SELECT started, seconds, sources, failed, error FROM cycles"
+                    " ORDER BY id DESC LIMIT ?",
+                    (recent,),
+                )
+            )
+            total, seconds = db.execute("SELECT count(*), total(seconds) FROM cycles").fetchone()
+    finally:
+        db.close()
+    return Status(tuple(sources), feeds, cycles, total, seconds)

@@ -1,5 +1,6 @@
 """The state database's schema, as numbered migrations. The schema version is SQLite's
 ``user_version``: migration N brings a database from version N-1 to N. Append, never edit.
+Statements are split on ";", so comments inside them must not hold one.
 
 Times are stored as fixed-width RFC 3339 UTC text with microseconds
 (``2022-10-21T19:39:42.000000Z``) so that text order is time order.
@@ -94,5 +95,39 @@ MIGRATIONS: tuple[str, ...] = (
         signature  TEXT NOT NULL,  -- digest of the feed's settings (pipeline._signature)
         entries    INTEGER NOT NULL
     );
+    """,
+    # 4: what each source's last run did and running totals (the health page and /metrics), each
+    # run's duration and outcome, when the daemon runs each source next, and when each output
+    # feed's newest entry changed.
+    """
+    CREATE TABLE source_status (
+        source            TEXT PRIMARY KEY,
+        last_run          TEXT,     -- when it was last read or fetched
+        last_success      TEXT,
+        last_error        TEXT,     -- the reason, as the run summary showed it
+        last_error_at     TEXT,
+        next_run          TEXT,     -- the daemon's next run of it (NULL outside the daemon)
+        new               INTEGER NOT NULL DEFAULT 0,  -- items in its last run
+        updated           INTEGER NOT NULL DEFAULT 0,
+        duplicates        INTEGER NOT NULL DEFAULT 0,
+        unchanged         INTEGER NOT NULL DEFAULT 0,
+        skipped           INTEGER NOT NULL DEFAULT 0,
+        runs              INTEGER NOT NULL DEFAULT 0,  -- totals since the database was made
+        errors            INTEGER NOT NULL DEFAULT 0,
+        new_total         INTEGER NOT NULL DEFAULT 0,
+        updated_total     INTEGER NOT NULL DEFAULT 0,
+        duplicates_total  INTEGER NOT NULL DEFAULT 0
+    );
+
+    CREATE TABLE cycles (
+        id        INTEGER PRIMARY KEY,
+        started   TEXT NOT NULL,
+        seconds   REAL NOT NULL,
+        sources   INTEGER NOT NULL,  -- sources it ran
+        failed    INTEGER NOT NULL,  -- of which failed
+        error     TEXT               -- NULL when the cycle completed and published its feeds
+    );
+
+    ALTER TABLE feeds ADD COLUMN updated TEXT;
     """,
 )

@@ -1,0 +1,86 @@
+"""One writer per state database, across processes: an advisory lock on a file beside it.
+
+A daemon holds the lock for as long as it runs; a one-shot ``aggregator run`` holds it for the
+run. A second one waits up to the time it is given, then gives up with ``StateBusy`` naming the
+process that holds the lock, instead of writing the same SQLite file and the same feed files at
+the same time. ``flock`` locks belong to the open file, so the kernel releases them when the
+holder exits for any reason, SIGKILL included: a crashed daemon never leaves a stale lock.
+(POSIX only: fcntl. The lock file stays; it is empty of meaning but the holder's pid.)
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import time
+from pathlib import Path
+from types import TracebackType
+
+from aggregator.errors import StateBusy, StoreError
+
+# How often a waiting process tries the lock again.
+POLL_SECONDS = 0.2
+
+
+def lock_path(state_db: Path) -> Path:
+    return state_db.with_name(state_db.name + ".lock")
+
+
+class StateLock:
+    """``with StateLock(state_db, wait=...):`` - exclusive use of the state database."""
+
+    def __init__(self, state_db: Path, wait: float = 0.0, purpose: str = "run") -> None:
+        self.path = lock_path(state_db)
+        self.wait = wait
+        self.purpose = purpose  # written into the lock file for the refusal message
+        self._fd: int | None = None
+
+    def __enter__(self) -> StateLock:
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as e:
+            raise StoreError(
+                f"{self.path}: cannot create the lock file ({e.strerror or e}); check that the "
+                "state_db folder in config.toml is writable"
+            ) from e
+        deadline = time.monotonic() + self.wait
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    holder = _holder(fd)
+                    os.close(fd)
+                    waited = f" after waiting {self.wait:g} s" if self.wait else ""
+                    raise StateBusy(
+                        f"{self.path.with_suffix('')}: the state database is in use by "
+                        f"{holder}{waited}. Only one aggregator may run on one state database: "
+                        "stop the other one, wait for it to finish (run --wait SECONDS), or give "
+                        "this one another state_db"
+                    ) from None
+                time.sleep(POLL_SECONDS)
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()} {self.purpose}\n".encode(), 0)
+        self._fd = fd
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if self._fd is not None:
+            os.ftruncate(self._fd, 0)
+            os.close(self._fd)  # closing releases the lock
+            self._fd = None
+
+
+def _holder(fd: int) -> str:
+    """ "aggregator daemon (pid 1234)" from the lock file, or a vaguer phrase."""
+    try:
+        pid, _, purpose = os.pread(fd, 200, 0).decode().strip().partition(" ")
+    except (OSError, UnicodeDecodeError):
+        pid, purpose = "", ""
+    if pid.isdigit():
+        return f"aggregator {purpose or 'run'} (pid {pid})"
+    return "another aggregator process"
