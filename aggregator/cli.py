@@ -1,7 +1,7 @@
 """Command line: argument parsing and output formatting only; the work is ``pipeline.run_once``.
 
-Commands: ``run`` (one-shot regeneration), ``check`` (validate config.toml), ``adapters`` (list
-the source profiles). Exit codes: 0 done; 1 nothing could be produced, or ``--strict`` and some
+Commands: ``run`` (one-shot regeneration), ``daemon`` (every source on its schedule until
+stopped), ``check`` (validate config.toml), ``adapters`` (list the source profiles). Exit codes: 0 done; 1 nothing could be produced, or ``--strict`` and some
 input was skipped; 2 the configuration (or the command line) is wrong; 3 the state database or
 the output folder cannot be used.
 """
@@ -80,6 +80,19 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--strict", action="store_true", help="exit 1 if any file or item was skipped")
     run.add_argument(
         "--verbose", "-v", action="store_true", help="log every skipped file as it happens"
+    )
+
+    daemon = sub.add_parser(
+        "daemon",
+        help="run every source on its schedule until stopped (SIGTERM or Ctrl-C)",
+        description="Schedule every source at its interval or cron expression (with jitter), "
+        "run the due sources in batches, and regenerate the feeds each batch touched. Logs go "
+        "to standard error. Stop it with SIGTERM or Ctrl-C: the batch in progress finishes "
+        "cleanly and it exits 0. One daemon per state database.",
+    )
+    with_config(daemon)
+    daemon.add_argument(
+        "--verbose", "-v", action="store_true", help="also log every skipped file and fetch"
     )
 
     check = sub.add_parser(
@@ -275,6 +288,31 @@ def _cmd_run(args: argparse.Namespace, out: Console, err: Console) -> int:
     return EXIT_OK
 
 
+def _cmd_daemon(args: argparse.Namespace, err: Console) -> int:
+    logging.basicConfig(
+        level=logging.INFO,
+        format="%(asctime)s %(levelname)s %(message)s",
+        datefmt="%Y-%m-%dT%H:%M:%S%z",
+        stream=sys.stderr,
+    )
+    # The pipeline's per-file and per-fetch lines only with --verbose; the daemon's own always.
+    logging.getLogger("aggregator").setLevel(logging.INFO if args.verbose else logging.WARNING)
+    logging.getLogger("aggregator.daemon").setLevel(logging.INFO)
+    logging.getLogger("apscheduler").setLevel(logging.WARNING)
+    try:
+        cfg = config_mod.load(args.config)
+    except ConfigError as e:
+        return _config_error(e, err)
+    from aggregator.daemon import Daemon  # APScheduler only for the daemon
+
+    try:
+        Daemon(cfg).run()
+    except StoreError as e:
+        err.print(f"[bold red]error:[/] {e}", highlight=False)
+        return EXIT_STATE
+    return EXIT_OK
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     # soft_wrap: a message is one line however narrow the terminal, so it can be grepped.
@@ -285,6 +323,8 @@ def main(argv: list[str] | None = None) -> int:
             return _cmd_adapters(out)
         if args.command == "check":
             return _cmd_check(args, out, err)
+        if args.command == "daemon":
+            return _cmd_daemon(args, err)
         return _cmd_run(args, out, err)
     except AggregatorError as e:  # anything we raise on purpose that escaped a command
         err.print(f"[bold red]error:[/] {e}", highlight=False)

@@ -67,6 +67,21 @@ class _FetchSettings(_Strict):
     def _duration(cls, v: object) -> float | None:
         return None if v is None else _seconds(v)
 
+    @field_validator("cron")
+    @classmethod
+    def _crontab(cls, v: str | None) -> str | None:
+        if v is not None:
+            from aggregator.daemon import cron_trigger  # APScheduler's own reading of it
+
+            try:
+                cron_trigger(v)
+            except ValueError as e:
+                raise ValueError(
+                    f'{e}; write a crontab line "minute hour day month weekday" in UTC, '
+                    'e.g. "*/20 * * * *"'
+                ) from None
+        return v
+
     @field_validator("headers")
     @classmethod
     def _header_names(cls, v: dict[str, str] | None) -> dict[str, str] | None:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import signal
 import time
 import traceback
 from collections import Counter
@@ -176,13 +177,19 @@ class _Workers:
         if self.count == 1 or len(todo) < PARALLEL_THRESHOLD:
             return (prepare(stat, source, digest) for stat, digest in todo)
         if self._pool is None:
-            self._pool = ProcessPoolExecutor(max_workers=self.count)
+            self._pool = ProcessPoolExecutor(max_workers=self.count, initializer=_worker_init)
         args = ((stat, source, digest) for stat, digest in todo)
         return self._pool.map(_prepare_star, args, chunksize=64)
 
-    def close(self) -> None:
+    def close(self, cancel: bool = False) -> None:
         if self._pool is not None:
-            self._pool.shutdown()
+            self._pool.shutdown(cancel_futures=cancel)
+
+
+def _worker_init() -> None:
+    # Ctrl-C reaches every process of the terminal's group; the main process decides how to
+    # stop (it stops taking results and cancels the rest), the workers must not die mid-item.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def _merge(ready: Ready, store: Store, now: datetime, tally: _Tally) -> None:
@@ -229,7 +236,7 @@ def _merge(ready: Ready, store: Store, now: datetime, tally: _Tally) -> None:
 
 def _ingest(
     workers: _Workers, source: Source, store: Store, now: datetime, dry_run: bool,
-    progress: Progress | None,
+    progress: Progress | None, stop: Callable[[], bool] | None = None,
 ) -> SourceReport:  # fmt: skip
     tally = _Tally(source.name)
     try:
@@ -249,6 +256,10 @@ def _ingest(
             continue
         todo.append((stat, state.digest if state is not None else None))
     for done, prepared in enumerate(workers.map(source, todo), start=1):
+        if stop is not None and stop():
+            # Files not taken in stay unrecorded, so the next run reads them.
+            log.info("source %s: stopped after %d of %d files", source.name, done - 1, len(todo))
+            break
         _take(prepared, source, store, now, tally)
         if not dry_run and done % COMMIT_EVERY == 0:
             store.commit()
@@ -455,9 +466,15 @@ def run_once(
     dry_run: bool = False,
     offline: bool = False,
     progress: Progress | None = None,
+    stop: Callable[[], bool] | None = None,
 ) -> RunReport:
     """One regeneration: every (or each named) source in, every output feed out. URL sources
-    are fetched first, all at once; with ``offline`` they are read from their snapshots."""
+    are fetched first, all at once; with ``offline`` they are read from their snapshots.
+
+    ``stop`` (the daemon's shutdown) is asked between files and sources: once it says True,
+    the fetches under way are still taken in (each ends by its timeout), no further archive
+    file is read, and the run finishes as usual: what was done is committed and its feeds
+    are written."""
     started = time.perf_counter()
     wanted = set(only) if only is not None else None
     chosen = [s for s in config.sources if wanted is None or s.name in wanted]
@@ -471,13 +488,13 @@ def run_once(
     workers = _Workers(config)
     try:
         for source in chosen:
-            if source.url is None:
-                done[source.name] = _ingest(workers, source, store, now, dry_run, progress)
+            if source.url is None and not (stop is not None and stop()):
+                done[source.name] = _ingest(workers, source, store, now, dry_run, progress, stop)
                 if not dry_run:
                     store.commit()
     finally:
-        workers.close()
-    reports = [done[s.name] for s in chosen]
+        workers.close(cancel=stop is not None and stop())
+    reports = [done[s.name] for s in chosen if s.name in done]
     removed = store.apply_retention(config.retention, [s.name for s in config.sources], now)
     changed = None if removed else {r.name for r in reports if r.changed}
     feeds, errors = _write_feeds(config, store, dry_run, changed)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import threading
 import time
 from pathlib import Path
 from types import TracebackType
@@ -22,17 +23,32 @@ from aggregator.errors import StateBusy, StoreError
 POLL_SECONDS = 0.2
 
 
-def lock_path(state_db: Path) -> Path:
-    return state_db.with_name(state_db.name + ".lock")
+def lock_path(state_db: Path, kind: str = "") -> Path:
+    return state_db.with_name(f"{state_db.name}{'.' + kind if kind else ''}.lock")
 
 
 class StateLock:
-    """``with StateLock(state_db, wait=...):`` - exclusive use of the state database."""
+    """``with StateLock(state_db, wait=...):`` - exclusive use of the state database.
 
-    def __init__(self, state_db: Path, wait: float = 0.0, purpose: str = "run") -> None:
-        self.path = lock_path(state_db)
+    ``kind`` names a separate lock: the daemon holds ``kind="daemon"`` for as long as it runs
+    (one daemon per state database) and the plain lock only while a batch runs, so a one-shot
+    ``aggregator run`` can go between two batches. ``cancel``, when set, ends a wait early."""
+
+    def __init__(
+        self,
+        state_db: Path,
+        wait: float = 0.0,
+        purpose: str = "run",
+        *,
+        kind: str = "",
+        cancel: threading.Event | None = None,
+    ) -> None:
+        self.path = lock_path(state_db, kind)
+        self.state_db = state_db
+        self.kind = kind
         self.wait = wait
         self.purpose = purpose  # written into the lock file for the refusal message
+        self.cancel = cancel
         self._fd: int | None = None
 
     def __enter__(self) -> StateLock:
@@ -50,21 +66,33 @@ class StateLock:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 break
             except BlockingIOError:
-                if time.monotonic() >= deadline:
+                cancelled = self.cancel is not None and self.cancel.is_set()
+                if cancelled or time.monotonic() >= deadline:
                     holder = _holder(fd)
                     os.close(fd)
-                    waited = f" after waiting {self.wait:g} s" if self.wait else ""
-                    raise StateBusy(
-                        f"{self.path.with_suffix('')}: the state database is in use by "
-                        f"{holder}{waited}. Only one aggregator may run on one state database: "
-                        "stop the other one, wait for it to finish (run --wait SECONDS), or give "
-                        "this one another state_db"
-                    ) from None
-                time.sleep(POLL_SECONDS)
+                    raise StateBusy(self._refusal(holder)) from None
+                if self.cancel is not None:
+                    self.cancel.wait(POLL_SECONDS)
+                else:
+                    time.sleep(POLL_SECONDS)
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()} {self.purpose}\n".encode(), 0)
         self._fd = fd
         return self
+
+    def _refusal(self, holder: str) -> str:
+        waited = f" after waiting {self.wait:g} s" if self.wait else ""
+        if self.kind == "daemon":
+            return (
+                f"{self.state_db}: {holder} is already running on this state database{waited}. "
+                "One daemon per state database: stop the other one first (or give this one "
+                "another state_db in its config)"
+            )
+        return (
+            f"{self.state_db}: the state database is in use by {holder}{waited}. Only one "
+            "aggregator may write it at a time: wait for the other to finish (run --wait "
+            "SECONDS), stop it, or give this one another state_db"
+        )
 
     def __exit__(
         self, kind: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None

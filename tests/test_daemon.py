@@ -1,0 +1,293 @@
+"""``aggregator daemon`` as a user runs it: a subprocess with short intervals, fetching from a
+real HTTP server on 127.0.0.1 (tests/feedserver.py), stopped with real signals.
+
+These tests take real seconds (the daemon's schedule is wall-clock time): each waits for what
+it expects with a deadline, never for a fixed sleep, except where the point is that something
+must *not* happen during a stretch of time.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import feedparser
+import pytest
+
+from tests import livefeeds
+from tests.atomcheck import check_feed
+from tests.feedserver import FeedServer, Route
+
+RSS = {"content-type": "application/rss+xml; charset=utf-8"}
+
+
+@pytest.fixture
+def server() -> Iterator[FeedServer]:
+    s = FeedServer()
+    s.start()
+    yield s
+    s.stop()
+
+
+def write_config(root: Path, sources: list[dict[str, Any]], interval: str = "1s") -> Path:
+    lines = [
+        'base_url = "https://news.example.org/feeds/"',
+        'output_dir = "out"',
+        'state_db = "state/state.sqlite3"',
+        "[fetch]",
+        f'interval = "{interval}"',
+        "timeout = 10",
+    ]
+    for s in sources:
+        lines.append("[[sources]]")
+        lines.extend(f"{k} = {json.dumps(v)}" for k, v in s.items())
+    path = root / "config.toml"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def url_source(name: str, url: str, **extra: Any) -> dict[str, Any]:
+    return {"name": name, "url": url, "adapter": "auto", "allow_private": True, **extra}
+
+
+class Daemon:
+    """``python -m aggregator daemon`` in ``root``, its log in a file."""
+
+    def __init__(self, root: Path, *args: str) -> None:
+        self.root = root
+        self.log_path = root / f"daemon-{time.monotonic_ns()}.log"
+        self._log = self.log_path.open("wb")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "aggregator", "daemon", *args],
+            cwd=root,
+            stdout=subprocess.DEVNULL,
+            stderr=self._log,
+        )
+
+    @property
+    def log(self) -> str:
+        return self.log_path.read_text(encoding="utf-8", errors="replace")
+
+    def wait_for(self, what: Callable[[], bool], timeout: float = 20.0, why: str = "") -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if what():
+                return
+            if self.proc.poll() is not None:
+                raise AssertionError(f"daemon exited {self.proc.returncode}:\n{self.log}")
+            time.sleep(0.05)
+        raise AssertionError(f"timed out waiting for {why or what}:\n{self.log}")
+
+    def wait_log(self, text: str, count: int = 1, timeout: float = 20.0) -> None:
+        self.wait_for(lambda: self.log.count(text) >= count, timeout, repr(text))
+
+    def send(self, sig: int) -> None:
+        os.kill(self.proc.pid, sig)
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30.0) -> int:
+        if self.proc.poll() is None:
+            self.send(sig)
+        try:
+            return self.proc.wait(timeout)
+        finally:
+            if self.proc.poll() is None:
+                self.proc.kill()
+                self.proc.wait()
+            self._log.close()
+
+
+@pytest.fixture
+def daemons() -> Iterator[list[Daemon]]:
+    started: list[Daemon] = []
+    yield started
+    for d in started:  # never leave a daemon behind, whatever the test did
+        if d.proc.poll() is None:
+            d.proc.kill()
+            d.proc.wait()
+        d._log.close()
+
+
+def squash(title: str) -> str:
+    return " ".join(title.split())  # cleaning folds runs of spaces in titles
+
+
+def titles(path: Path) -> list[str]:
+    if not path.exists():
+        return []
+    return [e.title for e in feedparser.parse(path.read_bytes()).entries]
+
+
+def cli(root: Path, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "aggregator", *args],
+        cwd=root, capture_output=True, text=True, timeout=timeout, check=False,
+    )  # fmt: skip
+
+
+def test_new_items_reach_the_feed_and_sigterm_exits_0(
+    tmp_path: Path, server: FeedServer, daemons: list[Daemon]
+) -> None:
+    first, later = livefeeds.distinct(livefeeds.voa()[0], 2)
+    url = server.route("/voa.xml", Route(body=livefeeds.rss2([first]), headers=RSS))
+    write_config(tmp_path, [url_source("voa", url)])
+    d = Daemon(tmp_path)
+    daemons.append(d)
+    all_atom = tmp_path / "out" / "all.atom"
+    d.wait_for(lambda: titles(all_atom) == [first.title], why="the first article")
+    # The source publishes a new article: the next scheduled run brings it in.
+    server.route("/voa.xml", Route(body=livefeeds.rss2([later, first]), headers=RSS))
+    d.wait_for(lambda: later.title in titles(all_atom), why="the new article")
+    assert sorted(titles(all_atom)) == sorted([first.title, later.title])
+    assert d.stop() == 0
+    log = d.log
+    assert "daemon started: 1 source(s)" in log
+    assert "voa: 1 new, 0 updated, 0 duplicate(s), fetched: 200" in log
+    assert "next run 20" in log  # each source's next run, as a UTC time
+    assert "feeds rewritten: all.atom (2), voa.atom (2)" in log
+    assert "received SIGTERM" in log and log.rstrip().endswith("daemon stopped")
+
+
+def test_sigterm_mid_cycle_finishes_cleanly_and_loses_nothing(
+    tmp_path: Path, server: FeedServer, daemons: list[Daemon]
+) -> None:
+    """SIGTERM while a slow fetch is under way: the fetch is taken in, the archive source not
+    yet started is left for later, the feeds are valid, the database is sound, and the next run
+    reads what the stopped one did not."""
+    slow = livefeeds.distinct(livefeeds.dw()[0], 3)
+    url = server.route("/dw.xml", Route(body=livefeeds.rss2(slow), headers=RSS, delay=2.5))
+    (tmp_path / "seeds").mkdir()
+    archive = tmp_path / "seeds" / "voa"
+    archive.mkdir()
+    for f in (livefeeds.SEEDS / "voa").iterdir():
+        (archive / f.name).write_bytes(f.read_bytes())
+    write_config(
+        tmp_path,
+        [url_source("dw", url), {"name": "voa", "path": "seeds/voa", "adapter": "voa"}],
+        interval="1h",
+    )
+    d = Daemon(tmp_path)
+    daemons.append(d)
+    d.wait_for(lambda: len(server.hits("/dw.xml")) == 1, why="the slow fetch to start")
+    time.sleep(0.5)
+    started = time.monotonic()
+    assert d.stop() == 0
+    assert time.monotonic() - started < 15  # within the fetch's own timeout (10 s), not hung
+    out = tmp_path / "out"
+    for feed in ("all.atom", "dw.atom", "voa.atom"):
+        data = (out / feed).read_bytes()
+        assert check_feed(data) == [], feed
+    assert sorted(titles(out / "all.atom")) == sorted(squash(a.title) for a in slow)
+    assert not list(out.glob(".*.tmp"))  # no half-written file left behind
+    db = sqlite3.connect(tmp_path / "state" / "state.sqlite3")
+    assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+    stored = {row[0] for row in db.execute("SELECT title FROM items")}
+    assert stored == {squash(a.title) for a in slow}
+    assert db.execute("SELECT count(*) FROM files").fetchone() == (0,)  # voa never started
+    db.close()
+    # The next run (the daemon is gone, so its lock is free) reads the archive it skipped.
+    run = cli(tmp_path, "run", "--json")
+    assert run.returncode == 0, run.stderr
+    assert len(titles(out / "all.atom")) == len(slow) + 3
+
+
+def test_a_second_daemon_is_refused_and_a_run_waits_for_the_batch(
+    tmp_path: Path, server: FeedServer, daemons: list[Daemon]
+) -> None:
+    url = server.route(
+        "/voa.xml", Route(body=livefeeds.rss2(livefeeds.voa()), headers=RSS, delay=3.0)
+    )
+    write_config(tmp_path, [url_source("voa", url)], interval="1h")
+    d = Daemon(tmp_path)
+    daemons.append(d)
+    d.wait_for(lambda: len(server.hits("/voa.xml")) == 1, why="the first batch to start")
+    second = cli(tmp_path, "daemon")
+    assert second.returncode == 3
+    assert f"aggregator daemon (pid {d.proc.pid}) is already running" in second.stderr
+    assert "stop the other one first" in second.stderr
+    # A one-shot run during the batch is refused at once, naming who holds the state...
+    busy = cli(tmp_path, "run")
+    assert busy.returncode == 3
+    assert f"in use by aggregator daemon (pid {d.proc.pid})" in busy.stderr
+    assert "run --wait SECONDS" in busy.stderr
+    # ... or waits for the batch to end, then runs.
+    waited = cli(tmp_path, "run", "--wait", "20", "--json")
+    assert waited.returncode == 0, waited.stderr
+    assert "batch done" in d.log  # it ran after the daemon's batch, not during it
+    assert d.stop() == 0
+
+
+def test_a_run_missed_while_stopped_runs_once(
+    tmp_path: Path, server: FeedServer, daemons: list[Daemon]
+) -> None:
+    """SIGSTOP stands in for a laptop's sleep: five scheduled runs pass while the process is
+    frozen; after SIGCONT the source is fetched once, not five times."""
+    url = server.route("/voa.xml", Route(body=livefeeds.rss2(livefeeds.voa()), headers=RSS))
+    write_config(tmp_path, [url_source("voa", url)], interval="2s")
+    d = Daemon(tmp_path)
+    daemons.append(d)
+    d.wait_log("batch done", 2)
+    d.send(signal.SIGSTOP)
+    frozen = len(server.hits("/voa.xml"))
+    time.sleep(10.5)  # five intervals
+    d.send(signal.SIGCONT)
+    time.sleep(1.5)  # the missed run (coalesced) happens at once; the next is 2 s away
+    assert len(server.hits("/voa.xml")) - frozen == 1
+    assert d.stop() == 0
+
+
+def test_sources_due_together_run_in_one_batch(
+    tmp_path: Path, server: FeedServer, daemons: list[Daemon]
+) -> None:
+    """At start every source is due: one batch runs them all and writes each feed once."""
+    urls = [
+        server.route(f"/{name}.xml", Route(body=livefeeds.rss2(articles()), headers=RSS))
+        for name, articles in (("voa", livefeeds.voa), ("dw", livefeeds.dw))
+    ]
+    write_config(tmp_path, [url_source("voa", urls[0]), url_source("dw", urls[1])], interval="1h")
+    d = Daemon(tmp_path)
+    daemons.append(d)
+    d.wait_log("batch done")
+    assert d.stop() == 0
+    assert "running dw, voa" in d.log
+    assert d.log.count("batch done") == 1
+    db = sqlite3.connect(tmp_path / "state" / "state.sqlite3")
+    assert db.execute("SELECT sources, failed, error FROM cycles").fetchall() == [(2, 0, None)]
+    # The schedule is in the state database for the health page: each next run an hour on.
+    rows = db.execute("SELECT source, next_run, last_run FROM source_status").fetchall()
+    db.close()
+    assert {r[0] for r in rows} == {"voa", "dw"}
+    for _, next_run, last_run in rows:
+        assert next_run > last_run
+
+
+def test_restart_does_not_poll_again_before_the_interval(
+    tmp_path: Path, server: FeedServer, daemons: list[Daemon]
+) -> None:
+    url = server.route("/voa.xml", Route(body=livefeeds.rss2(livefeeds.voa()), headers=RSS))
+    write_config(tmp_path, [url_source("voa", url)], interval="1h")
+    d = Daemon(tmp_path)
+    daemons.append(d)
+    d.wait_log("batch done")
+    assert d.stop() == 0
+    again = Daemon(tmp_path)
+    daemons.append(again)
+    again.wait_log("daemon started")
+    time.sleep(1.0)
+    assert again.stop() == 0
+    assert len(server.hits("/voa.xml")) == 1  # it ran an hour ago as far as it knows
+
+
+def test_bad_cron_is_a_config_error(tmp_path: Path) -> None:
+    write_config(tmp_path, [url_source("voa", "http://127.0.0.1:9/feed", cron="61 * * * *")])
+    proc = cli(tmp_path, "check")
+    assert proc.returncode == 2
+    assert "sources[0].cron" in proc.stdout + proc.stderr
+    assert "crontab line" in proc.stdout + proc.stderr
