@@ -1,7 +1,8 @@
 """Command line: argument parsing and output formatting only; the work is ``pipeline.run_once``.
 
 Commands: ``run`` (one-shot regeneration), ``daemon`` (every source on its schedule until
-stopped), ``check`` (validate config.toml), ``adapters`` (list the source profiles). Exit codes: 0 done; 1 nothing could be produced, or ``--strict`` and some
+stopped), ``status`` (what the state database says of sources, feeds and health), ``check``
+(validate config.toml), ``adapters`` (list the source profiles). Exit codes: 0 done; 1 nothing could be produced, or ``--strict`` and some
 input was skipped; 2 the configuration (or the command line) is wrong; 3 the state database or
 the output folder cannot be used.
 """
@@ -94,6 +95,17 @@ def _parser() -> argparse.ArgumentParser:
     daemon.add_argument(
         "--verbose", "-v", action="store_true", help="also log every skipped file and fetch"
     )
+
+    status = sub.add_parser(
+        "status",
+        help="show each source's last run, errors and next run, and each feed",
+        description="What the state database says: per source the last run, the daemon's next "
+        "run, what the last run brought, failures, and the last error with its reason; per "
+        "feed its entries and last update; and whether the service is healthy (what /healthz "
+        "answers). Exit 0 when healthy, 1 when not.",
+    )
+    with_config(status)
+    status.add_argument("--json", action="store_true", help="print it as JSON")
 
     check = sub.add_parser(
         "check",
@@ -288,6 +300,44 @@ def _cmd_run(args: argparse.Namespace, out: Console, err: Console) -> int:
     return EXIT_OK
 
 
+def _when(at: datetime | None) -> str:
+    return f"{at:%m-%d %H:%M}" if at else "-"  # short: the table must fit 80 columns
+
+
+def _cmd_status(args: argparse.Namespace, out: Console, err: Console) -> int:
+    try:
+        cfg = config_mod.load(args.config)
+    except ConfigError as e:
+        return _config_error(e, err)
+    state = pipeline.status(cfg)
+    healthy, why = pipeline.health(cfg, state, datetime.now(UTC))
+    if args.json:
+        doc = {"healthy": healthy, "reason": why, **asdict(state)}
+        print(json.dumps(doc, ensure_ascii=False, indent=2, default=str))
+        return EXIT_OK if healthy else EXIT_NOTHING
+    sources = Table(title="sources (times in UTC)", title_justify="left")
+    for column in ("source", "last run", "next run", "new/upd/dup", "failed/runs"):
+        sources.add_column(column, no_wrap=True)
+    sources.add_column("last error", overflow="fold")
+    for s in state.sources:
+        error = f"{_when(s.last_error_at)}: {s.last_error}" if s.last_error else ""
+        sources.add_row(
+            s.name, _when(s.last_run), _when(s.next_run),
+            f"{s.new}/{s.updated}/{s.duplicates}", f"{s.errors}/{s.runs}", error,
+        )  # fmt: skip
+    out.print(sources)
+    feeds = Table(title="feeds (times in UTC)", title_justify="left")
+    for column in ("feed", "entries", "updated"):
+        feeds.add_column(column, no_wrap=True)
+    feeds.add_column("url", overflow="fold")
+    for f in state.feeds:
+        feeds.add_row(f.name, str(f.entries), _when(f.updated), f.url)
+    out.print(feeds)
+    colour = "green" if healthy else "red"
+    out.print(f"[{colour}]{'healthy' if healthy else 'unhealthy'}[/]: {why}")
+    return EXIT_OK if healthy else EXIT_NOTHING
+
+
 def _cmd_daemon(args: argparse.Namespace, err: Console) -> int:
     logging.basicConfig(
         level=logging.INFO,
@@ -325,6 +375,8 @@ def main(argv: list[str] | None = None) -> int:
             return _cmd_check(args, out, err)
         if args.command == "daemon":
             return _cmd_daemon(args, err)
+        if args.command == "status":
+            return _cmd_status(args, out, err)
         return _cmd_run(args, out, err)
     except AggregatorError as e:  # anything we raise on purpose that escaped a command
         err.print(f"[bold red]error:[/] {e}", highlight=False)

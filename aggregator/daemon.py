@@ -135,6 +135,8 @@ class Daemon:
             self._batcher.join()
         if self._scheduler.running:
             self._scheduler.shutdown(wait=True)
+            # Nothing is scheduled any more: the health check must not wait for these runs.
+            self._publish_schedule({s.name: None for s in self.config.sources})
         self._lock.__exit__(None, None, None)
         log.info("daemon stopped")
 
@@ -184,8 +186,9 @@ class Daemon:
             self._pending.add(name)
             self._due.notify_all()
 
-    def _publish_schedule(self) -> None:
-        runs = {job.id: job.next_run_time for job in self._scheduler.get_jobs()}
+    def _publish_schedule(self, runs: dict[str, datetime | None] | None = None) -> None:
+        if runs is None:
+            runs = {job.id: job.next_run_time for job in self._scheduler.get_jobs()}
         try:
             pipeline.set_next_runs(self.config, runs)
         except AggregatorError as e:

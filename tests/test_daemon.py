@@ -291,3 +291,33 @@ def test_bad_cron_is_a_config_error(tmp_path: Path) -> None:
     assert proc.returncode == 2
     assert "sources[0].cron" in proc.stdout + proc.stderr
     assert "crontab line" in proc.stdout + proc.stderr
+
+
+def test_status_shows_each_source_last_error_and_health(
+    tmp_path: Path, server: FeedServer, daemons: list[Daemon]
+) -> None:
+    good = server.route("/voa.xml", Route(body=livefeeds.rss2(livefeeds.voa()), headers=RSS))
+    bad = server.route("/dw.xml", Route(status=500, body=b"upstream broke"))
+    write_config(tmp_path, [url_source("voa", good), url_source("dw", bad)], interval="1h")
+    d = Daemon(tmp_path)
+    daemons.append(d)
+    d.wait_log("batch done")
+    # While the daemon runs, each source has its next run, an hour on.
+    running = json.loads(cli(tmp_path, "status", "--json").stdout)
+    assert running["healthy"] is True  # one upstream failing is not the service failing
+    assert all(s["next_run"] is not None for s in running["sources"])
+    assert d.stop() == 0
+    proc = cli(tmp_path, "status", "--json")
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads(proc.stdout)
+    sources = {s["name"]: s for s in doc["sources"]}
+    assert sources["voa"]["new"] == 3 and sources["voa"]["errors"] == 0
+    assert sources["voa"]["last_success"] is not None
+    assert sources["dw"]["errors"] == 1 and sources["dw"]["last_success"] is None
+    assert "HTTP 500" in sources["dw"]["last_error"]
+    # A daemon that stopped cleanly leaves no schedule for the health check to wait on.
+    assert all(s["next_run"] is None for s in doc["sources"])
+    assert {f["name"]: f["entries"] for f in doc["feeds"]} == {"all": 3, "voa": 3, "dw": 0}
+    assert doc["cycles_total"] == 1 and doc["cycles"][0]["failed"] == 1
+    table = cli(tmp_path, "status").stdout
+    assert "HTTP 500" in table and "healthy" in table
