@@ -255,17 +255,17 @@ def test_sources_due_together_run_in_one_batch(
     d = Daemon(tmp_path)
     daemons.append(d)
     d.wait_log("batch done")
-    assert d.stop() == 0
-    assert "running dw, voa" in d.log
-    assert d.log.count("batch done") == 1
     db = sqlite3.connect(tmp_path / "state" / "state.sqlite3")
-    assert db.execute("SELECT sources, failed, error FROM cycles").fetchall() == [(2, 0, None)]
     # The schedule is in the state database for the health page: each next run an hour on.
     rows = db.execute("SELECT source, next_run, last_run FROM source_status").fetchall()
-    db.close()
     assert {r[0] for r in rows} == {"voa", "dw"}
     for _, next_run, last_run in rows:
         assert next_run > last_run
+    assert d.stop() == 0
+    assert "running dw, voa" in d.log
+    assert d.log.count("batch done") == 1
+    assert db.execute("SELECT sources, failed, error FROM cycles").fetchall() == [(2, 0, None)]
+    db.close()
 
 
 def test_restart_does_not_poll_again_before_the_interval(
