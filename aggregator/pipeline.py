@@ -408,6 +408,7 @@ def _write_feeds(
     sources = {s.name: s for s in config.sources}
     source_feeds = {spec.sources[0]: spec for spec in config.feeds if spec.sources == (spec.name,)}
     results, errors = [], []
+    changed_urls: list[str] = []  # feeds written this run, for the WebSub hub
     for spec in config.feeds:
         path = config.output_dir / spec.filename
         signature = _signature(spec, config, sources)
@@ -417,13 +418,17 @@ def _write_feeds(
                 results.append(FeedResult(spec.name, path, known[1], False))
                 continue
         entries = store.entries(spec.sources, spec.max_entries)
-        data = writer.atom(spec, entries, config.base_url, sources, source_feeds)
-        path = config.output_dir / spec.filename
+        written = False
         try:
-            if dry_run:
-                written = not publish.unchanged(path, data)
-            else:
-                written = publish.write_if_changed(path, data)
+            for fmt in spec.formats:
+                ln = writer.links(spec, config.base_url, fmt, config.hub)
+                data = writer.RENDER[fmt](spec, entries, config.base_url, sources, source_feeds, ln)
+                target = config.output_dir / writer.filename(spec, fmt)
+                if dry_run:
+                    written |= not publish.unchanged(target, data)
+                elif publish.write_if_changed(target, data):
+                    written = True
+                    changed_urls.append(ln.self_url)
         except AggregatorError as e:
             log.error("%s", e)
             errors.append(str(e))
