@@ -194,6 +194,8 @@ def _print_report(report: RunReport, out: Console) -> None:
         out.print(f"retention removed {report.retention_removed} old item(s)")
     for error in report.errors:
         out.print(f"[bold red]error:[/] {error}", highlight=False)
+    for warning in report.warnings:
+        out.print(f"[yellow]warning:[/] {warning}", highlight=False)
     out.print(f"done in {report.seconds:.2f} s", highlight=False)
 
 

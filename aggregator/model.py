@@ -75,9 +75,9 @@ class Source:
 
 @dataclass(frozen=True, slots=True)
 class Match:
-    """One side of a feed's filter: an entry matches when every kind given here matches (any
-    keyword, any pattern, any category). Empty: matches nothing as an exclusion and
-    everything as an inclusion (see ``select.py``)."""
+    """One side of a feed's filter (``select.py`` applies it): to be included, an entry must
+    match every kind given (any keyword, and any pattern, and any category); to be excluded,
+    any one value of any kind. Empty: includes everything, excludes nothing."""
 
     keywords: tuple[str, ...] = ()  # substrings of title or text, case and script folded
     patterns: tuple[str, ...] = ()  # regular expressions (Python syntax) on title or text
