@@ -468,3 +468,31 @@ def check_paths(config: Config) -> list[str]:
                 f"({root}) through a symbolic link"
             )
     return problems
+
+
+def append_sources(path: Path, sources: list[tuple[str, str, str, str | None]]) -> None:
+    """Add ``[[sources]]`` tables (name, title, url, homepage) at the end of the config file,
+    keeping its text and comments as they are; then load it, and put the old text back (and
+    raise the ConfigError) if the result is not a valid configuration."""
+    import json  # JSON strings are valid TOML basic strings, escapes included
+
+    before = path.read_text(encoding="utf-8")
+    blocks = []
+    for name, title, url, homepage in sources:
+        lines = [
+            "[[sources]]",
+            f"name = {json.dumps(name)}",
+            f"title = {json.dumps(title, ensure_ascii=False)}",
+            f"url = {json.dumps(url, ensure_ascii=False)}",
+            'adapter = "auto"',
+        ]
+        if homepage:
+            lines.append(f"homepage = {json.dumps(homepage, ensure_ascii=False)}")
+        blocks.append("\n".join(lines) + "\n")
+    added = "\n# Added by `aggregator opml import`.\n" + "\n".join(blocks)
+    path.write_text(before.rstrip("\n") + "\n" + added, encoding="utf-8")
+    try:
+        load(path)
+    except ConfigError:
+        path.write_text(before, encoding="utf-8")
+        raise
