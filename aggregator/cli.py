@@ -2,9 +2,10 @@
 
 Commands: ``run`` (one-shot regeneration), ``daemon`` (every source on its schedule until
 stopped), ``status`` (what the state database says of sources, feeds and health), ``check``
-(validate config.toml), ``adapters`` (list the source profiles). Exit codes: 0 done; 1 nothing could be produced, or ``--strict`` and some
-input was skipped; 2 the configuration (or the command line) is wrong; 3 the state database or
-the output folder cannot be used.
+(validate config.toml), ``opml export`` / ``opml import FILE`` (subscription lists),
+``adapters`` (list the source profiles). Exit codes: 0 done; 1 nothing could be produced, or
+``--strict`` and some input was skipped; 2 the configuration (or the command line) is wrong; 3
+the state database or the output folder cannot be used.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from aggregator import __version__, pipeline
+from aggregator import __version__, opml, pipeline
 from aggregator import config as config_mod
 from aggregator.adapters import ADAPTERS, AUTO
 from aggregator.errors import AggregatorError, ConfigError, PublishError, StoreError
@@ -114,6 +115,31 @@ def _parser() -> argparse.ArgumentParser:
     )
     with_config(check)
 
+    opml_cmd = sub.add_parser(
+        "opml",
+        help="export sources and feeds as OPML, or import a feed reader's OPML as sources",
+        description="OPML subscription lists: export what is configured, or add the feeds of "
+        "a reader's export to config.toml as sources.",
+    )
+    opml_sub = opml_cmd.add_subparsers(dest="opml_command", metavar="ACTION", required=True)
+    export = opml_sub.add_parser(
+        "export", help="write the URL sources and the output feeds as OPML",
+        description="Write the URL sources and every output feed as OPML 2.0 (stdout, or "
+        "--output FILE).",
+    )  # fmt: skip
+    with_config(export)
+    export.add_argument("--output", "-o", type=Path, metavar="FILE", help="write to FILE")
+    imp = opml_sub.add_parser(
+        "import", help="add the feeds of an OPML file as sources in config.toml",
+        description="Add every feed an OPML file lists as a [[sources]] entry (adapter auto) at "
+        "the end of config.toml; report what was added and what was skipped, and why.",
+    )  # fmt: skip
+    with_config(imp)
+    imp.add_argument("file", type=Path, metavar="FILE", help="an OPML file (a reader's export)")
+    imp.add_argument(
+        "--dry-run", action="store_true", help="report what would be added; change nothing"
+    )
+
     sub.add_parser(
         "adapters",
         help="list the source adapters (the names config.toml accepts)",
@@ -157,6 +183,48 @@ def _cmd_check(args: argparse.Namespace, out: Console, err: Console) -> int:
     out.print(
         f"{args.config}: OK: {len(cfg.sources)} source(s), {len(cfg.feeds)} feed(s) into "
         f"{cfg.output_dir}, state in {cfg.state_db}",
+        highlight=False,
+    )
+    return EXIT_OK
+
+
+def _cmd_opml(args: argparse.Namespace, out: Console, err: Console) -> int:
+    try:
+        cfg = config_mod.load(args.config)
+    except ConfigError as e:
+        return _config_error(e, err)
+    if args.opml_command == "export":
+        data = opml.export(cfg)
+        if args.output is None:
+            sys.stdout.buffer.write(data)
+        else:
+            args.output.write_bytes(data)
+            err.print(f"wrote {args.output}", highlight=False)
+        return EXIT_OK
+    try:
+        found = opml.read(args.file.read_bytes(), str(args.file))
+    except OSError as e:
+        return _config_error(ConfigError(f"{args.file}: cannot read it: {e}"), err)
+    except ConfigError as e:
+        return _config_error(e, err)
+    plan = opml.plan(cfg, found)
+    verb = "would add" if args.dry_run else "added"
+    for name, f in plan.added:
+        out.print(f"{verb} source {name}: {f.title} <{f.url}>", highlight=False)
+    for f, why in plan.skipped:
+        out.print(f"skipped {f.title or f.url}: {why}", highlight=False)
+    if plan.added and not args.dry_run:
+        rows = [(name, f.title or name, f.url or "", f.homepage) for name, f in plan.added]
+        try:
+            config_mod.append_sources(args.config, rows)
+        except ConfigError as e:
+            err.print(f"[bold red]config.toml left as it was:[/] {e}", highlight=False)
+            for problem in e.problems:
+                err.print(f"  - {problem}", highlight=False)
+            return EXIT_CONFIG
+    out.print(
+        f"{args.file}: {len(plan.added)} {verb}, {len(plan.skipped)} skipped"
+        + ("" if args.dry_run or not plan.added else f"; see the end of {args.config}"),
         highlight=False,
     )
     return EXIT_OK
@@ -224,6 +292,8 @@ def _print_report(report: RunReport, out: Console) -> None:
         out.print(f"retention removed {report.retention_removed} old item(s)")
     for error in report.errors:
         out.print(f"[bold red]error:[/] {error}", highlight=False)
+    for warning in report.warnings:
+        out.print(f"[yellow]warning:[/] {warning}", highlight=False)
     out.print(f"done in {report.seconds:.2f} s", highlight=False)
 
 
@@ -377,6 +447,8 @@ def main(argv: list[str] | None = None) -> int:
             return _cmd_daemon(args, err)
         if args.command == "status":
             return _cmd_status(args, out, err)
+        if args.command == "opml":
+            return _cmd_opml(args, out, err)
         return _cmd_run(args, out, err)
     except AggregatorError as e:  # anything we raise on purpose that escaped a command
         err.print(f"[bold red]error:[/] {e}", highlight=False)

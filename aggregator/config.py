@@ -2,7 +2,8 @@
 
 Input: a path to a TOML file. Output: ``model.Config`` with every path made absolute (relative
 paths are relative to the config file's folder) and the output feeds resolved: one merged feed
-of every source plus one per source. Every problem is reported by its key path
+of every source, one per source, and each configured ``[[feeds]]`` (chosen sources, filters,
+script, formats, a file name that must stay inside the output folder). Every problem is reported by its key path
 (``sources[1].adapter: unknown adapter 'vao'; known: aljazeera, dw, generic, voa``), all of them at
 once, as a ``ConfigError``. pydantic does the type checking; this module adds the rules that span
 keys (unique names, known adapters).
@@ -12,7 +13,7 @@ from __future__ import annotations
 
 import re
 import tomllib
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Annotated, Any
 from urllib.parse import urlsplit
 
@@ -21,7 +22,13 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from aggregator import __version__
 from aggregator.adapters import ADAPTERS, AUTO
 from aggregator.errors import ConfigError
-from aggregator.model import Config, FeedSpec, FetchPolicy, Retention, Source
+from aggregator.model import Config, FeedSpec, FetchPolicy, Match, Retention, Source
+from aggregator.script import SCRIPTS
+from aggregator.writer import FORMATS
+
+# Names in the output folder the project writes itself; a configured feed may not take them.
+RESERVED_FILES = ("feeds.opml",)
+ARCHIVE_DIR = "archive"  # RFC 5005 archive pages: archive/<feed name>/<n>.atom
 
 DEFAULT_CONFIG = Path("config.toml")
 
@@ -140,9 +147,112 @@ class _Merged(_Strict):
     icon: str | None = None
 
 
+_Format = Annotated[str, Field(pattern=f"^({'|'.join(FORMATS)})$")]
+
+
+def _formats(v: list[str] | None) -> list[str] | None:
+    if v is not None and "atom" not in v:
+        raise ValueError("must include 'atom' (archives and the OPML list point at the Atom file)")
+    return v
+
+
 class _Output(_Strict):
     max_entries: int = Field(default=100, ge=1, le=10_000)
     merged: _Merged = _Merged()
+    formats: list[_Format] = Field(default_factory=lambda: list(FORMATS), min_length=1)
+    archive: bool = False  # RFC 5005 archives for every feed
+    hub: str | None = None  # WebSub hub
+
+    _check_formats = field_validator("formats")(_formats)
+
+    @field_validator("hub")
+    @classmethod
+    def _hub_url(cls, v: str | None) -> str | None:
+        if v is not None:
+            parts = urlsplit(v)
+            if parts.scheme not in ("http", "https") or not parts.hostname:
+                raise ValueError("must be the absolute http(s) URL of a WebSub hub")
+        return v
+
+
+class _Filter(_Strict):
+    keywords: list[Annotated[str, Field(min_length=1)]] = []
+    patterns: list[str] = []
+    categories: list[Annotated[str, Field(min_length=1)]] = []
+
+    @field_validator("patterns")
+    @classmethod
+    def _regex(cls, v: list[str]) -> list[str]:
+        for i, pattern in enumerate(v):
+            try:
+                re.compile(pattern)
+            except re.error as e:
+                raise ValueError(f"[{i}] {pattern!r} is not a regular expression: {e}") from e
+        return v
+
+    def match(self) -> Match:
+        return Match(tuple(self.keywords), tuple(self.patterns), tuple(self.categories))
+
+
+class _Feed(_Strict):
+    """A configured output feed."""
+
+    name: _NAME
+    title: str
+    subtitle: str | None = None
+    icon: str | None = None
+    link: str | None = None
+    lang: str | None = None
+    file: str | None = None  # default "<name>.atom"
+    sources: list[_NAME] | None = None  # default: every source
+    include: _Filter = _Filter()
+    exclude: _Filter = _Filter()
+    max_age: Duration | None = None
+    max_entries: int | None = Field(default=None, ge=1, le=10_000)
+    script: str | None = None
+    formats: list[_Format] | None = Field(default=None, min_length=1)
+    archive: bool | None = None
+
+    _check_formats = field_validator("formats")(_formats)
+
+    @field_validator("max_age", mode="before")
+    @classmethod
+    def _duration(cls, v: object) -> float | None:
+        return None if v is None else _seconds(v)
+
+    @field_validator("script")
+    @classmethod
+    def _known_script(cls, v: str | None) -> str | None:
+        if v is not None and v not in SCRIPTS:
+            raise ValueError(f"unknown script {v!r}; known: {', '.join(SCRIPTS)}")
+        return v
+
+    @field_validator("file")
+    @classmethod
+    def _confined(cls, v: str | None) -> str | None:
+        if v is not None:
+            problem = _file_problem(v)
+            if problem:
+                raise ValueError(f"{v!r} {problem}")
+        return v
+
+
+def _file_problem(name: str) -> str | None:
+    """Why ``name`` may not be a feed's file inside the output folder, or None."""
+    path = PurePosixPath(name)
+    if "\\" in name or any(ord(c) < 32 for c in name):
+        return "has a backslash or a control character; use '/' between folders"
+    if path.is_absolute() or name.startswith("~"):
+        return "is not relative to output_dir; give a name like 'topics/ukraine.atom'"
+    if any(part in ("..", ".") or part.startswith(".") for part in path.parts) or name.endswith(
+        "/"
+    ):
+        return "would leave output_dir or hide the file; no '..', '.' or hidden parts"
+    if path.suffix != ".atom":
+        return "must end in '.atom' (the RSS and JSON twins take .rss and .json beside it)"
+    if path.parts[0] == ARCHIVE_DIR or name in RESERVED_FILES:
+        return f"is reserved ({ARCHIVE_DIR}/ holds the archives; {', '.join(RESERVED_FILES)})"
+    return None
 
 
 class _Retention(_Strict):
@@ -159,6 +269,7 @@ class _Config(_Strict):
     retention: _Retention = _Retention()
     fetch: _Fetch = _Fetch()
     sources: list[_Source] = Field(min_length=1)
+    feeds: list[_Feed] = []
 
     @field_validator("base_url")
     @classmethod
@@ -202,6 +313,25 @@ def _cross_checks(raw: _Config) -> list[str]:
             problems.append(
                 f"sources[{i}].name: {s.name!r} is the merged feed's name (output.merged.name)"
             )
+    names = {raw.output.merged.name: "output.merged.name"}
+    names.update({s.name: f"sources[{i}]" for i, s in reversed(list(enumerate(raw.sources)))})
+    files = {f"{name}.atom": where for name, where in names.items()}
+    for i, f in enumerate(raw.feeds):
+        if f.name in names:
+            problems.append(f"feeds[{i}].name: {f.name!r} is already used by {names[f.name]}")
+        names.setdefault(f.name, f"feeds[{i}]")
+        for j, name in enumerate(f.sources or ()):
+            if name not in seen:
+                known = ", ".join(s.name for s in raw.sources)
+                problems.append(f"feeds[{i}].sources[{j}]: no source {name!r}; known: {known}")
+        file = f.file or f"{f.name}.atom"
+        stem = file.removesuffix(".atom").casefold()
+        other = next(
+            (w for k, w in files.items() if k.removesuffix(".atom").casefold() == stem), None
+        )
+        if other is not None:
+            problems.append(f"feeds[{i}].file: {file!r} is already written by {other}")
+        files.setdefault(file, f"feeds[{i}]")
     return problems
 
 
@@ -270,6 +400,8 @@ def _build(raw: _Config, root: Path, path: Path) -> Config:
     )
     limit = raw.output.max_entries
     merged = raw.output.merged
+    formats = tuple(raw.output.formats)
+    archive = raw.output.archive
     feeds = (
         FeedSpec(
             name=merged.name,
@@ -280,6 +412,8 @@ def _build(raw: _Config, root: Path, path: Path) -> Config:
             lang=merged.lang,
             icon=merged.icon,
             max_entries=limit,
+            formats=formats,
+            archive=archive,
         ),
         *(
             FeedSpec(
@@ -291,8 +425,30 @@ def _build(raw: _Config, root: Path, path: Path) -> Config:
                 link=s.homepage,
                 icon=s.icon,
                 max_entries=limit,
+                formats=formats,
+                archive=archive,
             )
             for s in sources
+        ),
+        *(
+            FeedSpec(
+                name=f.name,
+                filename=f.file or f"{f.name}.atom",
+                title=f.title,
+                sources=tuple(f.sources) if f.sources else tuple(s.name for s in sources),
+                subtitle=f.subtitle,
+                lang=f.lang or f.script,
+                link=f.link,
+                icon=f.icon,
+                max_entries=f.max_entries or limit,
+                formats=tuple(f.formats) if f.formats else formats,
+                include=f.include.match(),
+                exclude=f.exclude.match(),
+                max_age=f.max_age,
+                script=f.script,
+                archive=archive if f.archive is None else f.archive,
+            )
+            for f in raw.feeds
         ),
     )
     return Config(
@@ -306,6 +462,7 @@ def _build(raw: _Config, root: Path, path: Path) -> Config:
         path=path.resolve(),
         concurrency=raw.fetch.concurrency,
         per_host=raw.fetch.per_host,
+        hub=raw.output.hub,
     )
 
 
@@ -315,4 +472,42 @@ def check_paths(config: Config) -> list[str]:
     for i, s in enumerate(config.sources):
         if s.path is not None and not s.path.exists():
             problems.append(f"sources[{i}].path: {s.path} does not exist")
+    # A folder inside output_dir may be a symbolic link that leads out of it.
+    root = config.output_dir.resolve()
+    defaults = 1 + len(config.sources)
+    for i, spec in enumerate(config.feeds[defaults:]):
+        target = (config.output_dir / spec.filename).resolve()
+        if not target.is_relative_to(root):
+            problems.append(
+                f"feeds[{i}].file: {spec.filename!r} leads to {target}, outside output_dir "
+                f"({root}) through a symbolic link"
+            )
     return problems
+
+
+def append_sources(path: Path, sources: list[tuple[str, str, str, str | None]]) -> None:
+    """Add ``[[sources]]`` tables (name, title, url, homepage) at the end of the config file,
+    keeping its text and comments as they are; then load it, and put the old text back (and
+    raise the ConfigError) if the result is not a valid configuration."""
+    import json  # JSON strings are valid TOML basic strings, escapes included
+
+    before = path.read_text(encoding="utf-8")
+    blocks = []
+    for name, title, url, homepage in sources:
+        lines = [
+            "[[sources]]",
+            f"name = {json.dumps(name)}",
+            f"title = {json.dumps(title, ensure_ascii=False)}",
+            f"url = {json.dumps(url, ensure_ascii=False)}",
+            'adapter = "auto"',
+        ]
+        if homepage:
+            lines.append(f"homepage = {json.dumps(homepage, ensure_ascii=False)}")
+        blocks.append("\n".join(lines) + "\n")
+    added = "\n# Added by `aggregator opml import`.\n" + "\n".join(blocks)
+    path.write_text(before.rstrip("\n") + "\n" + added, encoding="utf-8")
+    try:
+        load(path)
+    except ConfigError:
+        path.write_text(before, encoding="utf-8")
+        raise

@@ -74,18 +74,38 @@ class Source:
 
 
 @dataclass(frozen=True, slots=True)
+class Match:
+    """One side of a feed's filter (``select.py`` applies it): to be included, an entry must
+    match every kind given (any keyword, and any pattern, and any category); to be excluded,
+    any one value of any kind. Empty: includes everything, excludes nothing."""
+
+    keywords: tuple[str, ...] = ()  # substrings of title or text, case and script folded
+    patterns: tuple[str, ...] = ()  # regular expressions (Python syntax) on title or text
+    categories: tuple[str, ...] = ()  # category terms, case folded
+
+    def __bool__(self) -> bool:
+        return bool(self.keywords or self.patterns or self.categories)
+
+
+@dataclass(frozen=True, slots=True)
 class FeedSpec:
     """One output feed: which sources go in and how it presents itself."""
 
     name: str
-    filename: str  # relative to the output folder
+    filename: str  # the Atom file, relative to the output folder; twins swap the suffix
     title: str
     sources: tuple[str, ...]
     subtitle: str | None = None
-    lang: str | None = None  # None: derived from the sources
+    lang: str | None = None  # None: derived from the sources (or ``script``)
     link: str | None = None  # rel="alternate"; None: the base URL
     icon: str | None = None
     max_entries: int = 100
+    formats: tuple[str, ...] = ("atom", "rss", "json")  # "atom" always among them
+    include: Match = Match()  # entries must match this (when it says anything)
+    exclude: Match = Match()  # entries matching this are left out
+    max_age: float | None = None  # seconds: older entries are left out (by publication)
+    script: str | None = None  # "zh-Hans", "zh-Hant", "zh-TW", "zh-HK": converted text
+    archive: bool = False  # RFC 5005 archive pages for entries that leave the feed
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,6 +126,7 @@ class Config:
     path: Path | None = None  # the file this came from, for messages
     concurrency: int = 16  # URL sources fetched at once
     per_host: int = 4  # of which at most this many from one host
+    hub: str | None = None  # WebSub hub the feeds advertise and that is pinged on change
 
 
 @by_fields
@@ -250,6 +271,7 @@ class RunReport:
     retention_removed: int = 0
     seconds: float = 0.0
     errors: tuple[str, ...] = field(default=())
+    warnings: tuple[str, ...] = field(default=())  # e.g. the WebSub hub could not be pinged
 
     @property
     def skipped(self) -> int:

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
-from aggregator import __version__, adapters, fetch, opml, publish, writer
+from aggregator import __version__, adapters, archive, fetch, opml, publish, script, select, writer
 from aggregator.clean import clean
 from aggregator.dedupe import (
     MIN_FINGERPRINT_CHARS,
@@ -42,10 +42,11 @@ from aggregator.dedupe import (
     resolve,
     version_time,
 )
-from aggregator.errors import AggregatorError, SourceError
+from aggregator.errors import AggregatorError, PublishError, SourceError
 from aggregator.model import (
     Config,
     Cycle,
+    Entry,
     FeedResult,
     FeedSpec,
     FeedStatus,
@@ -415,38 +416,50 @@ def _signature(spec: FeedSpec, config: Config, sources: dict[str, Source]) -> st
 
 
 def _write_feeds(
-    config: Config, store: Store, dry_run: bool, changed: set[str] | None = None
-) -> tuple[list[FeedResult], list[str]]:
-    """Write every output feed. With ``changed`` (the sources whose entries moved this run),
-    a feed none of whose sources changed, whose settings are the same as when it was last
-    written and whose file is still there is left alone without being rebuilt: the same
-    inputs give the same bytes, and rebuilding 500 unchanged feeds would cost seconds."""
+    config: Config, store: Store, now: datetime, dry_run: bool, changed: set[str] | None = None
+) -> tuple[list[FeedResult], list[str], list[str]]:
+    """Write every output feed in each of its formats, with its new archive pages; return the
+    results, the errors and the URLs of the files that changed (for the WebSub hub).
+
+    With ``changed`` (the sources whose entries moved this run), a feed none of whose sources
+    changed, whose settings are the same as when it was last written and whose file is still
+    there is left alone without being rebuilt: the same inputs give the same bytes, and
+    rebuilding 500 unchanged feeds would cost seconds. A feed with a maximum age is always
+    rebuilt: time alone moves entries out of it."""
     sources = {s.name: s for s in config.sources}
     source_feeds = {spec.sources[0]: spec for spec in config.feeds if spec.sources == (spec.name,)}
     results, errors = [], []
+    changed_urls: list[str] = []
+    root = config.output_dir.resolve()
     for spec in config.feeds:
         path = config.output_dir / spec.filename
         signature = _signature(spec, config, sources)
-        if changed is not None and not changed.intersection(spec.sources) and path.exists():
+        if (
+            changed is not None
+            and spec.max_age is None
+            and not changed.intersection(spec.sources)
+            and path.exists()
+        ):
             known = store.feed_written(spec.name)
             if known is not None and known[0] == signature:
                 results.append(FeedResult(spec.name, path, known[1], False))
                 continue
-        entries = store.entries(spec.sources, spec.max_entries)
-        data = writer.atom(spec, entries, config.base_url, sources, source_feeds)
-        path = config.output_dir / spec.filename
         try:
-            if dry_run:
-                written = not publish.unchanged(path, data)
-            else:
-                written = publish.write_if_changed(path, data)
+            if not path.resolve().is_relative_to(root):
+                raise PublishError(
+                    f"{path}: leads outside the output folder {root} (a symbolic link?); "
+                    f"not written. Change feeds.file for {spec.name!r} in config.toml"
+                )
+            count, newest, written, urls = _publish_feed(
+                spec, config, store, now, dry_run, sources, source_feeds
+            )
         except AggregatorError as e:
             log.error("%s", e)
             errors.append(str(e))
             continue
-        results.append(FeedResult(spec.name, path, len(entries), written))
-        newest = max((e.updated for e in entries), default=None)
-        store.record_feed(spec.name, signature, len(entries), newest)
+        changed_urls += urls
+        results.append(FeedResult(spec.name, path, count, written))
+        store.record_feed(spec.name, signature, count, newest)
     if not dry_run:
         # The subscription list of every feed above, for readers' one-click import.
         try:
@@ -454,7 +467,81 @@ def _write_feeds(
         except AggregatorError as e:
             log.error("%s", e)
             errors.append(str(e))
-    return results, errors
+    return results, errors, changed_urls
+
+
+def _publish_feed(
+    spec: FeedSpec, config: Config, store: Store, now: datetime, dry_run: bool,
+    sources: dict[str, Source], source_feeds: dict[str, FeedSpec],
+) -> tuple[int, datetime | None, bool, list[str]]:  # fmt: skip
+    """Select the feed's entries (filters, age, archives), convert their script, render every
+    format and publish. (entries in the current document, the newest entry's ``updated``,
+    whether a file changed, the URLs of the files that changed)."""
+    base = config.base_url
+    urls: list[str] = []
+    prev_archive: int | None = None
+    if spec.archive:
+        current, pages, prev_archive = _archive(spec, config, store, now, dry_run)
+        for number, entries in pages:
+            ln = writer.Links(
+                base + archive.filename(spec.name, number),
+                prev_archive=base + archive.filename(spec.name, prev_archive)
+                if prev_archive
+                else None,
+                current=writer.feed_url(base, spec),
+            )
+            data = writer.atom(spec, _script(spec, entries), base, sources, source_feeds, ln)
+            if not dry_run:  # a new page: its number was never used, its file never written
+                publish.write_if_changed(
+                    config.output_dir / archive.filename(spec.name, number), data
+                )
+            prev_archive = number
+    elif select.filtered(spec):
+        current = select.select(spec, store.iter_entries(spec.sources), now)
+    else:
+        current = store.entries(spec.sources, spec.max_entries)
+    entries = _script(spec, current)
+    written = False
+    for fmt in spec.formats:
+        newest = base + archive.filename(spec.name, prev_archive) if prev_archive else None
+        ln = writer.links(spec, base, fmt, config.hub, newest if fmt == "atom" else None)
+        data = writer.RENDER[fmt](spec, entries, base, sources, source_feeds, ln)
+        target = config.output_dir / writer.filename(spec, fmt)
+        if dry_run:
+            written |= not publish.unchanged(target, data)
+        elif publish.write_if_changed(target, data):
+            written = True
+            urls.append(ln.self_url)
+    return len(entries), max((e.updated for e in entries), default=None), written, urls
+
+
+def _script(spec: FeedSpec, entries: list[Entry]) -> list[Entry]:
+    if spec.script is None:
+        return entries
+    return [script.convert_entry(e, spec.script) for e in entries]
+
+
+def _archive(
+    spec: FeedSpec, config: Config, store: Store, now: datetime, dry_run: bool
+) -> tuple[list[Entry], list[tuple[int, list[Entry]]], int | None]:
+    """The current document's entries; the new archive pages to write, (number, entries)
+    oldest first; the newest page published before them (None: none is)."""
+    for number in store.remove_emptied_archive_pages(spec.name):
+        if not dry_run:
+            publish.remove(config.output_dir / archive.filename(spec.name, number))
+    published = store.archive_pages(spec.name)
+    window: list[Entry] = []
+    waiting: list[Entry] = []
+    for entry in store.iter_entries(spec.sources, skip=store.archived(spec.name)):
+        if not select.wanted(spec, entry):
+            continue
+        if len(window) < spec.max_entries and select.young(spec, entry, now):
+            window.append(entry)
+        else:
+            waiting.append(entry)
+    current, cut = archive.plan(window, waiting, spec.max_entries)
+    pages = [(store.add_archive_page(spec.name, [e.key for e in page]), page) for page in cut]
+    return current, pages, published[-1] if published else None
 
 
 def run_once(
@@ -497,7 +584,14 @@ def run_once(
     reports = [done[s.name] for s in chosen if s.name in done]
     removed = store.apply_retention(config.retention, [s.name for s in config.sources], now)
     changed = None if removed else {r.name for r in reports if r.changed}
-    feeds, errors = _write_feeds(config, store, dry_run, changed)
+    feeds, errors, changed_urls = _write_feeds(config, store, now, dry_run, changed)
+    warnings = []
+    if config.hub and changed_urls and not dry_run:
+        from aggregator.fetch import http  # httpx only when there is a hub to tell
+
+        warnings = http.ping_hub(config.hub, changed_urls, f"aggregator/{__version__}")
+        for warning in warnings:
+            log.warning("%s", warning)
     report = RunReport(
         sources=tuple(reports),
         feeds=tuple(feeds),
@@ -505,6 +599,7 @@ def run_once(
         retention_removed=removed,
         seconds=time.perf_counter() - started,
         errors=tuple(errors),
+        warnings=tuple(warnings),
     )
     if dry_run:
         store.rollback()

@@ -49,3 +49,16 @@ def write_if_changed(path: Path, data: bytes) -> bool:
         if tmp_name is not None:
             Path(tmp_name).unlink(missing_ok=True)
     return True
+
+
+def remove(path: Path) -> bool:
+    """Delete ``path`` if it exists; True when it did."""
+    try:
+        path.unlink()
+    except FileNotFoundError:
+        return False
+    except OSError as e:
+        raise PublishError(
+            f"{path}: cannot delete it ({e.strerror or e}); check the output folder's permissions"
+        ) from e
+    return True

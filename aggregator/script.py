@@ -1,7 +1,10 @@
-"""Chinese script detection: is a text written in Simplified or Traditional characters?
+"""Chinese script: detection (Simplified or Traditional?) and conversion between them.
 
-The only OpenCC import. Used by the adapters to give each item its right ``xml:lang``
-(``zh-Hans`` or ``zh-Hant``). Pure and deterministic.
+The only OpenCC import. Detection gives each item its right ``xml:lang`` (``zh-Hans`` or
+``zh-Hant``) in the adapters. Conversion publishes a feed in one script (``SCRIPTS``): OpenCC's
+phrase-level configurations, with Taiwan's and Hong Kong's regional variants and vocabulary
+(软件 -> 軟體 for zh-TW). It touches text only: in HTML, the text between tags is converted and
+every tag, attribute and URL is left byte for byte as it was. Pure and deterministic.
 
 OpenCC itself decides which characters are Traditional: the Han blocks are converted once,
 Traditional to Simplified, and every character the conversion changes goes into one regular
@@ -12,9 +15,12 @@ OpenCC to convert each article's sample cost ten times that (bench/profile_run.p
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from functools import cache
 
 import opencc
+
+from aggregator.model import Entry, Image
 
 # Enough text to decide (a title and the first paragraphs); more adds cost, not accuracy.
 SAMPLE_CHARS = 2400
@@ -55,3 +61,70 @@ def detect(text: str) -> str | None:
         return None
     changed = len(_traditional().findall(sample))
     return "zh-Hant" if changed / han >= TRADITIONAL_SHARE else "zh-Hans"
+
+
+# Target script (the feed's xml:lang) -> OpenCC configuration for entries written in
+# Simplified, and for entries written in Traditional (None: already right). OpenCC 1.1 offers
+# these; s2twp converts Taiwan's vocabulary as well as its characters.
+SCRIPTS: dict[str, tuple[str, str | None]] = {
+    "zh-Hans": ("t2s", "t2s"),  # t2s also mends the stray Traditional forms of Simplified text
+    "zh-Hant": ("s2t", None),
+    "zh-TW": ("s2twp", "t2tw"),
+    "zh-HK": ("s2hk", "t2hk"),
+}
+# A tag, with quoted attribute values that may hold ">" (nh3 escapes "<" and "&" in
+# attribute values but not ">"); everything between two tags is text.
+_TAG = re.compile(r"""<(?:[^>"']|"[^"]*"|'[^']*')*>""")
+
+
+@cache
+def _converter(config: str) -> opencc.OpenCC:
+    return opencc.OpenCC(config)
+
+
+def convert(text: str, config: str) -> str:
+    """``text`` through one OpenCC configuration (e.g. ``"s2twp"``)."""
+    return str(_converter(config).convert(text)) if text else text
+
+
+def convert_html(markup: str, config: str) -> str:
+    """The text of ``markup`` converted; tags, attributes and URLs left exactly as they are.
+    Entity references (``&amp;``) are ASCII, which OpenCC never changes."""
+    out, pos = [], 0
+    for tag in _TAG.finditer(markup):
+        out.append(convert(markup[pos : tag.start()], config))
+        out.append(tag.group())
+        pos = tag.end()
+    out.append(convert(markup[pos:], config))
+    return "".join(out)
+
+
+def convert_entry(entry: Entry, target: str) -> Entry:
+    """``entry`` written in ``target`` (a key of SCRIPTS): title, summary, content text,
+    categories, author name and image caption; ids, links and markup unchanged. Entries in
+    other languages pass through."""
+    if not entry.lang.startswith("zh"):
+        return entry
+    from_simplified, from_traditional = SCRIPTS[target]
+    config = from_traditional if entry.lang.startswith("zh-Hant") else from_simplified
+    if config is None:
+        return replace(entry, lang=target)
+    image = entry.image
+    if image is not None and image.caption:
+        image = Image(image.url, convert(image.caption, config))
+    return replace(
+        entry,
+        title=convert(entry.title, config),
+        summary=convert(entry.summary, config),
+        content=convert_html(entry.content, config),
+        categories=tuple(convert(c, config) for c in entry.categories),
+        author=convert(entry.author, config),
+        image=image,
+        lang=target,
+    )
+
+
+def fold(text: str) -> str:
+    """``text`` for matching: Simplified characters, case folded, so a keyword matches in
+    either script and any case."""
+    return convert(text, "t2s").casefold()

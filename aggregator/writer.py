@@ -1,9 +1,12 @@
-"""Entries -> Atom 1.0 bytes (RFC 4287). The only feedgen import.
+"""Entries -> feed documents: Atom 1.0 (RFC 4287), RSS 2.0 and JSON Feed 1.1. The only
+feedgen import.
 
-Input: a ``FeedSpec``, its entries (newest first), the public base URL and the configured
-sources (for each entry's ``atom:source``). Output: the feed document as UTF-8 bytes. Pure and
-deterministic: nothing here reads the clock, so the same entries give byte-identical output;
-the feed's ``updated`` is the newest entry's ``updated``.
+Input: a ``FeedSpec``, its entries (newest first), the public base URL, the configured sources
+(for each entry's ``atom:source``) and a ``Links`` saying where the document sits (its twins in
+the other formats, the WebSub hub, RFC 5005 archive links). Output: the document as UTF-8
+bytes. Pure and deterministic: nothing here reads the clock, so the same entries give
+byte-identical output; the feed's ``updated`` is the newest entry's ``updated``. The three
+formats carry the same entries with the same ids (RSS ``guid``, JSON Feed ``id`` = the Atom id).
 
 What each entry carries: a permanent id (``urn:uuid``), title, ``rel="alternate"`` link to the
 original article, published, updated, the outlet as author, categories, a plain-text summary, the
@@ -14,9 +17,12 @@ caption, and ``media:thumbnail``), ``xml:lang`` where it differs from the feed's
 
 from __future__ import annotations
 
+import html
+import json
 import mimetypes
 import uuid
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
@@ -30,8 +36,19 @@ from aggregator.model import Entry, FeedSpec, Source
 
 ATOM_NS = "http://www.w3.org/2005/Atom"
 MEDIA_NS = "http://search.yahoo.com/mrss/"
+DC_NS = "http://purl.org/dc/elements/1.1/"
+FH_NS = "http://purl.org/syndication/history/1.0"  # RFC 5005 feed history
 XML_LANG = "{http://www.w3.org/XML/1998/namespace}lang"
 ATOM_TYPE = "application/atom+xml"
+RSS_TYPE = "application/rss+xml"
+JSON_TYPE = "application/feed+json"  # JSON Feed 1.1, "MIME type"
+JSON_FEED_VERSION = "https://jsonfeed.org/version/1.1"
+# Format -> (file suffix, media type). Every feed is written as Atom; RSS and JSON are twins.
+FORMATS: dict[str, tuple[str, str]] = {
+    "atom": (".atom", ATOM_TYPE),
+    "rss": (".rss", RSS_TYPE),
+    "json": (".json", JSON_TYPE),
+}
 GENERATOR_URI = "https://pypi.org/project/aggregator/"
 # Feed ids are name-based UUIDs (RFC 4122) of the feed's name: stable when base_url moves.
 _FEED_NAMESPACE = uuid.UUID("0b5e7d3a-9a43-5d0c-8e52-2f1f6b1c0d77")
@@ -43,8 +60,37 @@ def feed_id(name: str) -> str:
     return f"urn:uuid:{uuid.uuid5(_FEED_NAMESPACE, name)}"
 
 
-def feed_url(base_url: str, spec: FeedSpec) -> str:
-    return base_url + spec.filename
+def filename(spec: FeedSpec, fmt: str = "atom") -> str:
+    """The file of ``spec`` in ``fmt``, relative to the output folder: ``all.atom``,
+    ``all.rss``, ``all.json``."""
+    return spec.filename.removesuffix(".atom") + FORMATS[fmt][0]
+
+
+def feed_url(base_url: str, spec: FeedSpec, fmt: str = "atom") -> str:
+    return base_url + filename(spec, fmt)
+
+
+@dataclass(frozen=True, slots=True)
+class Links:
+    """Where one document sits: the URL it is served at, the same feed in the other formats,
+    the WebSub hub, and RFC 5005's links between a feed and its archive pages."""
+
+    self_url: str
+    twins: tuple[tuple[str, str], ...] = ()  # (media type, URL) of the other formats
+    hub: str | None = None
+    prev_archive: str | None = None  # the next older archive page
+    current: str | None = None  # set on archive pages: the feed they belong to
+
+
+def links(spec: FeedSpec, base_url: str, fmt: str, hub: str | None = None,
+          prev_archive: str | None = None) -> Links:  # fmt: skip
+    """The links of ``spec``'s current document in ``fmt``."""
+    twins = tuple(
+        (FORMATS[other][1], feed_url(base_url, spec, other))
+        for other in spec.formats
+        if other != fmt
+    )
+    return Links(feed_url(base_url, spec, fmt), twins, hub, prev_archive)
 
 
 def feed_lang(spec: FeedSpec, entries: Sequence[Entry], sources: Mapping[str, Source]) -> str:
@@ -62,8 +108,39 @@ def feed_lang(spec: FeedSpec, entries: Sequence[Entry], sources: Mapping[str, So
 
 
 class _Ext(BaseExtension):  # type: ignore[misc]
+    """Feed-level links feedgen cannot write: twins, hub and RFC 5005 archive links."""
+
+    def __init__(self) -> None:
+        self.links: Links | None = None
+
     def extend_ns(self) -> dict[str, str]:
-        return {"media": MEDIA_NS}
+        ns = {"media": MEDIA_NS, "dc": DC_NS}
+        if self.links is not None and (self.links.current or self.links.prev_archive):
+            ns["fh"] = FH_NS
+        return ns
+
+    def _add(self, parent: Any, tag: str) -> None:
+        ln = self.links
+        if ln is None:
+            return
+        for kind, url in ln.twins:
+            xml_elem(tag, parent, rel="alternate", type=kind, href=url)
+        if ln.hub:
+            xml_elem(tag, parent, rel="hub", href=ln.hub)
+        if ln.current:  # an archive page (RFC 5005 section 4)
+            xml_elem(tag, parent, rel="current", type=ATOM_TYPE, href=ln.current)
+        if ln.prev_archive:
+            xml_elem(tag, parent, rel="prev-archive", type=ATOM_TYPE, href=ln.prev_archive)
+        if ln.current:
+            xml_elem(f"{{{FH_NS}}}archive", parent)
+
+    def extend_atom(self, feed: Any) -> Any:
+        self._add(feed, "link")
+        return feed
+
+    def extend_rss(self, feed: Any) -> Any:
+        self._add(feed[0], f"{{{ATOM_NS}}}link")  # into <channel>
+        return feed
 
 
 class _EntryExt(BaseEntryExtension):  # type: ignore[misc]
@@ -74,10 +151,9 @@ class _EntryExt(BaseEntryExtension):  # type: ignore[misc]
         self.lang: str | None = None
         self.source: dict[str, str] | None = None
         self.image: tuple[str, str] | None = None
+        self.author = ""
 
-    def extend_atom(self, entry: Any) -> Any:
-        if self.lang:
-            entry.set(XML_LANG, self.lang)
+    def _media(self, entry: Any) -> None:
         if self.image:
             url, caption = self.image
             mime = mimetypes.guess_type(urlsplit(url).path)[0] or ""
@@ -89,6 +165,11 @@ class _EntryExt(BaseEntryExtension):  # type: ignore[misc]
                 desc = xml_elem(f"{{{MEDIA_NS}}}description", content, type="plain")
                 desc.text = caption
             xml_elem(f"{{{MEDIA_NS}}}thumbnail", entry, url=url)
+
+    def extend_atom(self, entry: Any) -> Any:
+        if self.lang:
+            entry.set(XML_LANG, self.lang)
+        self._media(entry)
         if self.source:
             src = xml_elem("source", entry)
             xml_elem("id", src).text = self.source["id"]
@@ -101,26 +182,30 @@ class _EntryExt(BaseEntryExtension):  # type: ignore[misc]
         return entry
 
     def extend_rss(self, item: Any) -> Any:
+        # RSS 2.0's <author> must be an e-mail address; the outlet's name goes in dc:creator.
+        xml_elem(f"{{{DC_NS}}}creator", item).text = self.author
+        self._media(item)
+        if self.source:
+            src = xml_elem("source", item, url=self.source["self_rss"])
+            src.text = self.source["title"]
         return item
 
 
-def atom(
+def _generator(
     spec: FeedSpec,
     entries: Sequence[Entry],
     base_url: str,
     sources: Mapping[str, Source],
     source_feeds: Mapping[str, FeedSpec],
-) -> bytes:
-    """The Atom document for ``spec`` holding ``entries`` in the order given."""
+) -> tuple[FeedGenerator, str]:
+    """feedgen's model of the feed (without links) and its language."""
     fg = FeedGenerator()
-    fg.register_extension("agg", _Ext, _EntryExt, atom=True, rss=False)
+    fg.register_extension("agg", _Ext, _EntryExt, atom=True, rss=True)
     lang = feed_lang(spec, entries, sources)
     fg.id(feed_id(spec.name))
     fg.title(spec.title)
     if spec.subtitle:
         fg.subtitle(spec.subtitle)
-    fg.link(href=feed_url(base_url, spec), rel="self", type=ATOM_TYPE)
-    fg.link(href=spec.link or base_url, rel="alternate", type="text/html")
     fg.language(lang)
     fg.generator("aggregator", version=__version__, uri=GENERATOR_URI)
     if spec.icon:
@@ -145,6 +230,7 @@ def atom(
         fe.content(e.content, type="html")
         ext: _EntryExt = fe.agg
         ext.lang = e.lang if e.lang != lang else None
+        ext.author = e.author
         if e.image:
             ext.image = (e.image.url, e.image.caption)
         home = source_feeds.get(e.source)
@@ -154,6 +240,116 @@ def atom(
                 "id": feed_id(home.name),
                 "title": home.title,
                 "self": feed_url(base_url, home),
+                "self_rss": feed_url(base_url, home, "rss"),
                 "alternate": src.homepage or "",
             }
+    return fg, lang
+
+
+def _set_links(fg: FeedGenerator, spec: FeedSpec, base_url: str, ln: Links, kind: str) -> None:
+    fg.link(href=ln.self_url, rel="self", type=kind, replace=True)
+    fg.link(href=spec.link or base_url, rel="alternate", type="text/html")
+    fg.agg.links = ln
+
+
+def atom(
+    spec: FeedSpec,
+    entries: Sequence[Entry],
+    base_url: str,
+    sources: Mapping[str, Source],
+    source_feeds: Mapping[str, FeedSpec],
+    ln: Links | None = None,
+) -> bytes:
+    """The Atom document for ``spec`` holding ``entries`` in the order given."""
+    fg, _ = _generator(spec, entries, base_url, sources, source_feeds)
+    _set_links(fg, spec, base_url, ln or links(spec, base_url, "atom"), ATOM_TYPE)
     return bytes(fg.atom_str(pretty=True, encoding="UTF-8", xml_declaration=True))
+
+
+def rss(
+    spec: FeedSpec,
+    entries: Sequence[Entry],
+    base_url: str,
+    sources: Mapping[str, Source],
+    source_feeds: Mapping[str, FeedSpec],
+    ln: Links | None = None,
+) -> bytes:
+    """The RSS 2.0 twin: the same entries, ``guid`` = the Atom id (not a permalink),
+    ``description`` the plain-text summary as HTML, ``content:encoded`` the full text."""
+    fg, _ = _generator(spec, entries, base_url, sources, source_feeds)
+    # RSS 2.0 requires a channel description; the title stands in when there is no subtitle.
+    fg.description(spec.subtitle or spec.title)
+    for fe, e in zip(fg.entry(), entries, strict=True):
+        if e.summary:
+            # RSS description is HTML: the plain-text summary is escaped once for it.
+            fe.description(html.escape(e.summary, quote=False), isSummary=True)
+    _set_links(fg, spec, base_url, ln or links(spec, base_url, "rss"), RSS_TYPE)
+    return bytes(fg.rss_str(pretty=True, encoding="UTF-8", xml_declaration=True))
+
+
+def _rfc3339(dt: datetime) -> str:
+    return dt.astimezone(UTC).isoformat()
+
+
+def json_feed(
+    spec: FeedSpec,
+    entries: Sequence[Entry],
+    base_url: str,
+    sources: Mapping[str, Source],
+    source_feeds: Mapping[str, FeedSpec],
+    ln: Links | None = None,
+) -> bytes:
+    """The JSON Feed 1.1 twin. What JSON Feed has no field for (the other formats, an
+    entry's home feed) goes in an ``_aggregator`` extension object, as the spec provides."""
+    ln = ln or links(spec, base_url, "json")
+    lang = feed_lang(spec, entries, sources)
+    doc: dict[str, Any] = {
+        "version": JSON_FEED_VERSION,
+        "title": spec.title,
+        "home_page_url": spec.link or base_url,
+        "feed_url": ln.self_url,
+    }
+    if spec.subtitle:
+        doc["description"] = spec.subtitle
+    if spec.icon:
+        doc["icon"] = spec.icon
+    doc["language"] = lang
+    if ln.hub:
+        doc["hubs"] = [{"type": "WebSub", "url": ln.hub}]
+    doc["_aggregator"] = {
+        "about": GENERATOR_URI,
+        "id": feed_id(spec.name),
+        "alternates": [{"type": kind, "url": url} for kind, url in ln.twins],
+    }
+    items = []
+    for e in entries:
+        item: dict[str, Any] = {"id": e.atom_id}
+        if e.link:
+            item["url"] = e.link
+        item["title"] = e.title
+        item["content_html"] = e.content
+        if e.summary:
+            item["summary"] = e.summary
+        if e.image:
+            item["image"] = e.image.url
+        item["date_published"] = _rfc3339(e.published)
+        item["date_modified"] = _rfc3339(e.updated)
+        author: dict[str, str] = {"name": e.author}
+        if e.author_uri:
+            author["url"] = e.author_uri
+        item["authors"] = [author]
+        if e.categories:
+            item["tags"] = list(e.categories)
+        if e.lang != lang:
+            item["language"] = e.lang
+        home = source_feeds.get(e.source)
+        if home is not None:
+            item["_aggregator"] = {
+                "source": {"title": home.title, "feed_url": feed_url(base_url, home, "json")}
+            }
+        items.append(item)
+    doc["items"] = items
+    return (json.dumps(doc, ensure_ascii=False, indent=2) + "\n").encode()
+
+
+RENDER = {"atom": atom, "rss": rss, "json": json_feed}

@@ -42,6 +42,8 @@ class Request:
     path: str
     headers: dict[str, str]
     at: float
+    method: str = "GET"
+    body: bytes = b""  # POST requests (a WebSub hub stand-in reads the publish pings)
 
 
 class FeedServer:
@@ -125,6 +127,22 @@ class FeedServer:
                     self.connection.close()
                     return
                 self._send(route.status, route.body, headers)
+
+            def do_POST(self) -> None:
+                length = int(self.headers.get("content-length") or 0)
+                body = self.rfile.read(length) if length else b""
+                with owner._lock:
+                    owner.requests.append(
+                        Request(
+                            self.path, {k.lower(): v for k, v in self.headers.items()},
+                            time.time(), "POST", body,
+                        )
+                    )  # fmt: skip
+                route = owner.routes.get(self.path)
+                if route is None:
+                    self._send(404, b"not found", {"content-type": "text/plain"})
+                    return
+                self._send(route.status, route.body, dict(route.headers))
 
             def _head(self, status: int, headers: dict[str, str], length: int | None) -> None:
                 self.send_response(status)

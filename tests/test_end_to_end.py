@@ -57,9 +57,10 @@ def test_first_run_writes_valid_clean_feeds(ws: Workspace) -> None:
         "all": 5, "voa": 3, "dw": 1, "aljazeera": 1,
     }  # fmt: skip
     assert all(f["written"] for f in report["feeds"])
-    assert sorted(p.name for p in ws.out.iterdir()) == [
-        "aljazeera.atom", "all.atom", "dw.atom", "feeds.opml", "voa.atom",
-    ]  # fmt: skip
+    assert sorted(p.name for p in ws.out.iterdir()) == sorted(
+        [f"{name}.{fmt}" for name in ("all", "voa", "dw", "aljazeera")
+         for fmt in ("atom", "rss", "json")] + ["feeds.opml"]
+    )  # fmt: skip
     for name, data in ws.feed_bytes().items():
         assert check_feed(data) == [], name
         text = data.decode()

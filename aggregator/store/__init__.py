@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
@@ -317,8 +317,15 @@ class Store:
 
     def entries(self, sources: Sequence[str], limit: int) -> list[Entry]:
         """The newest ``limit`` articles of ``sources``, newest first (ties by key)."""
+        return list(self.iter_entries(sources, limit))
+
+    def iter_entries(
+        self, sources: Sequence[str], limit: int | None = None, skip: Collection[str] = ()
+    ) -> Iterator[Entry]:
+        """The articles of ``sources``, newest first (ties by key), read one at a time as the
+        caller asks (a filtered feed reads until it has enough); none of the keys in ``skip``."""
         if not sources:
-            return []
+            return
         marks = ", ".join("?" for _ in sources)
         with self._errors:
             # Keys first, from the covering index; then the wide rows for those keys only.
@@ -327,27 +334,28 @@ class Store:
                 for r in self._db.execute(
                     f"SELECT key FROM items WHERE source IN ({marks})"  # noqa: S608 - marks only
                     " ORDER BY published DESC, key LIMIT ?",
-                    (*sources, limit),
+                    (*sources, -1 if limit is None else limit),
                 )
             ]
-            out = []
-            for key in keys:
+        for key in keys:
+            if key in skip:
+                continue
+            with self._errors:
                 row = self._db.execute(
                     "SELECT atom_id, key, source, outlet, title, link, published, updated, author,"
                     " author_uri, lang, summary, content, categories, image_url, image_caption"
                     " FROM items WHERE key = ?",
                     (key,),
                 ).fetchone()
-                image = Image(row[14], row[15] or "") if row[14] else None
-                out.append(
-                    Entry(
-                        atom_id=row[0], key=row[1], source=row[2], outlet=row[3], title=row[4],
-                        link=row[5], published=_dt(row[6]), updated=_dt(row[7]), author=row[8],
-                        author_uri=row[9], lang=row[10], summary=row[11], content=row[12],
-                        categories=tuple(json.loads(row[13])), image=image,
-                    )
-                )  # fmt: skip
-            return out
+            if row is None:
+                continue
+            image = Image(row[14], row[15] or "") if row[14] else None
+            yield Entry(
+                atom_id=row[0], key=row[1], source=row[2], outlet=row[3], title=row[4],
+                link=row[5], published=_dt(row[6]), updated=_dt(row[7]), author=row[8],
+                author_uri=row[9], lang=row[10], summary=row[11], content=row[12],
+                categories=tuple(json.loads(row[13])), image=image,
+            )  # fmt: skip
 
     def apply_retention(self, retention: Retention, sources: Sequence[str], now: datetime) -> int:
         """Delete articles older than the age limit or beyond the per-source count; how many."""
@@ -490,6 +498,63 @@ class Store:
                 " ON CONFLICT (source) DO UPDATE SET next_run = excluded.next_run",
                 [(name, _t(at) if at else None) for name, at in sorted(next_runs.items())],
             )
+
+    # -- RFC 5005 archive pages ----------------------------------------------------------------
+
+    def archived(self, feed: str) -> set[str]:
+        """Keys of the entries on the feed's archive pages."""
+        with self._errors:
+            rows = self._db.execute("SELECT key FROM archive_entries WHERE feed = ?", (feed,))
+            return {r[0] for r in rows}
+
+    def archive_pages(self, feed: str) -> list[int]:
+        """Numbers of the feed's archive pages still published, oldest first."""
+        with self._errors:
+            rows = self._db.execute(
+                "SELECT page FROM archive_pages WHERE feed = ? AND removed = 0 ORDER BY page",
+                (feed,),
+            )
+            return [int(r[0]) for r in rows]
+
+    def add_archive_page(self, feed: str, keys: Sequence[str]) -> int:
+        """Record a new page holding ``keys``; its number (never one used before)."""
+        with self._errors:
+            row = self._db.execute(
+                "SELECT COALESCE(MAX(page), 0) FROM archive_pages WHERE feed = ?", (feed,)
+            ).fetchone()
+            page = int(row[0]) + 1
+            self._db.execute(
+                "INSERT INTO archive_pages (feed, page, entries) VALUES (?, ?, ?)",
+                (feed, page, len(keys)),
+            )
+            self._db.executemany(
+                "INSERT OR REPLACE INTO archive_entries (feed, key, page) VALUES (?, ?, ?)",
+                [(feed, key, page) for key in keys],
+            )
+        return page
+
+    def remove_emptied_archive_pages(self, feed: str) -> list[int]:
+        """Pages none of whose entries retention has kept: marked removed (their numbers are
+        not used again); their numbers, for the caller to delete the files."""
+        with self._errors:
+            pages = [
+                int(r[0])
+                for r in self._db.execute(
+                    "SELECT p.page FROM archive_pages p WHERE p.feed = ? AND p.removed = 0"
+                    " AND NOT EXISTS (SELECT 1 FROM archive_entries a JOIN items i"
+                    " ON i.key = a.key WHERE a.feed = p.feed AND a.page = p.page)",
+                    (feed,),
+                )
+            ]
+            for page in pages:
+                self._db.execute(
+                    "UPDATE archive_pages SET removed = 1 WHERE feed = ? AND page = ?",
+                    (feed, page),
+                )
+                self._db.execute(
+                    "DELETE FROM archive_entries WHERE feed = ? AND page = ?", (feed, page)
+                )
+        return pages
 
 
 def read_status(path: Path, recent: int = 20) -> Status:

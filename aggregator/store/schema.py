@@ -130,4 +130,23 @@ MIGRATIONS: tuple[str, ...] = (
 
     ALTER TABLE feeds ADD COLUMN updated TEXT;
     """,
+    # 5: RFC 5005 archive pages of output feeds: every page ever written (numbers are never
+    # reused, so a page's URL always means the same document) and the entries on each.
+    """
+    CREATE TABLE archive_pages (
+        feed     TEXT NOT NULL,
+        page     INTEGER NOT NULL,
+        entries  INTEGER NOT NULL,
+        removed  INTEGER NOT NULL DEFAULT 0,  -- 1: retention emptied it and its file is gone
+        PRIMARY KEY (feed, page)
+    ) WITHOUT ROWID;
+
+    CREATE TABLE archive_entries (
+        feed  TEXT NOT NULL,
+        key   TEXT NOT NULL,
+        page  INTEGER NOT NULL,
+        PRIMARY KEY (feed, key)
+    ) WITHOUT ROWID;
+    CREATE INDEX archive_entries_by_page ON archive_entries (feed, page);
+    """,
 )

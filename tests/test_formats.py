@@ -1,0 +1,151 @@
+"""Every feed in three formats: each valid in its own format (RFC 4287's RELAX NG grammar and
+Schematron rules, the RSS 2.0 rules, the JSON Feed 1.1 schema), each advertising the others,
+and all three carrying the same entries: feedparser reads each back and the ids, titles, links
+and dates agree."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from pathlib import Path
+
+import feedparser
+import rnc2rng
+from atomcheck import SCHEMAS, check_feed
+from conftest import Workspace
+from feedcheck import check_file, check_json, check_rss
+
+FEEDS = ("all", "voa", "dw", "aljazeera")
+TYPES = {"atom": "application/atom+xml", "rss": "application/rss+xml",
+         "json": "application/feed+json"}  # fmt: skip
+
+
+def test_rng_is_the_conversion_of_the_rnc() -> None:
+    """atom.rng is what rnc2rng makes of atom.rnc (less the one line XML forbids)."""
+    converted = rnc2rng.dumps(rnc2rng.load(str(SCHEMAS / "atom.rnc")))
+    lines = [ln for ln in converted.splitlines() if 'xmlns:local=""' not in ln]
+    assert (SCHEMAS / "atom.rng").read_text(encoding="utf-8").splitlines() == lines
+
+
+def test_every_file_is_valid_in_its_format(ws: Workspace) -> None:
+    ws.run_json()
+    files = sorted(p for p in ws.out.rglob("*") if p.suffix in (".atom", ".rss", ".json"))
+    assert [p.name for p in files] == sorted(f"{n}.{f}" for n in FEEDS for f in TYPES)
+    for path in files:
+        assert check_file(path) == []
+
+
+def _parse(path: Path) -> feedparser.FeedParserDict:
+    parsed = feedparser.parse(path.read_bytes())
+    assert not parsed.bozo, (path, parsed.get("bozo_exception"))
+    return parsed
+
+
+def _alternate(entry: feedparser.FeedParserDict) -> str | None:
+    """The entry's rel=alternate link (feedparser's ``link`` falls back to the id)."""
+    return next((ln.href for ln in entry.get("links", []) if ln.rel == "alternate"), None)
+
+
+def _json_rows(path: Path) -> tuple[dict[str, str], list[tuple[object, ...]]]:
+    """The JSON Feed read as plain JSON: feedparser's releases (6.0.x) do not read JSON Feed."""
+    doc = json.loads(path.read_bytes())
+    rows = [
+        (
+            item["id"], item["title"], item.get("url"),
+            datetime.fromisoformat(item["date_published"]).utctimetuple(),
+            datetime.fromisoformat(item["date_modified"]).utctimetuple(),
+            item["authors"][0]["name"], item.get("tags", []),
+        )
+        for item in doc["items"]
+    ]  # fmt: skip
+    return doc, rows
+
+
+def test_formats_carry_the_same_entries(ws: Workspace) -> None:
+    ws.run_json()
+    for name in FEEDS:
+        atom, rss = (_parse(ws.out / f"{name}.{fmt}") for fmt in ("atom", "rss"))
+        assert (atom.version, rss.version) == ("atom10", "rss20")
+        doc, json_rows = _json_rows(ws.out / f"{name}.json")
+        assert atom.feed.title == rss.feed.title == doc["title"]
+        assert atom.feed.language == rss.feed.language == doc["language"]
+        atom_rows = [
+            (e.id, e.title, _alternate(e), e.published_parsed, e.updated_parsed, e.author,
+             [t.term for t in e.get("tags", [])])
+            for e in atom.entries
+        ]  # fmt: skip
+        assert atom_rows == json_rows
+        assert len(atom_rows) >= 1 and all(r[0].startswith("urn:uuid:") for r in atom_rows)
+        # RSS 2.0 has no "updated": everything else must agree.
+        rss_rows = [
+            (e.id, e.title, _alternate(e), e.published_parsed, e.author,
+             [t.term for t in e.get("tags", [])])
+            for e in rss.entries
+        ]  # fmt: skip
+        assert rss_rows == [r[:4] + r[5:] for r in atom_rows]
+
+
+def test_each_format_advertises_the_others(ws: Workspace) -> None:
+    ws.run_json()
+    base = "https://news.example.org/feeds/"
+    for name in FEEDS:
+        for fmt, kind in TYPES.items():
+            path = ws.out / f"{name}.{fmt}"
+            if fmt == "json":
+                doc = json.loads(path.read_bytes())
+                assert doc["feed_url"] == f"{base}{name}.json"
+                alternates = {a["type"]: a["url"] for a in doc["_aggregator"]["alternates"]}
+            else:
+                links = _parse(path).feed.links
+                assert [ln.href for ln in links if ln.rel == "self"] == [f"{base}{name}.{fmt}"]
+                alternates = {ln.type: ln.href for ln in links if ln.rel == "alternate"}
+                alternates.pop("text/html")
+            others = {TYPES[f]: f"{base}{name}.{f}" for f in TYPES if f != fmt}
+            assert alternates == others, (name, fmt)
+            assert kind not in alternates
+
+
+# -- the validators themselves catch what they are there to catch --------------------------
+
+
+def test_atom_validation_rejects_what_rfc_4287_forbids(ws: Workspace) -> None:
+    ws.run_json()
+    good = (ws.out / "dw.atom").read_text(encoding="utf-8")
+    assert check_feed(good.encode()) == []
+    no_id = good.replace("<id>urn:uuid:02a2fd80-5214-55f4-9ee4-9d8664f86a10</id>", "", 1)
+    assert any("RELAX NG" in p for p in check_feed(no_id.encode()))
+    bad_date = good.replace("<updated>2022-01-10T04:58:40.481000+00:00</updated>",
+                            "<updated>10 Jan 2022</updated>", 1)  # fmt: skip
+    assert any("dateTime" in p for p in check_feed(bad_date.encode()))
+    start = good.index("<author>")
+    no_author = good[:start] + good[good.index("</author>") + len("</author>") :]
+    assert any("must have an atom:author" in p for p in check_feed(no_author.encode()))
+
+
+def test_rss_and_json_validation_reject_broken_documents(ws: Workspace) -> None:
+    ws.run_json()
+    rss = (ws.out / "dw.rss").read_text(encoding="utf-8")
+    assert check_rss(rss.encode()) == []
+    start, end = rss.index("<description>"), rss.index("</description>")
+    no_description = rss[:start] + rss[end + len("</description>") :]
+    assert "channel: required <description> missing or empty" in check_rss(no_description.encode())
+    bad_date = rss.replace("Mon, 10 Jan 2022 04:58:40 +0000", "2022-01-10", 1)
+    assert any("RFC 822" in p for p in check_rss(bad_date.encode()))
+    doc = json.loads((ws.out / "dw.json").read_bytes())
+    assert check_json(json.dumps(doc).encode()) == []
+    del doc["items"][0]["id"]
+    doc["items"][0]["date_published"] = "yesterday"
+    problems = check_json(json.dumps(doc).encode())
+    assert any("'id' is a required property" in p for p in problems)
+    assert any("is not a 'date-time'" in p for p in problems)
+
+
+def test_committed_feeds_are_valid() -> None:
+    """The feeds/ folder in the repository, as a reader fetches it: every file of every feed."""
+    root = Path(__file__).resolve().parent.parent / "feeds"
+    files = [p for p in root.rglob("*") if p.suffix in (".atom", ".rss", ".json")]
+    assert {p.relative_to(root).as_posix() for p in files} >= {
+        f"{n}.{f}" for n in ("all", "all-hant", "topics/ukraine", *FEEDS) for f in TYPES
+    }
+    for path in files:
+        assert check_file(path) == []

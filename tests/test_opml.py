@@ -1,0 +1,86 @@
+"""`aggregator opml export` and `aggregator opml import FILE`, run as a reader would: the CLI as
+a subprocess on a workspace, with tests/data/reader-export.opml (a reader's export with a
+folder, a duplicate, a non-http URL and an outline without a URL)."""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+
+from conftest import Workspace
+from lxml import etree
+
+READER = Path(__file__).parent / "data" / "reader-export.opml"
+BBC = "https://feeds.bbci.co.uk/zhongwen/simp/rss.xml"
+NYT = "https://cn.nytimes.com/rss/"
+
+
+def _sources(ws: Workspace) -> list[dict[str, str]]:
+    return tomllib.loads(ws.config.read_text(encoding="utf-8"))["sources"]  # type: ignore[no-any-return]
+
+
+def test_import_adds_feeds_and_says_what_it_skipped(ws: Workspace) -> None:
+    before = ws.config.read_text(encoding="utf-8")
+    proc = ws.cli("opml", "import", str(READER), check=True)
+    assert proc.stdout.splitlines() == [
+        f"added source bbc: BBC 中文 <{BBC}>",
+        f"added source cn-nytimes-com: 纽约时报中文网 <{NYT}>",
+        "skipped BBC again: listed twice in the file (added once, as 'bbc')",
+        "skipped A local file: 'file:///etc/passwd' is not an http(s) feed URL",
+        "skipped no url: no xmlUrl: the outline names no feed address",
+        f"{READER}: 2 added, 3 skipped; see the end of config.toml",
+    ]
+    text = ws.config.read_text(encoding="utf-8")
+    assert text.startswith(before)  # the existing text and comments are kept
+    added = _sources(ws)[3:]
+    assert added == [
+        {"name": "bbc", "title": "BBC 中文", "url": BBC, "adapter": "auto",
+         "homepage": "https://www.bbc.com/zhongwen/simp"},
+        {"name": "cn-nytimes-com", "title": "纽约时报中文网", "url": NYT, "adapter": "auto"},
+    ]  # fmt: skip
+    assert ws.cli("check").returncode == 0
+    again = ws.cli("opml", "import", str(READER), check=True)
+    assert f"{READER}: 0 added, 5 skipped" in again.stdout
+    assert "skipped BBC 中文: already configured as source 'bbc'" in again.stdout
+    assert ws.config.read_text(encoding="utf-8") == text
+
+
+def test_import_dry_run_and_bad_files_change_nothing(ws: Workspace, tmp_path: Path) -> None:
+    before = ws.config.read_text(encoding="utf-8")
+    proc = ws.cli("opml", "import", "--dry-run", str(READER), check=True)
+    assert "would add source bbc" in proc.stdout
+    not_opml = tmp_path / "page.html"
+    not_opml.write_text("<html><body>hello</body></html>", encoding="utf-8")
+    proc = ws.cli("opml", "import", str(not_opml))
+    assert proc.returncode == 2 and "not an OPML file (no <opml> with a <body>)" in proc.stderr
+    laughs = tmp_path / "laughs.opml"
+    laughs.write_text(
+        '<?xml version="1.0"?><!DOCTYPE opml [<!ENTITY a "aaaaaaaaaa">'
+        '<!ENTITY b "&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;">]>'
+        '<opml version="2.0"><body><outline type="rss" text="&b;" xmlUrl="https://x.example/&b;"/>'
+        "</body></opml>",
+        encoding="utf-8",
+    )
+    proc = ws.cli("opml", "import", str(laughs))
+    assert proc.returncode == 2 and "declares XML entities" in proc.stderr
+    assert "aaaaaaaaaa" not in proc.stdout + proc.stderr  # never expanded
+    assert ws.config.read_text(encoding="utf-8") == before
+
+
+def test_export_lists_url_sources_and_every_output_feed(ws: Workspace) -> None:
+    ws.cli("opml", "import", str(READER), check=True)
+    proc = ws.cli("opml", "export", check=True)
+    root = etree.fromstring(proc.stdout.encode())
+    groups = {g.get("text"): g for g in root.find("body")}
+    assert [o.get("xmlUrl") for o in groups["Sources"]] == [BBC, NYT]
+    assert [o.get("xmlUrl") for o in groups["Feeds"]] == [
+        f"https://news.example.org/feeds/{n}.atom"
+        for n in ("all", "voa", "dw", "aljazeera", "bbc", "cn-nytimes-com")
+    ]
+    out = ws.root / "export.opml"
+    ws.cli("opml", "export", "--output", str(out), check=True)
+    assert out.read_bytes() == proc.stdout.encode()
+    # Read back by import: the sources are recognised as the ones configured.
+    again = ws.cli("opml", "import", "--dry-run", str(out), check=True).stdout
+    assert "skipped BBC 中文: already configured as source 'bbc'" in again
+    assert "skipped 纽约时报中文网: already configured as source 'cn-nytimes-com'" in again

@@ -1,0 +1,417 @@
+"""Configured feeds: [[feeds]] with sources and filters, script variants, RFC 5005 archives,
+WebSub, and the checks that keep a feed's file inside the output folder. Real seed files and
+synthetic archive items in a tmp folder, a real SQLite file, the CLI as a subprocess (the
+pipeline in-process where a test needs to choose ``now``), a real hub stand-in on 127.0.0.1."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
+from pathlib import Path
+from urllib.parse import parse_qs
+
+import feedparser
+import pytest
+from atomcheck import check_feed
+from conftest import Workspace, make_workspace
+from feedcheck import check_file
+from feedserver import FeedServer, Route
+
+from aggregator import config as config_mod
+from aggregator import pipeline
+from aggregator.store import Store
+
+BASE = "https://news.example.org/feeds/"
+
+
+def _ids(path: Path) -> list[str]:
+    parsed = feedparser.parse(path.read_bytes())
+    assert not parsed.bozo, parsed.get("bozo_exception")
+    return [e.id for e in parsed.entries]
+
+
+def _titles(path: Path) -> list[str]:
+    return [e.title for e in feedparser.parse(path.read_bytes()).entries]
+
+
+def _with_feeds(ws: Workspace, extra: str) -> None:
+    ws.config.write_text(ws.config.read_text(encoding="utf-8") + extra, encoding="utf-8")
+
+
+# -- configured feeds and filters ------------------------------------------------------------
+
+TOPIC = """
+[[feeds]]
+name = "us-russia"
+title = "美俄 US-Russia"
+subtitle = "Titles that start with 美俄"
+icon = "https://news.example.org/icon.png"
+file = "topics/us-russia.atom"
+sources = ["voa", "dw"]
+max_entries = 10
+[feeds.include]
+patterns = ["^美俄"]
+
+[[feeds]]
+name = "no-new-media"
+title = "Everything but new media"
+[feeds.exclude]
+categories = ["新媒体"]
+
+[[feeds]]
+name = "news-in-traditional-keywords"
+title = "烏克蘭 (keyword written in Traditional)"
+max_entries = 2
+[feeds.include]
+keywords = ["烏克蘭", "UKRAINE"]
+categories = ["新聞"]
+"""
+
+
+def test_configured_feeds_filter_and_limit(ws: Workspace) -> None:
+    _with_feeds(ws, TOPIC)
+    report = ws.run_json()
+    counts = {f["name"]: f["entries"] for f in report["feeds"]}
+    assert counts == {"all": 5, "voa": 3, "dw": 1, "aljazeera": 1, "us-russia": 3,
+                      "no-new-media": 4, "news-in-traditional-keywords": 1}  # fmt: skip
+    topic = ws.out / "topics" / "us-russia.atom"
+    assert all(t.startswith("美俄") for t in _titles(topic))
+    assert len(_titles(topic)) == 3
+    parsed = feedparser.parse(topic.read_bytes())
+    assert parsed.feed.title == "美俄 US-Russia"
+    assert parsed.feed.subtitle == "Titles that start with 美俄"
+    assert parsed.feed.icon == "https://news.example.org/icon.png"
+    links = {(ln.rel, ln.type): ln.href for ln in parsed.feed.links}
+    assert links[("self", "application/atom+xml")] == BASE + "topics/us-russia.atom"
+    assert links[("alternate", "application/rss+xml")] == BASE + "topics/us-russia.rss"
+    # The category keeps Al Jazeera's post out; a keyword in Traditional matches Simplified
+    # text, but only together with the category (every kind given must match).
+    assert "拜登和普京的通话如何未能赶走乌克兰的战争幽灵？" not in _titles(
+        ws.out / "no-new-media.atom"
+    )
+    assert _titles(ws.out / "news-in-traditional-keywords.atom") == [
+        "拜登和普京的通话如何未能赶走乌克兰的战争幽灵？"
+    ]
+    for path in ws.out.rglob("*"):
+        if path.suffix in (".atom", ".rss", ".json"):
+            assert check_file(path) == []
+    # The OPML list names the configured feeds too.
+    assert BASE + "topics/us-russia.atom" in (ws.out / "feeds.opml").read_text(encoding="utf-8")
+
+
+def test_max_age_counts_from_now(tmp_path: Path) -> None:
+    ws = make_workspace(tmp_path)
+    _with_feeds(ws, '[[feeds]]\nname = "recent"\ntitle = "Last ten days"\nmax_age = "10d"\n')
+    cfg = config_mod.load(ws.config)
+    with Store(cfg.state_db) as store:
+        report = pipeline.run_once(cfg, store, datetime(2022, 10, 22, tzinfo=UTC))
+    assert {f.name: f.entries for f in report.feeds}["recent"] == 2
+    with Store(cfg.state_db) as store:  # a month later the same inputs leave it empty
+        report = pipeline.run_once(cfg, store, datetime(2022, 11, 22, tzinfo=UTC))
+    assert {f.name: f.entries for f in report.feeds}["recent"] == 0
+    assert _ids(ws.out / "recent.atom") == []
+
+
+@pytest.mark.parametrize(
+    ("feed", "message"),
+    [
+        ('file = "../escape.atom"', "feeds[0].file: '../escape.atom' would leave output_dir"),
+        ('file = "/etc/cron.d/x.atom"', "feeds[0].file: '/etc/cron.d/x.atom' is not relative"),
+        ('file = "a/../../x.atom"', "feeds[0].file: 'a/../../x.atom' would leave output_dir"),
+        ('file = "a\\\\x.atom"', "feeds[0].file: 'a\\\\x.atom' has a backslash"),
+        ('file = "archive/x.atom"', "feeds[0].file: 'archive/x.atom' is reserved"),
+        ('file = "x.xml"', "feeds[0].file: 'x.xml' must end in '.atom'"),
+        ('file = "VOA.atom"', "feeds[0].file: 'VOA.atom' is already written by sources[0]"),
+        ('sources = ["vao"]', "feeds[0].sources[0]: no source 'vao'; known: voa, dw, aljazeera"),
+        ('include = { patterns = ["(unclosed"] }', "feeds[0].include.patterns: [0] '(unclosed'"),
+        ('script = "zh-XX"', "feeds[0].script: unknown script 'zh-XX'; known: zh-Hans"),
+        ('formats = ["rss"]', "feeds[0].formats: must include 'atom'"),
+        ('max_age = "soon"', "feeds[0].max_age: must be seconds"),
+        ('name = "dw"', "feeds[0].name: 'dw' is already used by sources[1]"),
+    ],
+)
+def test_check_rejects_bad_feeds(ws: Workspace, feed: str, message: str) -> None:
+    body = f'[[feeds]]\ntitle = "t"\n{feed}\n'
+    if "name =" not in feed:
+        body = body.replace("[[feeds]]\n", '[[feeds]]\nname = "topic"\n')
+    _with_feeds(ws, body)
+    proc = ws.cli("check")
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert message in proc.stderr, proc.stderr
+
+
+def test_run_refuses_a_feed_file_outside_the_output_folder(ws: Workspace) -> None:
+    _with_feeds(ws, '[[feeds]]\nname = "t"\ntitle = "t"\nfile = "../t.atom"\n')
+    proc = ws.cli("run")
+    assert proc.returncode == 2
+    assert "feeds[0].file: '../t.atom' would leave output_dir" in proc.stderr
+    assert not ws.out.exists() and not (ws.root / "t.atom").exists()
+
+
+def test_check_finds_a_symlink_out_of_the_output_folder(ws: Workspace, tmp_path: Path) -> None:
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    ws.out.mkdir()
+    (ws.out / "topics").symlink_to(outside)
+    _with_feeds(ws, '[[feeds]]\nname = "t"\ntitle = "t"\nfile = "topics/t.atom"\n')
+    proc = ws.cli("check")
+    assert proc.returncode == 2
+    assert "feeds[0].file: 'topics/t.atom' leads to" in proc.stderr
+    report = ws.run_json(expect=3)
+    assert any("leads outside the output folder" in e for e in report["errors"])
+    assert list(outside.iterdir()) == []
+
+
+# -- script variants ---------------------------------------------------------------------------
+
+VARIANTS = """
+[[feeds]]
+name = "all-tw"
+title = "全部 (臺灣正體)"
+script = "zh-TW"
+
+[[feeds]]
+name = "all-hant"
+title = "全部 (繁體)"
+script = "zh-Hant"
+"""
+
+
+def test_script_variants_convert_text_only(ws: Workspace) -> None:
+    _with_feeds(ws, VARIANTS)
+    ws.run_json()
+    plain = feedparser.parse((ws.out / "all.atom").read_bytes())
+    tw = feedparser.parse((ws.out / "all-tw.atom").read_bytes())
+    assert tw.feed.language == "zh-TW"
+    assert feedparser.parse((ws.out / "all-hant.atom").read_bytes()).feed.language == "zh-Hant"
+    assert json.loads((ws.out / "all-tw.json").read_bytes())["language"] == "zh-TW"
+    assert "<language>zh-TW</language>" in (ws.out / "all-tw.rss").read_text(encoding="utf-8")
+    assert [e.id for e in tw.entries] == [e.id for e in plain.entries]
+    assert (
+        tw.entries[0].title == "美俄防長在烏克蘭戰火繼續之際通電話，莫斯科放口風對談判抱持開放態度"
+    )
+    tag = re.compile(r"<[^>]*>")
+    for before, after in zip(plain.entries, tw.entries, strict=True):
+        assert after.link == before.link
+        assert [ln.href for ln in after.get("links", [])] == [
+            ln.href for ln in before.get("links", [])
+        ]
+        old, new = before.content[0].value, after.content[0].value
+        assert tag.findall(new) == tag.findall(old)  # every tag and URL byte for byte
+        assert new != old and "乌克兰" not in new and "烏克蘭" in new
+    for path in ws.out.glob("all-*.*"):
+        assert check_file(path) == []
+
+
+def _voa_item(folder: Path, n: int, when: datetime, text: str, title: str | None = None) -> Path:
+    """A VOA mirror archive file (the seeds' container) with a made-up article ``n``."""
+    path = folder / f"{n:03d}.txt"
+    path.write_text(
+        f"<!--{int(when.timestamp() * 1000)}-->\n"
+        f"[{title or f'第{n}篇 测试文章'}](https://www.voachinese.com/a/test-{n}/{7000000 + n}.html)\n"
+        f"------\n\n<div><i>{format_datetime(when, usegmt=True)}</i></div>"
+        f"<p>{text}</p><p>这是第{n}篇用来测试的文章，内容与其他文章都不一样。</p>\n",
+        encoding="utf-8",
+    )
+    return path
+
+
+def test_phrase_level_taiwan_vocabulary(tmp_path: Path) -> None:
+    voa = tmp_path / "voa"
+    voa.mkdir()
+    _voa_item(voa, 1, datetime(2024, 5, 1, tzinfo=UTC),
+              '他用<a href="https://example.org/软件">软件</a>和鼠标在网络上发布信息。'
+              '<img src="https://example.org/a.jpg" alt="软件截图">')  # fmt: skip
+    (tmp_path / "config.toml").write_text(
+        f'base_url = "{BASE}"\noutput_dir = "out"\nstate_db = "s.sqlite3"\n'
+        '[[sources]]\nname = "voa"\npath = "voa"\nadapter = "voa"\n'
+        '[[feeds]]\nname = "tw"\ntitle = "tw"\nscript = "zh-TW"\n'
+        '[[feeds]]\nname = "hk"\ntitle = "hk"\nscript = "zh-HK"\n',
+        encoding="utf-8",
+    )
+    Workspace(tmp_path).run_json()
+    tw = feedparser.parse((tmp_path / "out" / "tw.atom").read_bytes()).entries[0]
+    link = '<a href="https://example.org/%E8%BD%AF%E4%BB%B6" rel="noopener noreferrer">'
+    assert f"他用{link}軟體</a>和滑鼠在網路上釋出資訊。" in tw.content[0].value
+    assert 'alt="软件截图"' in tw.content[0].value  # markup, attributes included, untouched
+    hk = feedparser.parse((tmp_path / "out" / "hk.atom").read_bytes()).entries[0]
+    assert f"{link}軟件</a>和鼠標在網絡上發佈信息" in hk.content[0].value
+
+
+def test_traditional_entries_to_simplified(tmp_path: Path) -> None:
+    src = tmp_path / "bbc"
+    src.mkdir()
+    shutil.copy(Path(__file__).parent / "data/generic/generic-bbc-traditional.txt", src)
+    (tmp_path / "config.toml").write_text(
+        f'base_url = "{BASE}"\noutput_dir = "out"\nstate_db = "s.sqlite3"\n'
+        '[[sources]]\nname = "bbc"\npath = "bbc"\nadapter = "generic"\n'
+        '[[feeds]]\nname = "hans"\ntitle = "hans"\nscript = "zh-Hans"\n',
+        encoding="utf-8",
+    )
+    Workspace(tmp_path).run_json()
+    original = feedparser.parse((tmp_path / "out" / "bbc.atom").read_bytes())
+    hans = feedparser.parse((tmp_path / "out" / "hans.atom").read_bytes())
+    assert original.entries[0].get("language", original.feed.language) == "zh-Hant"
+    assert hans.feed.language == "zh-Hans"
+    assert original.entries[0].title == "英國首相特拉斯宣佈辭職 執政僅45天"
+    assert hans.entries[0].title == "英国首相特拉斯宣布辞职 执政仅45天"
+    assert hans.entries[0].link == original.entries[0].link
+
+
+# -- RFC 5005 archives -------------------------------------------------------------------------
+
+
+def _archive_setup(tmp_path: Path) -> tuple[Path, Path]:
+    voa = tmp_path / "voa"
+    voa.mkdir()
+    (tmp_path / "config.toml").write_text(
+        f'base_url = "{BASE}"\noutput_dir = "out"\nstate_db = "s.sqlite3"\n'
+        "[output]\nmax_entries = 2\narchive = true\n"
+        '[[sources]]\nname = "voa"\npath = "voa"\nadapter = "voa"\n',
+        encoding="utf-8",
+    )
+    return tmp_path / "config.toml", voa
+
+
+DAY1 = datetime(2024, 3, 1, 8, tzinfo=UTC)
+
+
+def _walk(out: Path, name: str) -> list[str]:
+    """Every entry id reachable from the feed, following prev-archive to the end."""
+    path, ids, seen = out / f"{name}.atom", [], set()
+    while True:
+        parsed = feedparser.parse(path.read_bytes())
+        ids += [e.id for e in parsed.entries]
+        prev = [ln.href for ln in parsed.feed.links if ln.rel == "prev-archive"]
+        if not prev:
+            return ids
+        assert prev[0] not in seen
+        seen.add(prev[0])
+        path = out / prev[0].removeprefix(BASE)
+
+
+def test_archives_keep_every_entry_reachable_and_never_change(tmp_path: Path) -> None:
+    _, voa = _archive_setup(tmp_path)
+    ws, out = Workspace(tmp_path), tmp_path / "out"
+    for n in (1, 2, 3):
+        _voa_item(voa, n, DAY1 + timedelta(days=n), f"第{n}天的新闻。")
+    ws.run_json()
+    assert len(_ids(out / "voa.atom")) == 3  # two in the window, one waiting for a page
+    assert not (out / "archive").exists()
+    for n in (4, 5):
+        _voa_item(voa, n, DAY1 + timedelta(days=n), f"第{n}天的新闻。")
+    ws.run_json()
+    page1 = out / "archive" / "voa" / "1.atom"
+    assert _titles(page1) == ["第2篇 测试文章", "第1篇 测试文章"]
+    assert _titles(out / "voa.atom") == ["第5篇 测试文章", "第4篇 测试文章", "第3篇 测试文章"]
+    first = page1.read_bytes()
+    for n in (6, 7, 8):
+        _voa_item(voa, n, DAY1 + timedelta(days=n), f"第{n}天的新闻。")
+    _voa_item(voa, 1, DAY1 + timedelta(days=1), "第1天的新闻，已更正。")  # an archived entry edited
+    ws.run_json()
+    assert page1.read_bytes() == first  # archive pages never change once written
+    assert sorted(p.name for p in (out / "archive" / "voa").iterdir()) == [
+        "1.atom", "2.atom", "3.atom",
+    ]  # fmt: skip
+    assert _titles(out / "voa.atom") == ["第8篇 测试文章", "第7篇 测试文章"]
+    walked = _walk(out, "voa")
+    assert len(walked) == len(set(walked)) == 8  # every entry once, newest first
+    everything = _ids(out / "all.atom") + [
+        i for p in (out / "archive" / "all").iterdir() for i in _ids(p)
+    ]
+    assert sorted(everything) == sorted(walked)
+    for page in (out / "archive" / "voa").iterdir():
+        data = page.read_bytes()
+        assert check_feed(data) == []
+        root = feedparser.parse(data).feed
+        assert [ln.href for ln in root.links if ln.rel == "current"] == [BASE + "voa.atom"]
+        assert b"<fh:archive/>" in data
+        assert b'xmlns:fh="http://purl.org/syndication/history/1.0"' in data
+    assert b"<fh:archive/>" not in (out / "voa.atom").read_bytes()
+    assert check_feed((out / "voa.atom").read_bytes()) == []
+
+
+def test_retention_decides_how_far_back_archives_go(tmp_path: Path) -> None:
+    config, voa = _archive_setup(tmp_path)
+    ws, out = Workspace(tmp_path), tmp_path / "out"
+    for n in range(1, 9):
+        _voa_item(voa, n, DAY1 + timedelta(days=n), f"第{n}天的新闻。")
+    ws.run_json()
+    pages = out / "archive" / "voa"
+    assert sorted(p.name for p in pages.iterdir()) == ["1.atom", "2.atom", "3.atom"]
+    config.write_text(
+        config.read_text(encoding="utf-8").replace(
+            "[[sources]]", "[retention]\nmax_items_per_source = 4\n\n[[sources]]"
+        ),
+        encoding="utf-8",
+    )
+    report = ws.run_json()
+    assert report["retention_removed"] == 4
+    # Pages 1 and 2 held entries 1-4 only: gone. Page 3 (entries 5, 6) stays as it was.
+    assert sorted(p.name for p in pages.iterdir()) == ["3.atom"]
+    for n in (9, 10, 11, 12):
+        _voa_item(voa, n, DAY1 + timedelta(days=n), f"第{n}天的新闻。")
+    ws.run_json()
+    # Retention now keeps 9-12: page 3 empties and goes; the new page takes a new number, so a
+    # page's URL never names two different documents.
+    assert sorted(p.name for p in pages.iterdir()) == ["4.atom"]
+    assert _titles(pages / "4.atom") == ["第10篇 测试文章", "第9篇 测试文章"]
+    assert [_titles(out / "voa.atom"), len(_walk(out, "voa"))] == [
+        ["第12篇 测试文章", "第11篇 测试文章"], 4,
+    ]  # fmt: skip
+
+
+# -- WebSub ------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def hub() -> Iterator[FeedServer]:
+    server = FeedServer()
+    server.start()
+    server.route("/hub", Route(status=204))
+    yield server
+    server.stop()
+
+
+def test_websub_advertises_the_hub_and_pings_it_on_change(ws: Workspace, hub: FeedServer) -> None:
+    _with_feeds(ws, "")
+    text = ws.config.read_text(encoding="utf-8").replace(
+        "[output]\n", f'[output]\nhub = "{hub.base}/hub"\n'
+    )
+    ws.config.write_text(text, encoding="utf-8")
+    ws.run_json()
+    pings = [parse_qs(r.body.decode()) for r in hub.hits("/hub")]
+    assert all(p["hub.mode"] == ["publish"] for p in pings)
+    pinged = sorted(p["hub.url"][0] for p in pings)
+    assert pinged == sorted(
+        f"{BASE}{n}.{f}" for n in ("all", "voa", "dw", "aljazeera") for f in ("atom", "rss", "json")
+    )
+    atom = feedparser.parse((ws.out / "all.atom").read_bytes())
+    assert [ln.href for ln in atom.feed.links if ln.rel == "hub"] == [f"{hub.base}/hub"]
+    rss = feedparser.parse((ws.out / "all.rss").read_bytes())
+    assert [ln.href for ln in rss.feed.links if ln.rel == "hub"] == [f"{hub.base}/hub"]
+    assert json.loads((ws.out / "all.json").read_bytes())["hubs"] == [
+        {"type": "WebSub", "url": f"{hub.base}/hub"}
+    ]
+    ws.run_json()  # nothing changed: no ping
+    assert len(hub.hits("/hub")) == len(pings)
+    # One new article changes all, voa and their twins: exactly those are pinged.
+    _voa_item(ws.root / "seeds" / "voa", 99, datetime(2023, 1, 1, tzinfo=UTC), "新的文章。")
+    ws.run_json()
+    new = sorted(parse_qs(r.body.decode())["hub.url"][0] for r in hub.hits("/hub")[len(pings) :])
+    assert new == sorted(f"{BASE}{n}.{f}" for n in ("all", "voa") for f in ("atom", "rss", "json"))
+
+
+def test_a_failing_hub_is_a_warning_not_a_failure(ws: Workspace, hub: FeedServer) -> None:
+    hub.route("/hub", Route(status=500))
+    text = ws.config.read_text(encoding="utf-8").replace(
+        "[output]\n", f'[output]\nhub = "{hub.base}/hub"\n'
+    )
+    ws.config.write_text(text, encoding="utf-8")
+    report = ws.run_json()  # exit 0: the feeds were written
+    assert report["warnings"] and all("answered HTTP 500" in w for w in report["warnings"])
+    assert (ws.out / "all.atom").exists()
