@@ -29,7 +29,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
-from aggregator import __version__, adapters, fetch, opml, publish, writer
+from aggregator import __version__, adapters, fetch, opml, publish, stylesheet, writer
 from aggregator.clean import clean
 from aggregator.dedupe import (
     MIN_FINGERPRINT_CHARS,
@@ -399,7 +399,7 @@ def _take_feed(
 def _signature(spec: FeedSpec, config: Config, sources: dict[str, Source]) -> str:
     """Everything besides the stored entries that shapes a feed's bytes."""
     used = [sources[name] for name in spec.sources if name in sources]
-    text = repr((__version__, config.base_url, spec, used, sorted(sources)))
+    text = repr((__version__, config.base_url, spec, used, sorted(sources), stylesheet.FILENAME))
     return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
 
 
@@ -437,12 +437,15 @@ def _write_feeds(
         newest = max((e.updated for e in entries), default=None)
         store.record_feed(spec.name, signature, len(entries), newest)
     if not dry_run:
-        # The subscription list of every feed above, for readers' one-click import.
-        try:
-            publish.write_if_changed(config.output_dir / opml.FILENAME, opml.outputs(config))
-        except AggregatorError as e:
-            log.error("%s", e)
-            errors.append(str(e))
+        # The subscription list of every feed above, for readers' one-click import, and the
+        # stylesheet the feeds name for the page a browser shows.
+        extras = ((opml.FILENAME, opml.outputs(config)), (stylesheet.FILENAME, stylesheet.data()))
+        for filename, data in extras:
+            try:
+                publish.write_if_changed(config.output_dir / filename, data)
+            except AggregatorError as e:
+                log.error("%s", e)
+                errors.append(str(e))
     return results, errors
 
 

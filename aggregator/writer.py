@@ -1,7 +1,8 @@
 """Entries -> Atom 1.0 bytes (RFC 4287). The only feedgen import.
 
 Input: a ``FeedSpec``, its entries (newest first), the public base URL and the configured
-sources (for each entry's ``atom:source``). Output: the feed document as UTF-8 bytes. Pure and
+sources (for each entry's ``atom:source``). Output: the feed document as UTF-8 bytes, with an
+``<?xml-stylesheet?>`` instruction naming the readable page for browsers (stylesheet.py). Pure and
 deterministic: nothing here reads the clock, so the same entries give byte-identical output;
 the feed's ``updated`` is the newest entry's ``updated``.
 
@@ -25,7 +26,7 @@ from feedgen.ext.base import BaseEntryExtension, BaseExtension
 from feedgen.feed import FeedGenerator
 from feedgen.util import xml_elem
 
-from aggregator import __version__
+from aggregator import __version__, stylesheet
 from aggregator.model import Entry, FeedSpec, Source
 
 ATOM_NS = "http://www.w3.org/2005/Atom"
@@ -156,4 +157,7 @@ def atom(
                 "self": feed_url(base_url, home),
                 "alternate": src.homepage or "",
             }
-    return bytes(fg.atom_str(pretty=True, encoding="UTF-8", xml_declaration=True))
+    doc = bytes(fg.atom_str(pretty=True, encoding="UTF-8", xml_declaration=True))
+    # The readable page for browsers: the stylesheet instruction right after the declaration.
+    declaration, _, rest = doc.partition(b"\n")
+    return b"\n".join((declaration, stylesheet.instruction(spec.filename), rest))

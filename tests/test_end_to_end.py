@@ -58,7 +58,7 @@ def test_first_run_writes_valid_clean_feeds(ws: Workspace) -> None:
     }  # fmt: skip
     assert all(f["written"] for f in report["feeds"])
     assert sorted(p.name for p in ws.out.iterdir()) == [
-        "aljazeera.atom", "all.atom", "dw.atom", "feeds.opml", "voa.atom",
+        "aljazeera.atom", "all.atom", "dw.atom", "feed.xsl", "feeds.opml", "voa.atom",
     ]  # fmt: skip
     for name, data in ws.feed_bytes().items():
         assert check_feed(data) == [], name
