@@ -1,7 +1,7 @@
 """Command line: argument parsing and output formatting only; the work is ``pipeline.run_once``.
 
 Commands: ``run`` (one-shot regeneration), ``check`` (validate config.toml), ``adapters`` (list
-the source profiles). Exit codes: 0 done; 1 nothing could be produced, or ``--strict`` and some
+the source profiles), ``serve`` (the HTTP front, ``serve.serve``). Exit codes: 0 done; 1 nothing could be produced, or ``--strict`` and some
 input was skipped; 2 the configuration (or the command line) is wrong; 3 the state database or
 the output folder cannot be used.
 """
@@ -21,10 +21,10 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from aggregator import __version__, pipeline
+from aggregator import __version__, pipeline, serve
 from aggregator import config as config_mod
 from aggregator.adapters import ADAPTERS, AUTO
-from aggregator.errors import AggregatorError, ConfigError, PublishError, StoreError
+from aggregator.errors import AggregatorError, ConfigError, PublishError, ServeError, StoreError
 from aggregator.model import FetchStatus, RunReport
 from aggregator.store import Store
 
@@ -89,12 +89,46 @@ def _parser() -> argparse.ArgumentParser:
     )
     with_config(check)
 
+    srv = sub.add_parser(
+        "serve",
+        help="serve the feeds, a feed list, source health, /healthz and /metrics over HTTP",
+        description="Serve the published feeds (with ETag/Last-Modified, gzip and brotli), a "
+        "page listing them, a source health page, /healthz and /metrics, until Ctrl+C or "
+        "SIGTERM. Paths are under base_url's path.",
+    )
+    with_config(srv)
+    srv.add_argument(
+        "--host", type=_host, metavar="ADDRESS",
+        help="address to listen on (default: [serve].host, else 127.0.0.1; 0.0.0.0 for all)",
+    )  # fmt: skip
+    srv.add_argument(
+        "--port", type=_port, metavar="PORT",
+        help="port to listen on (default: [serve].port, else 8080; 0 for any free port)",
+    )  # fmt: skip
+    srv.add_argument(
+        "--access-log", action="store_true", default=None,
+        help="log one line per request on stderr (default: [serve].access_log)",
+    )  # fmt: skip
+
     sub.add_parser(
         "adapters",
         help="list the source adapters (the names config.toml accepts)",
         description="List the adapters: the values sources[].adapter accepts.",
     )
     return p
+
+
+def _host(text: str) -> str:
+    try:
+        return config_mod.valid_host(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from e
+
+
+def _port(text: str) -> int:
+    if not text.isdigit() or not 0 <= int(text) <= 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number (0-65535)")
+    return int(text)
 
 
 def _config_error(e: ConfigError, err: Console) -> int:
@@ -275,6 +309,26 @@ def _cmd_run(args: argparse.Namespace, out: Console, err: Console) -> int:
     return EXIT_OK
 
 
+def _cmd_serve(args: argparse.Namespace, err: Console) -> int:
+    logging.basicConfig(
+        level=logging.INFO, format="aggregator: %(levelname)s: %(message)s", stream=sys.stderr
+    )
+    try:
+        cfg = config_mod.load(args.config)
+    except ConfigError as e:
+        return _config_error(e, err)
+    server = serve.Server(cfg, args.host, args.port, args.access_log)
+    try:
+        address = server.bind()
+    except ServeError as e:
+        err.print(f"[bold red]error:[/] {e}", highlight=False)
+        return EXIT_STATE
+    err.print(f"serving {cfg.output_dir} at {address} (Ctrl+C stops)", highlight=False)
+    server.run()
+    err.print("stopped", highlight=False)
+    return EXIT_OK
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     # soft_wrap: a message is one line however narrow the terminal, so it can be grepped.
@@ -285,6 +339,8 @@ def main(argv: list[str] | None = None) -> int:
             return _cmd_adapters(out)
         if args.command == "check":
             return _cmd_check(args, out, err)
+        if args.command == "serve":
+            return _cmd_serve(args, err)
         return _cmd_run(args, out, err)
     except AggregatorError as e:  # anything we raise on purpose that escaped a command
         err.print(f"[bold red]error:[/] {e}", highlight=False)

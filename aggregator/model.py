@@ -95,6 +95,15 @@ class Retention:
 
 
 @dataclass(frozen=True, slots=True)
+class ServeSettings:
+    """Where ``aggregator serve`` listens (config.toml's [serve]; --host/--port override)."""
+
+    host: str = "127.0.0.1"  # loopback: put a reverse proxy in front, or set "0.0.0.0"
+    port: int = 8080  # matches the default base_url, http://localhost:8080/
+    access_log: bool = False  # one line per request on stderr; costs ~15% of the request rate
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     base_url: str  # public URL of the output folder, ends with "/"
     output_dir: Path
@@ -106,6 +115,7 @@ class Config:
     path: Path | None = None  # the file this came from, for messages
     concurrency: int = 16  # URL sources fetched at once
     per_host: int = 4  # of which at most this many from one host
+    serve: ServeSettings = ServeSettings()
 
 
 @by_fields
