@@ -617,5 +617,5 @@ class Server:
 def serve(config: Config, host: str | None = None, port: int | None = None) -> None:
     """Serve until SIGINT/SIGTERM; host and port default to config.toml's [serve]."""
     server = Server(config, host, port)
-    log.warning("serving %s at %s", config.output_dir, server.bind())
+    log.info("serving %s at %s", config.output_dir, server.bind())
     server.run()
