@@ -597,9 +597,13 @@ class Server:
         assert self._sock is not None
         main = threading.current_thread() is threading.main_thread()
         if main:
-            # uvicorn restores the handlers it found and re-raises the signal it caught; a
-            # no-op handler here makes that harmless, and ours go back afterwards.
-            saved = {s: signal.signal(s, lambda *_: None) for s in (signal.SIGINT, signal.SIGTERM)}
+            # uvicorn restores the handlers it found and re-raises the signal it caught: with
+            # this handler that only asks the (stopped) server to stop, and a signal in the
+            # moment before uvicorn installs its own stops it too. The caller's handlers come
+            # back afterwards.
+            saved = {
+                s: signal.signal(s, lambda *_: self.stop()) for s in (signal.SIGINT, signal.SIGTERM)
+            }
         try:
             self._uvicorn.run(sockets=[self._sock])
         finally:
