@@ -581,6 +581,10 @@ class Server:
                 timeout_graceful_shutdown=SHUTDOWN_GRACE,
             )
         )
+        if logs:
+            # uvicorn gives its access logger the level above (warning), which would drop
+            # every request line (they are INFO); they go wherever the caller's logging does.
+            logging.getLogger("uvicorn.access").setLevel(logging.INFO)
         self._sock: socket.socket | None = None
 
     def bind(self) -> str:

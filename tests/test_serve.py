@@ -502,7 +502,7 @@ def test_health_follows_the_runs(tmp_path: Path) -> None:
         f"http://127.0.0.1:{port}/",
         f'\n[[sources]]\nname = "broken"\nurl = "{upstream.base}/broken.xml"\n'
         'adapter = "generic"\nallow_private = true\n'
-        f'\n[serve]\nhost = "127.0.0.1"\nport = {port}\n',
+        f'\n[serve]\nhost = "127.0.0.1"\nport = {port}\naccess_log = true\n',
     )
     server = start(ws, port, "/", flag=False)  # where [serve] says
     try:
@@ -524,6 +524,7 @@ def test_health_follows_the_runs(tmp_path: Path) -> None:
         code, err = server.stop(signal.SIGINT)
         upstream.stop()
     assert code == 0, err
+    assert '"GET /healthz HTTP/1.1" 503' in err  # [serve].access_log = true
 
 
 def test_a_busy_port_is_reported(served: Served) -> None:
