@@ -1,11 +1,12 @@
 """Command line: argument parsing and output formatting only; the work is ``pipeline.run_once``.
 
 Commands: ``run`` (one-shot regeneration), ``daemon`` (every source on its schedule until
-stopped), ``status`` (what the state database says of sources, feeds and health), ``check``
-(validate config.toml), ``opml export`` / ``opml import FILE`` (subscription lists),
-``adapters`` (list the source profiles). Exit codes: 0 done; 1 nothing could be produced, or
-``--strict`` and some input was skipped; 2 the configuration (or the command line) is wrong; 3
-the state database or the output folder cannot be used.
+stopped; ``--serve`` also serves), ``serve`` (the HTTP front, ``serve.Server``), ``status``
+(what the state database says of sources, feeds and health), ``check`` (validate config.toml),
+``opml export`` / ``opml import FILE`` (subscription lists), ``adapters`` (list the source
+profiles). Exit codes: 0 done; 1 nothing could be produced, or ``--strict`` and some input was
+skipped; 2 the configuration (or the command line) is wrong; 3 the state database or the output
+folder cannot be used (or the server cannot listen).
 """
 
 from __future__ import annotations
@@ -26,8 +27,8 @@ from rich.table import Table
 from aggregator import __version__, opml, pipeline
 from aggregator import config as config_mod
 from aggregator.adapters import ADAPTERS, AUTO
-from aggregator.errors import AggregatorError, ConfigError, PublishError, StoreError
-from aggregator.model import FetchStatus, RunReport
+from aggregator.errors import AggregatorError, ConfigError, PublishError, ServeError, StoreError
+from aggregator.model import Config, FetchStatus, RunReport
 from aggregator.store import Store
 
 EXIT_OK, EXIT_NOTHING, EXIT_CONFIG, EXIT_STATE = 0, 1, 2, 3
@@ -45,6 +46,20 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--version", action="version", version=f"aggregator {__version__}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    def listen_flags(cmd: argparse.ArgumentParser) -> None:
+        cmd.add_argument(
+            "--host", type=_host, metavar="ADDRESS",
+            help="address to listen on (default: [serve].host, else 127.0.0.1; 0.0.0.0 for all)",
+        )  # fmt: skip
+        cmd.add_argument(
+            "--port", type=_port, metavar="PORT",
+            help="port to listen on (default: [serve].port, else 8080; 0 for any free port)",
+        )  # fmt: skip
+        cmd.add_argument(
+            "--access-log", action="store_true", default=None,
+            help="log one line per request on stderr (default: [serve].access_log)",
+        )  # fmt: skip
 
     def with_config(cmd: argparse.ArgumentParser) -> None:
         cmd.add_argument(
@@ -96,6 +111,11 @@ def _parser() -> argparse.ArgumentParser:
     daemon.add_argument(
         "--verbose", "-v", action="store_true", help="also log every skipped file and fetch"
     )
+    daemon.add_argument(
+        "--serve", action="store_true",
+        help="also serve the feeds over HTTP, as `aggregator serve` does (--host, --port)",
+    )  # fmt: skip
+    listen_flags(daemon)
 
     status = sub.add_parser(
         "status",
@@ -140,12 +160,35 @@ def _parser() -> argparse.ArgumentParser:
         "--dry-run", action="store_true", help="report what would be added; change nothing"
     )
 
+    srv = sub.add_parser(
+        "serve",
+        help="serve the feeds, a feed list, source health, /healthz and /metrics over HTTP",
+        description="Serve the published feeds (with ETag/Last-Modified, gzip and brotli), a "
+        "page listing them, a source health page, /healthz and /metrics, until Ctrl+C or "
+        "SIGTERM. Paths are under base_url's path.",
+    )
+    with_config(srv)
+    listen_flags(srv)
+
     sub.add_parser(
         "adapters",
         help="list the source adapters (the names config.toml accepts)",
         description="List the adapters: the values sources[].adapter accepts.",
     )
     return p
+
+
+def _host(text: str) -> str:
+    try:
+        return config_mod.valid_host(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from e
+
+
+def _port(text: str) -> int:
+    if not text.isdigit() or not 0 <= int(text) <= 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number (0-65535)")
+    return int(text)
 
 
 def _config_error(e: ConfigError, err: Console) -> int:
@@ -408,16 +451,49 @@ def _cmd_status(args: argparse.Namespace, out: Console, err: Console) -> int:
     return EXIT_OK if healthy else EXIT_NOTHING
 
 
-def _cmd_daemon(args: argparse.Namespace, err: Console) -> int:
+def _serve_logging() -> None:
     logging.basicConfig(
         level=logging.INFO,
         format="%(asctime)s %(levelname)s %(message)s",
         datefmt="%Y-%m-%dT%H:%M:%S%z",
         stream=sys.stderr,
     )
+
+
+def _server(args: argparse.Namespace, cfg: Config, err: Console) -> Any:
+    """A bound ``serve.Server`` (or None after printing why it cannot listen)."""
+    from aggregator import serve  # uvicorn only for the commands that serve
+
+    server = serve.Server(cfg, args.host, args.port, args.access_log)
+    try:
+        address = server.bind()
+    except ServeError as e:
+        err.print(f"[bold red]error:[/] {e}", highlight=False)
+        return None
+    err.print(f"serving {cfg.output_dir} at {address} (Ctrl+C stops)", highlight=False)
+    return server
+
+
+def _cmd_serve(args: argparse.Namespace, err: Console) -> int:
+    _serve_logging()
+    try:
+        cfg = config_mod.load(args.config)
+    except ConfigError as e:
+        return _config_error(e, err)
+    server = _server(args, cfg, err)
+    if server is None:
+        return EXIT_STATE
+    server.run()
+    err.print("stopped", highlight=False)
+    return EXIT_OK
+
+
+def _cmd_daemon(args: argparse.Namespace, err: Console) -> int:
+    _serve_logging()
     # The pipeline's per-file and per-fetch lines only with --verbose; the daemon's own always.
     logging.getLogger("aggregator").setLevel(logging.INFO if args.verbose else logging.WARNING)
     logging.getLogger("aggregator.daemon").setLevel(logging.INFO)
+    logging.getLogger("aggregator.serve").setLevel(logging.INFO)
     logging.getLogger("apscheduler").setLevel(logging.WARNING)
     try:
         cfg = config_mod.load(args.config)
@@ -425,8 +501,22 @@ def _cmd_daemon(args: argparse.Namespace, err: Console) -> int:
         return _config_error(e, err)
     from aggregator.daemon import Daemon  # APScheduler only for the daemon
 
+    daemon = Daemon(cfg)
     try:
-        Daemon(cfg).run()
+        if not args.serve:
+            daemon.run()
+            return EXIT_OK
+        # With --serve the server owns the main thread and SIGTERM/SIGINT; when it returns,
+        # the daemon finishes its batch in progress and stops.
+        server = _server(args, cfg, err)
+        if server is None:
+            return EXIT_STATE
+        daemon.start()
+        try:
+            server.run()
+        finally:
+            daemon.stop()
+            daemon.join()
     except StoreError as e:
         err.print(f"[bold red]error:[/] {e}", highlight=False)
         return EXIT_STATE
@@ -445,6 +535,8 @@ def main(argv: list[str] | None = None) -> int:
             return _cmd_check(args, out, err)
         if args.command == "daemon":
             return _cmd_daemon(args, err)
+        if args.command == "serve":
+            return _cmd_serve(args, err)
         if args.command == "status":
             return _cmd_status(args, out, err)
         if args.command == "opml":

@@ -11,6 +11,7 @@ keys (unique names, known adapters).
 
 from __future__ import annotations
 
+import ipaddress
 import re
 import tomllib
 from pathlib import Path, PurePosixPath
@@ -22,12 +23,20 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from aggregator import __version__
 from aggregator.adapters import ADAPTERS, AUTO
 from aggregator.errors import ConfigError
-from aggregator.model import Config, FeedSpec, FetchPolicy, Match, Retention, Source
+from aggregator.model import (
+    Config,
+    FeedSpec,
+    FetchPolicy,
+    Match,
+    Retention,
+    ServeSettings,
+    Source,
+)
 from aggregator.script import SCRIPTS
 from aggregator.writer import FORMATS
 
 # Names in the output folder the project writes itself; a configured feed may not take them.
-RESERVED_FILES = ("feeds.opml",)
+RESERVED_FILES = ("feeds.opml", "feed.xsl")
 ARCHIVE_DIR = "archive"  # RFC 5005 archive pages: archive/<feed name>/<n>.atom
 
 DEFAULT_CONFIG = Path("config.toml")
@@ -260,6 +269,34 @@ class _Retention(_Strict):
     max_items_per_source: int = Field(default=0, ge=0)
 
 
+# A host name as RFC 1123 allows it (labels of letters, digits and hyphens), or an IP address.
+_HOSTNAME = re.compile(r"^(?!-)[A-Za-z0-9-]{1,63}(?<!-)(\.(?!-)[A-Za-z0-9-]{1,63}(?<!-))*$")
+
+
+def valid_host(v: str) -> str:
+    """An address to listen on: an IPv4/IPv6 address or a host name (for --host too)."""
+    try:
+        ipaddress.ip_address(v)
+    except ValueError:
+        if not _HOSTNAME.match(v):
+            raise ValueError(
+                f"{v!r} is not an IP address or host name; e.g. '127.0.0.1', '0.0.0.0', '::1'"
+            ) from None
+    return v
+
+
+class _Serve(_Strict):
+    host: str = ServeSettings().host
+    # 0 asks the system for any free port (the address is printed at start).
+    port: int = Field(default=ServeSettings().port, ge=0, le=65535)
+    access_log: bool = False
+
+    @field_validator("host")
+    @classmethod
+    def _host(cls, v: str) -> str:
+        return valid_host(v)
+
+
 class _Config(_Strict):
     base_url: str
     output_dir: str = "feeds"
@@ -268,6 +305,7 @@ class _Config(_Strict):
     output: _Output = _Output()
     retention: _Retention = _Retention()
     fetch: _Fetch = _Fetch()
+    serve: _Serve = _Serve()
     sources: list[_Source] = Field(min_length=1)
     feeds: list[_Feed] = []
 
@@ -463,6 +501,7 @@ def _build(raw: _Config, root: Path, path: Path) -> Config:
         concurrency=raw.fetch.concurrency,
         per_host=raw.fetch.per_host,
         hub=raw.output.hub,
+        serve=ServeSettings(raw.serve.host, raw.serve.port, raw.serve.access_log),
     )
 
 

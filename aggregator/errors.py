@@ -9,7 +9,8 @@
      │    └── ParseError            the bytes are not an item the adapter understands
      ├── StoreError                 the state database cannot be opened, migrated or written
      │    └── StateBusy             another process is running on the same state database
-     └── PublishError               a feed file could not be written into the output folder
+     ├── PublishError               a feed file could not be written into the output folder
+     └── ServeError                 the HTTP server cannot listen where it was told to
 
 Third-party exceptions are wrapped (``raise ... from e``) in the module that owns the library,
 so callers only ever catch these. Messages are written for the person running the tool:
@@ -58,3 +59,7 @@ class StateBusy(StoreError):
 
 class PublishError(AggregatorError):
     """A feed file could not be written into the output folder."""
+
+
+class ServeError(AggregatorError):
+    """``aggregator serve`` cannot listen on its address (in use, not ours, no permission)."""

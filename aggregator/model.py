@@ -115,6 +115,15 @@ class Retention:
 
 
 @dataclass(frozen=True, slots=True)
+class ServeSettings:
+    """Where ``aggregator serve`` listens (config.toml's [serve]; --host/--port override)."""
+
+    host: str = "127.0.0.1"  # loopback: put a reverse proxy in front, or set "0.0.0.0"
+    port: int = 8080  # matches the default base_url, http://localhost:8080/
+    access_log: bool = False  # one line per request on stderr
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     base_url: str  # public URL of the output folder, ends with "/"
     output_dir: Path
@@ -127,6 +136,7 @@ class Config:
     concurrency: int = 16  # URL sources fetched at once
     per_host: int = 4  # of which at most this many from one host
     hub: str | None = None  # WebSub hub the feeds advertise and that is pinged on change
+    serve: ServeSettings = ServeSettings()
 
 
 @by_fields

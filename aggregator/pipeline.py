@@ -30,7 +30,18 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
-from aggregator import __version__, adapters, archive, fetch, opml, publish, script, select, writer
+from aggregator import (
+    __version__,
+    adapters,
+    archive,
+    fetch,
+    opml,
+    publish,
+    script,
+    select,
+    stylesheet,
+    writer,
+)
 from aggregator.clean import clean
 from aggregator.dedupe import (
     MIN_FINGERPRINT_CHARS,
@@ -411,7 +422,7 @@ def _take_feed(
 def _signature(spec: FeedSpec, config: Config, sources: dict[str, Source]) -> str:
     """Everything besides the stored entries that shapes a feed's bytes."""
     used = [sources[name] for name in spec.sources if name in sources]
-    text = repr((__version__, config.base_url, spec, used, sorted(sources)))
+    text = repr((__version__, config.base_url, spec, used, sorted(sources), stylesheet.FILENAME))
     return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
 
 
@@ -461,12 +472,15 @@ def _write_feeds(
         results.append(FeedResult(spec.name, path, count, written))
         store.record_feed(spec.name, signature, count, newest)
     if not dry_run:
-        # The subscription list of every feed above, for readers' one-click import.
-        try:
-            publish.write_if_changed(config.output_dir / opml.FILENAME, opml.outputs(config))
-        except AggregatorError as e:
-            log.error("%s", e)
-            errors.append(str(e))
+        # The subscription list of every feed above, for readers' one-click import, and the
+        # stylesheet the feeds name for the page a browser shows.
+        extras = ((opml.FILENAME, opml.outputs(config)), (stylesheet.FILENAME, stylesheet.data()))
+        for filename, data in extras:
+            try:
+                publish.write_if_changed(config.output_dir / filename, data)
+            except AggregatorError as e:
+                log.error("%s", e)
+                errors.append(str(e))
     return results, errors, changed_urls
 
 

@@ -7,6 +7,8 @@ the other formats, the WebSub hub, RFC 5005 archive links). Output: the document
 bytes. Pure and deterministic: nothing here reads the clock, so the same entries give
 byte-identical output; the feed's ``updated`` is the newest entry's ``updated``. The three
 formats carry the same entries with the same ids (RSS ``guid``, JSON Feed ``id`` = the Atom id).
+Atom documents open with an ``<?xml-stylesheet?>`` instruction naming the readable page for
+browsers (stylesheet.py).
 
 What each entry carries: a permanent id (``urn:uuid``), title, ``rel="alternate"`` link to the
 original article, published, updated, the outlet as author, categories, a plain-text summary, the
@@ -31,7 +33,7 @@ from feedgen.ext.base import BaseEntryExtension, BaseExtension
 from feedgen.feed import FeedGenerator
 from feedgen.util import xml_elem
 
-from aggregator import __version__
+from aggregator import __version__, stylesheet
 from aggregator.model import Entry, FeedSpec, Source
 
 ATOM_NS = "http://www.w3.org/2005/Atom"
@@ -262,8 +264,16 @@ def atom(
 ) -> bytes:
     """The Atom document for ``spec`` holding ``entries`` in the order given."""
     fg, _ = _generator(spec, entries, base_url, sources, source_feeds)
-    _set_links(fg, spec, base_url, ln or links(spec, base_url, "atom"), ATOM_TYPE)
-    return bytes(fg.atom_str(pretty=True, encoding="UTF-8", xml_declaration=True))
+    ln = ln or links(spec, base_url, "atom")
+    _set_links(fg, spec, base_url, ln, ATOM_TYPE)
+    doc = bytes(fg.atom_str(pretty=True, encoding="UTF-8", xml_declaration=True))
+    # The readable page for browsers: the stylesheet instruction right after the declaration,
+    # relative to where this document sits (an archive page is two folders down).
+    where = (
+        ln.self_url.removeprefix(base_url) if ln.self_url.startswith(base_url) else spec.filename
+    )
+    declaration, _, rest = doc.partition(b"\n")
+    return b"\n".join((declaration, stylesheet.instruction(where), rest))
 
 
 def rss(

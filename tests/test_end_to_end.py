@@ -59,7 +59,7 @@ def test_first_run_writes_valid_clean_feeds(ws: Workspace) -> None:
     assert all(f["written"] for f in report["feeds"])
     assert sorted(p.name for p in ws.out.iterdir()) == sorted(
         [f"{name}.{fmt}" for name in ("all", "voa", "dw", "aljazeera")
-         for fmt in ("atom", "rss", "json")] + ["feeds.opml"]
+         for fmt in ("atom", "rss", "json")] + ["feed.xsl", "feeds.opml"]
     )  # fmt: skip
     for name, data in ws.feed_bytes().items():
         assert check_feed(data) == [], name
