@@ -1,0 +1,510 @@
+"""Near duplicates: the same story under another identity key (stage: dedupe, after identity).
+
+Inputs: an article's comparable text and title (``sketch``, run in the worker processes), and
+tables of sketched articles, some new this run and some stored before (``match``). Outputs: a
+``Sketch`` per article, and for each new article either nothing (a story of its own) or an
+``Assignment`` to an existing or new story with the ``Evidence`` that decided it; and, for a
+story with several members, what to publish (``present``). Pure: no SQL, no clock, no I/O;
+the pipeline reads and writes the store around these decisions. Never Python's salted
+``hash()``: every hash here is the same in every process and every run.
+
+**Comparing.** Text is folded for comparison only: Traditional characters to Simplified
+(``script.to_simplified``, OpenCC's table), full-width forms, case, punctuation and whitespace
+(``dedupe.comparable_text``). Its character 5-grams (shingles) are hashed with a polynomial
+rolling hash in numpy and mixed with the MurmurHash3 64-bit finaliser.
+
+**Sketch.** A MinHash signature of NUM_PERM 32-bit values by one-permutation hashing (Li, Owen
+and Zhang, NIPS 2012): the shingle hashes are split into NUM_PERM bins by their top bits and
+each bin keeps its minimum, with empty bins (short texts only) filled by rotation from the next
+non-empty bin (Shrivastava and Li, ICML 2014). The share of equal positions in two signatures
+estimates the Jaccard similarity of the shingle sets, as with datasketch's ``MinHash``
+(tests/test_neardup.py checks the estimates against exact Jaccard and against datasketch).
+One sort per article instead of NUM_PERM hash passes: ~40 us an article against ~200 us for
+128 affine permutations in numpy and ~2 ms for datasketch's per-shingle Python hashing
+(bench/neardup_bench.py). With the signature go the number of distinct shingles (to estimate
+containment: a live blog's earlier capture inside its later one), the folded title, a 63-bit
+key of it, and a digest of the text's numbers (short bulletins that differ only in a figure).
+
+**Candidates.** Locality-sensitive hashing: BANDS bands of ROWS values each; two articles whose
+values agree in a whole band are candidates (LSH_THRESHOLD is where that becomes likely). Each
+band key carries the publication day in its low bits, so one sort of all band keys and two
+binary searches per new article find the candidates published within MAX_DAYS_APART: the cost
+grows as n log n, never pairwise. Articles with the same folded title published within
+GROWN_DAYS are candidates too (the way a live blog's captures meet). Only pairs with a new
+article are looked at.
+
+**Deciding.** A candidate pair merges by the first rule that holds (``decide``): ``same text``
+(nearly the whole text shared: re-archives, retitled copies, Traditional editions, mirror
+copies), ``edited`` (most of the text and the title shared, same outlet: a few sentences
+changed), ``grown`` (the shorter text inside the longer, same title: a live blog). A short text
+needs more: nearly identical, the same numbers, the same title and publication within
+SHORT_DAYS. Every threshold below names the fixture or measurement that set it.
+
+**Assigning.** New articles are taken in order of (publication time, key), never in input order:
+each joins the story of its best accepted match among stored articles and new articles already
+taken (highest similarity, then the smaller story key), or starts a story of its own. Stories
+that already exist are never merged with each other, so an entry once published stays
+published under the same id; the earliest-taken member of a story (the earliest published, when
+they arrive together) is its representative, whose id the entry carries.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from functools import cache
+
+import numpy as np
+import numpy.typing as npt
+
+from aggregator import script
+from aggregator.dedupe import comparable_text
+from aggregator.model import Evidence, Member, Shown, Sketch
+
+U64 = npt.NDArray[np.uint64]
+U32 = npt.NDArray[np.uint32]
+
+# Characters per shingle. 5 Chinese characters are about a phrase: long enough that two
+# different articles share few (tests/data/neardup/: look-alikes on the same event score
+# J <= 0.25), short enough that one edited sentence disturbs few. On the bench corpus (random
+# paragraph mixes of the same 5 seeds) 4-grams put 4% of random pairs at J >= 0.4, 5-grams 3%.
+SHINGLE = 5
+# Signature length: the Jaccard estimate's standard error is sqrt(J(1-J)/NUM_PERM), 0.03 at
+# J = 0.85: enough to keep SAME_TEXT and EDITED apart from the look-alikes' <= 0.3.
+NUM_PERM = 128
+_BIN_BITS = 7  # 2**7 == NUM_PERM bins
+# LSH: 16 bands of 8 rows. A pair at J = 0.85 shares a band with probability 0.994, at 0.5
+# with 0.06, at 0.3 with 0.001 (1 - (1 - J**8)**16); datasketch's MinHashLSH picks 16 x 8 for
+# threshold 0.75 and 128 permutations (tests/test_neardup.py asserts it).
+BANDS, ROWS = 16, 8
+LSH_THRESHOLD = 0.75
+
+# Texts shorter than this (comparable characters) are never matched as near duplicates: there
+# is too little text to tell a copy from a template (exact copies are still caught by
+# dedupe.fingerprint). 60 characters is the shortest bulletin in tests/data/neardup/.
+MIN_CHARS = 60
+# Below this many shingles a text is short and needs stronger evidence (the SHORT_* rules):
+# the bulletins in tests/data/neardup/ are 60-250 characters, their shared boilerplate ~40.
+SHORT_SHINGLES = 400
+
+# -- the rules (tests/data/neardup/, measured by bench/neardup_eval.py) --------------------
+# "same text": retitled copies and Traditional editions score >= 0.97, mirror copies with a
+# footer the cleaner does not know >= 0.93, re-archives with one or two sentences changed
+# >= 0.91; the highest look-alike pair scores 0.25 and the bench corpus's random paragraph mixes
+# reach 0.85 only once in 20,000 pairs (bench/neardup_eval.py --corpus).
+SAME_TEXT = 0.88
+# "edited": same outlet and a similar title, most of the text shared: re-archives with three
+# to five sentences changed score 0.72-0.88.
+EDITED = 0.68
+# Title similarity (character-bigram Jaccard of the folded titles) that counts as "the same
+# title": a retitled prefix or suffix ("【更新】", "（第2轮）") keeps 0.6-0.9; different stories on
+# the same event share at most 0.3 in tests/data/neardup/.
+TITLE_SIMILAR = 0.5
+# "grown": the shorter text's estimated containment in the longer. A live blog's earlier
+# captures are wholly inside the later ones (estimated 0.93-1.0 in tests/data/neardup/);
+# a weekly series reusing its title shares its intro and outro, ~0.2.
+GROWN = 0.85
+# Publication days apart beyond which nothing merges. Copies, mirrors and re-archives carry the
+# original's date line (0 days apart in tests/data/neardup/); 14 days leaves room for a copy
+# dated by its capture time, and keeps the window the candidate search sorts small.
+MAX_DAYS_APART = 14
+# A live blog grows within a day or two; a weekly series repeats its title after 7 days.
+GROWN_DAYS = 3
+# Short texts: nearly identical (one changed figure in a 100-character bulletin already drops
+# J to ~0.9), the same numbers, the same title, published within two days.
+SHORT_SAME = 0.95
+SHORT_DAYS = 2
+
+# Rolling-hash multiplier (the 32-bit FNV prime) and the rotation offset for empty bins.
+_PRIME32 = np.uint32(0x01000193)
+_DENSIFY = np.uint32(0x9E3779B1)
+# A signature value is the top _BIN_BITS of a shingle hash (its bin) and the 25 bits below.
+_SHIFT = np.uint32(32 - _BIN_BITS)
+_VALUE_MASK = np.uint32((1 << (32 - _BIN_BITS)) - 1)
+_BIN_STARTS = np.arange(NUM_PERM, dtype=np.uint32) << _SHIFT
+_BINS = np.arange(NUM_PERM, dtype=np.uint32)
+_PRIME = np.uint64(0x100000001B3)  # for band keys (64-bit)
+# Band keys keep the publication day in their low bits (days since 1970; dates.py keeps
+# 1990-2100, under 2**20).
+_DAY_BITS = 20
+_DAY_MASK = np.uint64((1 << _DAY_BITS) - 1)
+_NUMBERS = re.compile(r"\d+")
+# Folding happens on code points below this (the Basic Multilingual Plane, where OpenCC's t2s
+# table lives); a text with a character above it is folded with str.translate instead.
+_BMP = 0x10000
+
+
+@cache
+def _fold_table() -> npt.NDArray[np.uint32]:
+    """Code point -> code point after Traditional-to-Simplified folding, for the whole BMP."""
+    table = np.arange(_BMP, dtype=np.uint32)
+    for code, simplified in script.t2s_table().items():
+        table[code] = ord(simplified)
+    return table
+
+
+def _fmix64(h: U64) -> U64:
+    """MurmurHash3's 64-bit finaliser: every input bit moves every output bit."""
+    h = h ^ (h >> np.uint64(33))
+    h = h * np.uint64(0xFF51AFD7ED558CCD)
+    h = h ^ (h >> np.uint64(33))
+    h = h * np.uint64(0xC4CEB9FE1A85EC53)
+    return h ^ (h >> np.uint64(33))
+
+
+def _fmix32(h: U32) -> U32:
+    """MurmurHash3's 32-bit finaliser (in place)."""
+    h ^= h >> np.uint32(16)
+    h *= np.uint32(0x85EBCA6B)
+    h ^= h >> np.uint32(13)
+    h *= np.uint32(0xC2B2AE35)
+    h ^= h >> np.uint32(16)
+    return h
+
+
+def fold(text: str) -> str:
+    """``text`` as near-duplicate detection compares it: one script, no punctuation."""
+    return script.to_simplified(comparable_text(text))
+
+
+def title_key(folded_title: str) -> int:
+    """A 63-bit key of a folded title (0 for titles too short to mean anything)."""
+    if len(folded_title) < 4:
+        return 0
+    digest = hashlib.blake2b(folded_title.encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "little") >> 1
+
+
+def codes(comparable: str) -> U32:
+    """The code points of a comparable text, Traditional characters folded to Simplified."""
+    points = np.frombuffer(comparable.encode("utf-32-le"), dtype=np.uint32)
+    if len(points) and int(points.max()) >= _BMP:
+        return np.frombuffer(
+            script.to_simplified(comparable).encode("utf-32-le"), dtype=np.uint32
+        ).copy()
+    return _fold_table()[points]
+
+
+def shingle_hashes(points: U32) -> U32:
+    """Sorted 32-bit hashes of the SHINGLE-character shingles of folded code points."""
+    n = len(points) - SHINGLE + 1
+    h = points[:n] * _PRIME32
+    for j in range(1, SHINGLE):
+        h += points[j : j + n]
+        if j < SHINGLE - 1:
+            h *= _PRIME32
+    h = _fmix32(h)
+    h.sort()
+    return h
+
+
+def signature(hashes: U32) -> U32:
+    """One-permutation MinHash of sorted shingle hashes (see the module docstring)."""
+    n = len(hashes)
+    idx = np.searchsorted(hashes, _BIN_STARTS)
+    at = np.minimum(idx, n - 1)
+    found = hashes[at]
+    present = (idx < n) & ((found >> _SHIFT) == _BINS)
+    values = found & _VALUE_MASK
+    if not present.all():  # fewer shingles than bins can fill: borrow from the next bin
+        full = np.flatnonzero(present)
+        pos = np.searchsorted(full, np.arange(NUM_PERM)) % len(full)
+        donor = full[pos]
+        steps = ((donor - np.arange(NUM_PERM)) % NUM_PERM).astype(np.uint32)
+        values = values[donor] + steps * _DENSIFY
+    return values
+
+
+def sketch(comparable: str, title: str) -> Sketch | None:
+    """The sketch of an article from its ``dedupe.comparable_text``; None when too short."""
+    if len(comparable) < MIN_CHARS:
+        return None
+    points = codes(comparable)
+    hashes = shingle_hashes(points)
+    distinct = 1 + int(np.count_nonzero(hashes[1:] != hashes[:-1]))
+    numbers = ""
+    if distinct < SHORT_SHINGLES:  # only short texts are told apart by their figures
+        found = ",".join(_NUMBERS.findall(comparable))
+        numbers = hashlib.blake2b(found.encode(), digest_size=8).hexdigest()
+    folded_title = fold(title)
+    return Sketch(
+        sig=signature(hashes).tobytes(),
+        shingles=distinct,
+        title=folded_title,
+        title_key=title_key(folded_title),
+        numbers=numbers,
+    )
+
+
+def similarity(a: bytes, b: bytes) -> float:
+    """Estimated Jaccard similarity of two signatures."""
+    x = np.frombuffer(a, dtype=np.uint32)
+    y = np.frombuffer(b, dtype=np.uint32)
+    return float(np.count_nonzero(x == y)) / NUM_PERM
+
+
+def containment(j: float, shingles_a: int, shingles_b: int) -> float:
+    """Estimated share of the smaller set inside the larger, from their Jaccard estimate:
+    |A n B| = J (|A| + |B|) / (1 + J)."""
+    smaller = min(shingles_a, shingles_b)
+    if smaller <= 0:
+        return 0.0
+    return min(1.0, j * (shingles_a + shingles_b) / ((1.0 + j) * smaller))
+
+
+def title_similarity(a: str, b: str) -> float:
+    """Jaccard similarity of the character bigrams of two folded titles."""
+    if a == b:
+        return 1.0
+    x = {a[i : i + 2] for i in range(len(a) - 1)}
+    y = {b[i : i + 2] for i in range(len(b) - 1)}
+    if not x or not y:
+        return 0.0
+    return len(x & y) / len(x | y)
+
+
+# -- the decision ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Row:
+    """One sketched article as the decision sees it."""
+
+    key: str
+    story: str  # the story it belongs to (its own key when it is a story's representative)
+    sketch: Sketch
+    published: datetime
+    outlet: str
+    new: bool  # not compared before: this run's articles
+    source: str = ""
+
+
+def decide(a: Row, b: Row, j: float | None = None) -> Evidence | None:
+    """Whether ``a`` and ``b`` are one story, and by which rule (module docstring)."""
+    sa, sb = a.sketch, b.sketch
+    if j is None:
+        j = similarity(sa.sig, sb.sig)
+    days = abs((a.published - b.published).total_seconds()) / 86400
+    if days > MAX_DAYS_APART:
+        return None
+    c = containment(j, sa.shingles, sb.shingles)
+    t = title_similarity(sa.title, sb.title)
+
+    def evidence(rule: str) -> Evidence:
+        return Evidence(rule, b.key, round(j, 4), round(c, 4), round(t, 4), round(days, 3))
+
+    if min(sa.shingles, sb.shingles) < SHORT_SHINGLES:
+        same = j >= SHORT_SAME and sa.numbers == sb.numbers and t >= TITLE_SIMILAR
+        return evidence("same text (short)") if same and days <= SHORT_DAYS else None
+    if j >= SAME_TEXT:
+        return evidence("same text")
+    if j >= EDITED and t >= TITLE_SIMILAR and a.outlet == b.outlet:
+        return evidence("edited")
+    if c >= GROWN and t >= TITLE_SIMILAR and days <= GROWN_DAYS:
+        return evidence("grown")
+    return None
+
+
+# -- candidates ---------------------------------------------------------------------------------
+
+
+class Table:
+    """Sketched articles as arrays, for the vectorised candidate search. Built from an
+    iterable so that 100,000 stored sketches are never all Python objects at once: the
+    signatures go straight into one array (NUM_PERM x 4 bytes an article)."""
+
+    def __init__(self, rows: Iterable[Row]) -> None:
+        sigs = bytearray()
+        self.keys: list[str] = []
+        self.stories: list[str] = []
+        self.sources: list[str] = []
+        self.outlets: list[str] = []
+        self.titles: list[str] = []
+        self.numbers: list[str] = []
+        self.published: list[datetime] = []
+        shingles, title_keys, new = [], [], []
+        for r in rows:
+            sigs += r.sketch.sig
+            self.keys.append(r.key)
+            self.stories.append(r.story)
+            self.sources.append(r.source)
+            self.outlets.append(r.outlet)
+            self.titles.append(r.sketch.title)
+            self.numbers.append(r.sketch.numbers)
+            self.published.append(r.published)
+            shingles.append(r.sketch.shingles)
+            title_keys.append(r.sketch.title_key)
+            new.append(r.new)
+        self.size = len(self.keys)
+        self.sigs = np.frombuffer(sigs, dtype=np.uint32).reshape(self.size, NUM_PERM)
+        self.shingles = np.array(shingles, dtype=np.float64)
+        self.title_key = np.array(title_keys, dtype=np.uint64)
+        self.new = np.array(new, dtype=bool)
+        self.days = np.array(
+            [max(0, int(p.timestamp() // 86400)) for p in self.published], dtype=np.uint64
+        )
+
+    def row(self, i: int) -> Row:
+        sketch = Sketch(
+            self.sigs[i].tobytes(), int(self.shingles[i]), self.titles[i],
+            int(self.title_key[i]), self.numbers[i],
+        )  # fmt: skip
+        return Row(
+            self.keys[i], self.stories[i], sketch, self.published[i], self.outlets[i],
+            bool(self.new[i]), self.sources[i],
+        )  # fmt: skip
+
+    def band_keys(self) -> U64:
+        """(n, BANDS) keys: a hash of each band's values, the publication day in the low bits."""
+        n = self.size
+        bands = self.sigs.reshape(n, BANDS, ROWS).astype(np.uint64)
+        h = np.zeros((n, BANDS), dtype=np.uint64)
+        for r in range(ROWS):
+            h = (h ^ bands[:, :, r]) * _PRIME
+        h = _fmix64(h ^ np.arange(1, BANDS + 1, dtype=np.uint64))
+        return (h & ~_DAY_MASK) | self.days[:, None]
+
+    def title_keys(self) -> tuple[U64, npt.NDArray[np.intp]]:
+        """Title keys (with the day) of the articles that have a meaningful title."""
+        have = np.flatnonzero(self.title_key != 0)
+        keys = (_fmix64(self.title_key[have]) & ~_DAY_MASK) | self.days[have]
+        return keys, have
+
+
+def _near(keys: U64, owners: npt.NDArray[np.intp], new: npt.NDArray[np.bool_], window: int) -> U64:
+    """Pairs (as i * 2**32 + j, i < j) of owners whose keys agree above the day bits and whose
+    days are at most ``window`` apart, at least one of them new."""
+    order = np.argsort(keys, kind="stable")
+    sorted_keys, sorted_owners = keys[order], owners[order]
+    queries = np.flatnonzero(new[owners])
+    out: list[U64] = []
+    for start in range(0, len(queries), 200_000):  # bounded memory per step
+        q = queries[start : start + 200_000]
+        high = keys[q] & ~_DAY_MASK
+        day = keys[q] & _DAY_MASK
+        lo_day = np.where(day > window, day - np.uint64(window), np.uint64(0))
+        hi_day = np.minimum(day + np.uint64(window), _DAY_MASK)
+        lo = np.searchsorted(sorted_keys, high | lo_day, side="left")
+        hi = np.searchsorted(sorted_keys, high | hi_day, side="right")
+        counts = hi - lo
+        total = int(counts.sum())
+        if total == 0:
+            continue
+        first = np.repeat(lo - (np.cumsum(counts) - counts), counts)
+        partner = sorted_owners[first + np.arange(total)]
+        me = np.repeat(owners[q], counts)
+        keep = partner != me
+        a, b = np.minimum(me[keep], partner[keep]), np.maximum(me[keep], partner[keep])
+        out.append(np.unique((a.astype(np.uint64) << np.uint64(32)) | b.astype(np.uint64)))
+    if not out:
+        return np.empty(0, dtype=np.uint64)
+    return np.unique(np.concatenate(out))
+
+
+def candidates(table: Table) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.intp]]:
+    """Index pairs (i, j), i < j, worth deciding: a shared LSH band within MAX_DAYS_APART or
+    the same title within GROWN_DAYS, at least one of the two new."""
+    n = table.size
+    if n < 2 or not table.new.any():
+        return np.empty(0, dtype=np.intp), np.empty(0, dtype=np.intp)
+    band = table.band_keys()
+    owners = np.repeat(np.arange(n), BANDS)
+    pairs = [_near(band.ravel(), owners, table.new, MAX_DAYS_APART)]
+    title, have = table.title_keys()
+    if len(have) > 1:
+        pairs.append(_near(title, have, table.new, GROWN_DAYS))
+    codes = np.unique(np.concatenate(pairs))
+    i = (codes >> np.uint64(32)).astype(np.intp)
+    j = (codes & np.uint64(0xFFFFFFFF)).astype(np.intp)
+    return i, j
+
+
+def _scores(
+    table: Table, i: npt.NDArray[np.intp], j: npt.NDArray[np.intp]
+) -> npt.NDArray[np.float64]:
+    out = np.empty(len(i), dtype=np.float64)
+    for s in range(0, len(i), 100_000):  # (pairs x NUM_PERM) booleans at a time
+        a, b = table.sigs[i[s : s + 100_000]], table.sigs[j[s : s + 100_000]]
+        out[s : s + 100_000] = np.count_nonzero(a == b, axis=1) / NUM_PERM
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class Assignment:
+    """A new article that joins a story other than its own."""
+
+    key: str
+    source: str
+    story: str
+    evidence: Evidence
+
+
+def _worth_deciding(
+    table: Table, i: npt.NDArray[np.intp], j: npt.NDArray[np.intp], s: npt.NDArray[np.float64]
+) -> npt.NDArray[np.bool_]:
+    """Pairs some rule could accept, judged on the cheap figures alone."""
+    a, b = table.shingles[i], table.shingles[j]
+    contained = s * (a + b) / ((1.0 + s) * np.maximum(np.minimum(a, b), 1.0))
+    return (s >= min(EDITED, SHORT_SAME, SAME_TEXT)) | (contained >= GROWN)
+
+
+def match(table: Table) -> Iterator[Assignment]:
+    """The new articles that join another story, in the order they were taken (see the
+    module docstring)."""
+    i, j = candidates(table)
+    s = _scores(table, i, j)
+    keep = _worth_deciding(table, i, j, s)
+    rows: dict[int, Row] = {}
+
+    def row(k: int) -> Row:
+        if k not in rows:
+            rows[k] = table.row(k)
+        return rows[k]
+
+    accepted: dict[int, list[tuple[int, Evidence]]] = {}
+    for a, b, sim in zip(i[keep].tolist(), j[keep].tolist(), s[keep].tolist(), strict=True):
+        for x, y in ((a, b), (b, a)):
+            if table.new[x]:
+                ev = decide(row(x), row(y), sim)
+                if ev is not None:
+                    accepted.setdefault(x, []).append((y, ev))
+    story: dict[int, str] = {}
+    for x in sorted(accepted, key=lambda k: (row(k).published, row(k).key)):
+        options = []
+        for y, ev in accepted[x]:
+            score = -max(ev.similarity, ev.containment)
+            if not table.new[y]:
+                options.append((score, row(y).story, ev))
+            elif y in story or _earlier(row(y), row(x)):
+                options.append((score, story.get(y, row(y).key), ev))
+        if options:
+            _, target, ev = min(options, key=lambda o: (o[0], o[1], o[2].matched))
+            story[x] = target
+            yield Assignment(row(x).key, row(x).source, target, ev)
+
+
+def _earlier(a: Row, b: Row) -> bool:
+    return (a.published, a.key) < (b.published, b.key)
+
+
+# -- what a story publishes ------------------------------------------------------------------
+
+
+def present(members: Iterable[Member], before: Shown | None, now: datetime) -> Shown:
+    """The fullest text (most shingles; then the earliest published, then the smaller key),
+    the earliest publication date, and ``updated`` moved only when the published text changes:
+    to the time its member's text last changed, or to ``now`` when that is not later than the
+    entry's last update (readers must see the change)."""
+    ordered = sorted(members, key=lambda m: (-m.shingles, m.published, m.key))
+    shown = ordered[0]
+    published = min(m.published for m in ordered)
+    if before is None:
+        updated = max(shown.updated, published)
+    elif before.text_hash == shown.text_hash:
+        updated = max(before.updated, published)
+    else:
+        updated = shown.updated if shown.updated > before.updated else now
+    return Shown(shown.key, shown.text_hash, published, updated)
