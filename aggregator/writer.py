@@ -8,8 +8,10 @@ the feed's ``updated`` is the newest entry's ``updated``.
 What each entry carries: a permanent id (``urn:uuid``), title, ``rel="alternate"`` link to the
 original article, published, updated, the outlet as author, categories, a plain-text summary, the
 full cleaned content as ``type="html"``, the lead image (Media RSS ``media:content`` with its
-caption, and ``media:thumbnail``), ``xml:lang`` where it differs from the feed's, and
-``atom:source`` naming the per-source feed it belongs to (RFC 4287 section 4.2.11).
+caption, and ``media:thumbnail``), ``xml:lang`` where it differs from the feed's,
+``atom:source`` naming the per-source feed it belongs to (RFC 4287 section 4.2.11), and for a
+story merged from several copies, ``rel="via"`` to the copy whose text is shown and
+``rel="related"`` to each other copy (RFC 4287 section 4.2.7.2).
 """
 
 from __future__ import annotations
@@ -132,6 +134,10 @@ def atom(
         fe.title(e.title)
         if e.link:
             fe.link(href=e.link, rel="alternate", type="text/html")
+        if e.via:
+            fe.link(href=e.via, rel="via", type="text/html")
+        for url in e.related:
+            fe.link(href=url, rel="related", type="text/html")
         fe.published(e.published)
         fe.updated(e.updated)
         author = {"name": e.author}
