@@ -40,19 +40,19 @@ changed), ``grown`` (the shorter text inside the longer, same title: a live blog
 needs more: nearly identical, the same numbers, the same title and publication within
 SHORT_DAYS. Every threshold below names the fixture or measurement that set it.
 
-**Assigning.** New articles are taken in order of (publication time, key), never in input order:
-each joins the story of its best accepted match among stored articles and new articles already
-taken (highest similarity, then the smaller story key), or starts a story of its own. Stories
-that already exist are never merged with each other, so an entry once published stays
-published under the same id; the earliest-taken member of a story (the earliest published, when
-they arrive together) is its representative, whose id the entry carries.
+**Assigning.** The accepted pairs join stories and new articles into components (union-find,
+so input order cannot matter). A component keeps its stored story published first, so an entry
+once published keeps its id; a new article joins it, and so does another stored story that a
+new article bridged to it (its entry is merged away and leaves a tombstone). A component of new
+articles only is kept under the one published first (ties by key). Each merged article or story
+records its strongest accepted match as the evidence.
 """
 
 from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from functools import cache
@@ -434,12 +434,14 @@ def _scores(
 
 @dataclass(frozen=True, slots=True)
 class Assignment:
-    """A new article that joins a story other than its own."""
+    """An article, or a whole stored story (``key`` is then its representative), that joins
+    another story."""
 
     key: str
     source: str
     story: str
     evidence: Evidence
+    whole_story: bool = False  # a stored story merged into another through a new article
 
 
 def _worth_deciding(
@@ -451,43 +453,72 @@ def _worth_deciding(
     return (s >= min(EDITED, SHORT_SAME, SAME_TEXT)) | (contained >= GROWN)
 
 
-def match(table: Table) -> Iterator[Assignment]:
-    """The new articles that join another story, in the order they were taken (see the
-    module docstring)."""
+def _strength(ev: Evidence) -> tuple[float, str]:
+    """Which of several accepted matches explains a merge best (the strongest, then by key)."""
+    return (-max(ev.similarity, ev.containment), ev.matched)
+
+
+def match(table: Table) -> list[Assignment]:
+    """Who joins which story (see the module docstring): the components of the accepted pairs,
+    each kept under its oldest stored story, else under its earliest-published new article."""
     i, j = candidates(table)
     s = _scores(table, i, j)
     keep = _worth_deciding(table, i, j, s)
-    rows: dict[int, Row] = {}
+    cache: dict[int, Row] = {}
 
     def row(k: int) -> Row:
-        if k not in rows:
-            rows[k] = table.row(k)
-        return rows[k]
+        if k not in cache:
+            cache[k] = table.row(k)
+        return cache[k]
 
-    accepted: dict[int, list[tuple[int, Evidence]]] = {}
+    # Nodes: stored stories (by key) and new articles (by key); union-find over them.
+    parent: dict[str, str] = {}
+
+    def node(k: int) -> str:
+        return table.keys[k] if table.new[k] else table.stories[k]
+
+    def find(x: str) -> str:
+        while parent.get(x, x) != x:
+            parent[x] = parent.get(parent[x], parent[x])
+            x = parent[x]
+        return x
+
+    best: dict[str, Evidence] = {}  # node -> its strongest accepted match
     for a, b, sim in zip(i[keep].tolist(), j[keep].tolist(), s[keep].tolist(), strict=True):
+        if node(a) == node(b):
+            continue
         for x, y in ((a, b), (b, a)):
-            if table.new[x]:
-                ev = decide(row(x), row(y), sim)
-                if ev is not None:
-                    accepted.setdefault(x, []).append((y, ev))
-    story: dict[int, str] = {}
-    for x in sorted(accepted, key=lambda k: (row(k).published, row(k).key)):
-        options = []
-        for y, ev in accepted[x]:
-            score = -max(ev.similarity, ev.containment)
-            if not table.new[y]:
-                options.append((score, row(y).story, ev))
-            elif y in story or _earlier(row(y), row(x)):
-                options.append((score, story.get(y, row(y).key), ev))
-        if options:
-            _, target, ev = min(options, key=lambda o: (o[0], o[1], o[2].matched))
-            story[x] = target
-            yield Assignment(row(x).key, row(x).source, target, ev)
-
-
-def _earlier(a: Row, b: Row) -> bool:
-    return (a.published, a.key) < (b.published, b.key)
+            ev = decide(row(x), row(y), sim)
+            if ev is None:
+                break
+            n = node(x)
+            if n not in best or _strength(ev) < _strength(best[n]):
+                best[n] = ev
+        else:
+            ra, rb = find(node(a)), find(node(b))
+            if ra != rb:
+                parent[max(ra, rb)] = min(ra, rb)
+    # Each component's survivor: its stored story published first, else its new article
+    # published first (ties by key), so the outcome is the same in any input order.
+    rank: dict[str, tuple[bool, datetime, str]] = {}
+    source: dict[str, str] = {}
+    for k in range(table.size):
+        n = node(k)
+        if n in best or n in parent:
+            here = (bool(table.new[k]), table.published[k], n)
+            rank[n] = min(rank.get(n, here), here)
+            source.setdefault(n, table.sources[k])
+    survivor: dict[str, tuple[tuple[bool, datetime, str], str]] = {}
+    for n in rank:
+        root = find(n)
+        survivor[root] = min(survivor.get(root, (rank[n], n)), (rank[n], n))
+    out = []
+    for n in sorted(rank, key=lambda n: (rank[n], n)):
+        target = survivor[find(n)][1]
+        if n != target:
+            stored = not rank[n][0]
+            out.append(Assignment(n, source[n], target, best[n], whole_story=stored))
+    return out
 
 
 # -- what a story publishes ------------------------------------------------------------------

@@ -454,9 +454,13 @@ def _near_duplicates(store: Store, now: datetime, touched: set[str]) -> Counter[
             )
         )
         for a in neardup.match(neardup.Table(rows)):
-            store.merge(a.key, a.story, a.evidence, now)
             touched.add(a.story)
-            merged[a.source] += 1
+            if a.whole_story:  # an entry published before, bridged to an older one
+                store.merge_story(a.key, a.story, a.evidence, now)
+                touched.discard(a.key)
+            else:
+                store.merge(a.key, a.story, a.evidence, now)
+                merged[a.source] += 1
         store.compared()
     for story in sorted(touched):
         _present(store, story, now)

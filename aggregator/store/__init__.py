@@ -529,6 +529,16 @@ class Store:
                 (_t(now), key),
             )
 
+    def merge_story(self, old: str, story: str, evidence: Evidence, now: datetime) -> None:
+        """Move every article of stored story ``old`` behind the entry of ``story`` (a new
+        article matched both); ``old``'s entry is merged away and leaves a tombstone."""
+        with self._errors:
+            self._sets().storied.update((old, story))
+            self._db.execute("UPDATE items SET story = ? WHERE story = ?", (story, old))
+            self._db.execute("UPDATE merges SET story = ? WHERE story = ?", (story, old))
+            self._db.execute("DELETE FROM stories WHERE key = ?", (old,))
+        self.merge(old, story, evidence, now)
+
     def first_seen(self, key: str) -> datetime | None:
         with self._errors:
             row = self._db.execute("SELECT first_seen FROM items WHERE key = ?", (key,)).fetchone()
