@@ -255,6 +255,7 @@ class RunReport:
     errors: tuple[str, ...] = field(default=())
     neardup_seconds: float = 0.0  # the near-duplicate pass, in this process (wall)
     sketch_seconds: float = 0.0  # computing sketches, summed over the processes that did
+    neardup_peak_mb: float = 0.0  # how much the pass raised this process's peak memory
 
     @property
     def skipped(self) -> int:
@@ -275,6 +276,7 @@ class Sketch:
     """What near-duplicate detection keeps of an article (stored with it)."""
 
     sig: bytes  # NUM_PERM little-endian uint32 values
+    bands: bytes  # BANDS little-endian uint64 LSH band hashes (low bits left for the day)
     shingles: int  # distinct shingles in the text
     title: str  # folded title
     title_key: int  # title_key(title)

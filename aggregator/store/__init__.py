@@ -472,11 +472,12 @@ class Store:
         known one is updated in place and not compared again)."""
         with self._errors:
             self._db.execute(
-                "INSERT INTO sketches (key, sig, shingles, title, title_key, numbers, day, pending)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, 1) ON CONFLICT (key) DO UPDATE SET"
-                " sig = excluded.sig, shingles = excluded.shingles, title = excluded.title,"
-                " title_key = excluded.title_key, numbers = excluded.numbers, day = excluded.day",
-                (key, sketch.sig, sketch.shingles, sketch.title, sketch.title_key,
+                "INSERT INTO sketches (key, sig, bands, shingles, title, title_key, numbers, day,"
+                " pending) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 1) ON CONFLICT (key) DO UPDATE SET"
+                " sig = excluded.sig, bands = excluded.bands, shingles = excluded.shingles,"
+                " title = excluded.title, title_key = excluded.title_key,"
+                " numbers = excluded.numbers, day = excluded.day",
+                (key, sketch.sig, sketch.bands, sketch.shingles, sketch.title, sketch.title_key,
                  sketch.numbers, day),
             )  # fmt: skip
 
@@ -488,22 +489,38 @@ class Store:
             ).fetchone()
         return (int(row[0]), int(row[1]), int(row[2])) if row[0] else None
 
-    def sketched(
+    def band_index(
         self, first_day: int, last_day: int
-    ) -> Iterator[tuple[str, str, Sketch, datetime, str, bool, str]]:
-        """(key, story, sketch, published, outlet, pending, source) of every article published
-        from ``first_day`` to ``last_day`` (days since 1970), and every pending one."""
+    ) -> Iterator[tuple[str, bytes, int, int, bool]]:
+        """(key, band hashes, day, title key, pending) of every article published from
+        ``first_day`` to ``last_day`` (days since 1970), and of every pending one."""
         with self._errors:
             rows = self._db.execute(
-                "SELECT s.key, COALESCE(i.story, s.key), s.sig, s.shingles, s.title, s.title_key,"
-                " s.numbers, i.published, i.outlet, s.pending, i.source FROM sketches s"
-                " JOIN items i ON i.key = s.key"
-                " WHERE s.day BETWEEN ? AND ? OR s.pending = 1 ORDER BY s.key",
+                "SELECT key, bands, day, title_key, pending FROM sketches"
+                " WHERE day BETWEEN ? AND ? OR pending = 1",
                 (first_day, last_day),
             )
-            for key, story, sig, shingles, title, tkey, numbers, pub, outlet, p, src in rows:
-                sketch = Sketch(bytes(sig), shingles, title, tkey, numbers)
-                yield key, story, sketch, _dt(pub), outlet, bool(p), src
+            for key, bands, day, title_key, pending in rows:
+                yield key, bands, day, title_key, bool(pending)
+
+    def sketched(
+        self, keys: Sequence[str]
+    ) -> Iterator[tuple[str, str, Sketch, datetime, str, bool, str]]:
+        """(key, story, sketch, published, outlet, pending, source) of each of ``keys``."""
+        with self._errors:
+            for start in range(0, len(keys), 500):
+                chunk = keys[start : start + 500]
+                marks = ", ".join("?" for _ in chunk)
+                sql = (
+                    "SELECT s.key, COALESCE(i.story, s.key), s.sig, s.bands, s.shingles, s.title,"  # noqa: S608 - marks only
+                    " s.title_key, s.numbers, i.published, i.outlet, s.pending, i.source"
+                    " FROM sketches s JOIN items i ON i.key = s.key WHERE s.key IN (" + marks + ")"
+                )
+                rows = self._db.execute(sql, chunk)
+                for key, story, sig, bands, shingles, title, tkey, numbers, pub, *rest in rows:
+                    outlet, pending, source = rest
+                    sketch = Sketch(bytes(sig), bytes(bands), shingles, title, tkey, numbers)
+                    yield key, story, sketch, _dt(pub), outlet, bool(pending), source
 
     def compared(self) -> None:
         """Every pending sketch has been compared."""

@@ -101,6 +101,7 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE TABLE sketches (
         key        TEXT PRIMARY KEY,
         sig        BLOB NOT NULL,     -- neardup.NUM_PERM little-endian uint32
+        bands      BLOB NOT NULL,     -- neardup.BANDS little-endian uint64
         shingles   INTEGER NOT NULL,
         title      TEXT NOT NULL,     -- folded title
         title_key  INTEGER NOT NULL,
