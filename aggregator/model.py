@@ -304,6 +304,7 @@ class Member:
     text_hash: str
     published: datetime
     updated: datetime
+    outlet: str = ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,9 +19,10 @@ each bin keeps its minimum, with empty bins (short texts only) filled by rotatio
 non-empty bin (Shrivastava and Li, ICML 2014). The share of equal positions in two signatures
 estimates the Jaccard similarity of the shingle sets, as with datasketch's ``MinHash``
 (tests/test_neardup.py checks the estimates against exact Jaccard and against datasketch).
-One sort per article instead of NUM_PERM hash passes: ~40 us an article against ~200 us for
-128 affine permutations in numpy and ~2 ms for datasketch's per-shingle Python hashing
-(bench/neardup_bench.py). With the signature go the number of distinct shingles (to estimate
+One sort per article instead of NUM_PERM hash passes: 130-200 us an article on the 2-core bench
+VM (bench/run_bench.py, "near-dup sketches, CPU summed"), against ~200 us more for 128 affine
+permutations in numpy and ~2 ms for datasketch's per-shingle Python hashing (measured on 1,000
+bench-corpus articles while choosing). With the signature go the number of distinct shingles (to estimate
 containment: a live blog's earlier capture inside its later one), the folded title, a 63-bit
 key of it, and a digest of the text's numbers (short bulletins that differ only in a figure).
 
@@ -77,10 +78,11 @@ SHINGLE = 5
 NUM_PERM = 128
 _BIN_BITS = 7  # 2**7 == NUM_PERM bins
 # LSH: 16 bands of 8 rows. A pair at J = 0.85 shares a band with probability 0.994, at 0.5
-# with 0.06, at 0.3 with 0.001 (1 - (1 - J**8)**16); datasketch's MinHashLSH picks 16 x 8 for
-# threshold 0.75 and 128 permutations (tests/test_neardup.py asserts it).
+# with 0.06, at 0.3 with 0.001 (1 - (1 - J**8)**16): every "same text" pair of
+# tests/data/neardup/ is found, and the bench corpus's random paragraph mixes (3% of random
+# pairs at J >= 0.4) cost few comparisons. The S-curve's midpoint, (1/16)**(1/8):
 BANDS, ROWS = 16, 8
-LSH_THRESHOLD = 0.75
+LSH_THRESHOLD = 0.71
 
 # Texts shorter than this (comparable characters) are never matched as near duplicates: there
 # is too little text to tell a copy from a template (exact copies are still caught by
@@ -117,6 +119,11 @@ GROWN_DAYS = 3
 # J to ~0.9), the same numbers, the same title, published within two days.
 SHORT_SAME = 0.95
 SHORT_DAYS = 2
+
+# The outlet of articles no outlet adapter claimed (adapters/generic.py): a mirror's copy.
+# A story is published under an outlet's own article, and shows a mirror's text only when no
+# outlet's own copy exists (a mirror's promo footer would otherwise make it the "fullest").
+MIRROR_OUTLET = "generic"
 
 # Rolling-hash multiplier (the 32-bit FNV prime) and the rotation offset for empty bins.
 _PRIME32 = np.uint32(0x01000193)
@@ -446,7 +453,7 @@ def match(pairs: Sequence[tuple[str, str]], rows: Mapping[str, Row]) -> list[Ass
         return x
 
     best: dict[str, Evidence] = {}  # node -> its strongest accepted match
-    rank: dict[str, tuple[bool, datetime, str]] = {}
+    rank: dict[str, tuple[bool, bool, datetime, bool, str]] = {}
     source: dict[str, str] = {}
     for (ka, kb), sim in zip(pairs, _scores(pairs, rows), strict=True):
         a, b = rows[ka], rows[kb]
@@ -463,15 +470,16 @@ def match(pairs: Sequence[tuple[str, str]], rows: Mapping[str, Row]) -> list[Ass
             assert ev is not None
             if n not in best or _strength(ev) < _strength(best[n]):
                 best[n] = ev
-            here = (x.new, x.published, n)
+            here = (x.new, x.outlet == MIRROR_OUTLET, x.published, n.startswith("url:"), n)
             rank[n] = min(rank.get(n, here), here)
             source.setdefault(n, x.source)
         ra, rb = find(node(a)), find(node(b))
         if ra != rb:
             parent[max(ra, rb)] = min(ra, rb)
     # Each component's survivor: its stored story published first, else its new article
-    # published first (ties by key), so the outcome is the same in any input order.
-    survivor: dict[str, tuple[tuple[bool, datetime, str], str]] = {}
+    # published first, an outlet's own before a mirror's copy, one keyed by the outlet's
+    # article id before one keyed by a bare URL, then by key: the same in any input order.
+    survivor: dict[str, tuple[tuple[bool, bool, datetime, bool, str], str]] = {}
     for n in rank:
         root = find(n)
         survivor[root] = min(survivor.get(root, (rank[n], n)), (rank[n], n))
@@ -487,11 +495,14 @@ def match(pairs: Sequence[tuple[str, str]], rows: Mapping[str, Row]) -> list[Ass
 
 
 def present(members: Iterable[Member], before: Shown | None, now: datetime) -> Shown:
-    """The fullest text (most shingles; then the earliest published, then the smaller key),
+    """The fullest text (an outlet's own copy before a mirror's; then the most shingles, the
+    earliest published, the smaller key),
     the earliest publication date, and ``updated`` moved only when the published text changes:
     to the time its member's text last changed, or to ``now`` when that is not later than the
     entry's last update (readers must see the change)."""
-    ordered = sorted(members, key=lambda m: (-m.shingles, m.published, m.key))
+    ordered = sorted(
+        members, key=lambda m: (m.outlet == MIRROR_OUTLET, -m.shingles, m.published, m.key)
+    )
     shown = ordered[0]
     published = min(m.published for m in ordered)
     if before is None:

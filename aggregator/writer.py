@@ -76,10 +76,13 @@ class _EntryExt(BaseEntryExtension):  # type: ignore[misc]
         self.lang: str | None = None
         self.source: dict[str, str] | None = None
         self.image: tuple[str, str] | None = None
+        self.links: list[tuple[str, str]] = []  # (rel, href) of the story's other copies
 
     def extend_atom(self, entry: Any) -> Any:
         if self.lang:
             entry.set(XML_LANG, self.lang)
+        for rel, href in self.links:
+            xml_elem("link", entry, rel=rel, type="text/html", href=href)
         if self.image:
             url, caption = self.image
             mime = mimetypes.guess_type(urlsplit(url).path)[0] or ""
@@ -134,10 +137,6 @@ def atom(
         fe.title(e.title)
         if e.link:
             fe.link(href=e.link, rel="alternate", type="text/html")
-        if e.via:
-            fe.link(href=e.via, rel="via", type="text/html")
-        for url in e.related:
-            fe.link(href=url, rel="related", type="text/html")
         fe.published(e.published)
         fe.updated(e.updated)
         author = {"name": e.author}
@@ -151,6 +150,9 @@ def atom(
         fe.content(e.content, type="html")
         ext: _EntryExt = fe.agg
         ext.lang = e.lang if e.lang != lang else None
+        # Written by the extension: feedgen drops the rel of every entry link (its loop
+        # rebinds ``link``), which would make each copy a second rel="alternate".
+        ext.links = ([("via", e.via)] if e.via else []) + [("related", u) for u in e.related]
         if e.image:
             ext.image = (e.image.url, e.image.caption)
         home = source_feeds.get(e.source)

@@ -14,7 +14,11 @@ For each size N (default 1,000, 10,000 and 100,000 items) it
    10 re-archives of older ones), then the command runs again: wall seconds and the counts;
 
 then prints one table of the figures with the targets beside them (the targets are for 100,000
-items), and removes the corpus unless ``--keep``.
+items), and removes the corpus unless ``--keep``. The near-duplicate pass (aggregator/neardup.py)
+is shown on its own rows, from the run report: the batch in the main process (wall seconds), the
+sketches computed in the workers (CPU seconds summed; divided by the workers for its share of
+the run's time), and how far the batch raised the main process's peak memory. Its share of the
+cold run's time has a target of at most 20%.
 
 How memory is measured: each run is a child started with ``Popen`` and reaped with
 ``os.wait4``, whose rusage ``ru_maxrss`` is the exact peak RSS of the largest single process in

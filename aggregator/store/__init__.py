@@ -576,12 +576,12 @@ class Store:
         and dates (the representative's dates are the story's: the pipeline knows its own)."""
         with self._errors:
             rows = self._db.execute(
-                "SELECT i.key, COALESCE(s.shingles, 0), i.text_hash, i.published, i.updated"
-                " FROM items i LEFT JOIN sketches s ON s.key = i.key"
+                "SELECT i.key, COALESCE(s.shingles, 0), i.text_hash, i.published, i.updated,"
+                " i.outlet FROM items i LEFT JOIN sketches s ON s.key = i.key"
                 " WHERE i.key = ? OR i.story = ? ORDER BY i.key != ?, i.key",
                 (story, story, story),
             ).fetchall()
-        return [Member(k, n, h, _dt(p), _dt(u)) for k, n, h, p, u in rows]
+        return [Member(k, n, h, _dt(p), _dt(u), o) for k, n, h, p, u, o in rows]
 
     def shown(self, story: str) -> Shown | None:
         """What a story's entry published when last written, or None."""
