@@ -350,20 +350,26 @@ class Index:
         self.size = len(self.keys)
         self.days = np.array(days, dtype=np.uint64)
         self.bands = np.frombuffer(bands, dtype=np.uint64).reshape(self.size, BANDS)
-        self.bands = self.bands | self.days[:, None]
+        self.bands |= self.days[:, None]  # in place: the bytearray is the only copy
         self.title_keys = np.array(titles, dtype=np.uint64)
         self.new = np.array(new, dtype=bool)
 
 
 def _near(keys: U64, owners: npt.NDArray[np.intp], new: npt.NDArray[np.bool_], window: int) -> U64:
     """Pairs (as i * 2**32 + j, i < j) of owners whose keys agree above the day bits and whose
-    days are at most ``window`` apart, at least one of them new."""
+    days are at most ``window`` apart, at least one of them new. ``owners[k]`` is the article
+    key ``k`` belongs to."""
     order = np.argsort(keys, kind="stable")
-    sorted_keys, sorted_owners = keys[order], owners[order]
-    queries = np.flatnonzero(new[owners])
+    sorted_keys = keys[order]
+    sorted_owners = owners[order].astype(np.uint32)
+    del order
     out: list[U64] = []
-    for start in range(0, len(queries), 200_000):  # bounded memory per step
-        q = queries[start : start + 200_000]
+    step = 200_000  # query keys at a time: bounded memory
+    for start in range(0, len(keys), step):
+        q = np.arange(start, min(start + step, len(keys)))
+        q = q[new[owners[q]]]
+        if not len(q):
+            continue
         high = keys[q] & ~_DAY_MASK
         day = keys[q] & _DAY_MASK
         lo_day = np.where(day > window, day - np.uint64(window), np.uint64(0))
@@ -372,11 +378,11 @@ def _near(keys: U64, owners: npt.NDArray[np.intp], new: npt.NDArray[np.bool_], w
         hi = np.searchsorted(sorted_keys, high | hi_day, side="right")
         counts = hi - lo
         total = int(counts.sum())
-        if total == 0:
+        if total == len(q):  # every key found only itself
             continue
         first = np.repeat(lo - (np.cumsum(counts) - counts), counts)
         partner = sorted_owners[first + np.arange(total)]
-        me = np.repeat(owners[q], counts)
+        me = np.repeat(owners[q].astype(np.uint32), counts)
         keep = partner != me
         a, b = np.minimum(me[keep], partner[keep]), np.maximum(me[keep], partner[keep])
         out.append(np.unique((a.astype(np.uint64) << np.uint64(32)) | b.astype(np.uint64)))
@@ -385,37 +391,41 @@ def _near(keys: U64, owners: npt.NDArray[np.intp], new: npt.NDArray[np.bool_], w
     return np.unique(np.concatenate(out))
 
 
-def candidates(index: Index) -> list[tuple[str, str]]:
-    """Key pairs worth deciding: a shared LSH band within MAX_DAYS_APART or the same title
-    within GROWN_DAYS, at least one of the two new."""
+def candidates(index: Index) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.intp]]:
+    """Index pairs (i, j), i < j, worth a look: a shared LSH band within MAX_DAYS_APART or the
+    same title within GROWN_DAYS, at least one of the two new."""
     n = index.size
     if n < 2 or not index.new.any():
-        return []
-    owners = np.repeat(np.arange(n), BANDS)
+        return np.empty(0, dtype=np.intp), np.empty(0, dtype=np.intp)
+    owners = np.repeat(np.arange(n, dtype=np.intp), BANDS)
     pairs = [_near(index.bands.ravel(), owners, index.new, MAX_DAYS_APART)]
+    del owners
     have = np.flatnonzero(index.title_keys != 0)
     if len(have) > 1:
         titled = (_fmix64(index.title_keys[have]) & ~_DAY_MASK) | index.days[have]
         pairs.append(_near(titled, have, index.new, GROWN_DAYS))
     codes = np.unique(np.concatenate(pairs))
-    i = (codes >> np.uint64(32)).astype(np.intp).tolist()
-    j = (codes & np.uint64(0xFFFFFFFF)).astype(np.intp).tolist()
-    keys = index.keys
-    return [(keys[a], keys[b]) for a, b in zip(i, j, strict=True)]
+    i = (codes >> np.uint64(32)).astype(np.intp)
+    j = (codes & np.uint64(0xFFFFFFFF)).astype(np.intp)
+    return i, j
 
 
-def _scores(pairs: Sequence[tuple[str, str]], rows: Mapping[str, Row]) -> list[float]:
-    """Estimated Jaccard similarity of each pair, vectorised over the pairs."""
-    position = {key: n for n, key in enumerate(rows)}
-    sigs = np.frombuffer(b"".join(r.sketch.sig for r in rows.values()), dtype=np.uint32)
-    sigs = sigs.reshape(len(rows), NUM_PERM)
-    i = np.array([position[a] for a, _ in pairs], dtype=np.intp)
-    j = np.array([position[b] for _, b in pairs], dtype=np.intp)
-    out = np.empty(len(pairs), dtype=np.float64)
-    for s in range(0, len(pairs), 100_000):  # (pairs x NUM_PERM) booleans at a time
-        equal = sigs[i[s : s + 100_000]] == sigs[j[s : s + 100_000]]
-        out[s : s + 100_000] = np.count_nonzero(equal, axis=1) / NUM_PERM
-    return out.tolist()
+def worth_deciding(
+    i: npt.NDArray[np.intp],
+    j: npt.NDArray[np.intp],
+    sigs: U32,
+    shingles: npt.NDArray[np.float64],
+) -> tuple[npt.NDArray[np.bool_], npt.NDArray[np.float64]]:
+    """Which pairs some rule could accept, judged on the cheap figures alone (estimated
+    similarity and containment; ``sigs`` and ``shingles`` are indexed like ``i`` and ``j``),
+    and the similarities."""
+    s = np.empty(len(i), dtype=np.float64)
+    for start in range(0, len(i), 100_000):  # (pairs x NUM_PERM) booleans at a time
+        part = slice(start, start + 100_000)
+        s[part] = np.count_nonzero(sigs[i[part]] == sigs[j[part]], axis=1) / NUM_PERM
+    a, b = shingles[i], shingles[j]
+    contained = s * (a + b) / ((1.0 + s) * np.maximum(np.minimum(a, b), 1.0))
+    return (s >= min(EDITED, SHORT_SAME, SAME_TEXT)) | (contained >= GROWN), s
 
 
 @dataclass(frozen=True, slots=True)
@@ -435,10 +445,10 @@ def _strength(ev: Evidence) -> tuple[float, str]:
     return (-max(ev.similarity, ev.containment), ev.matched)
 
 
-def match(pairs: Sequence[tuple[str, str]], rows: Mapping[str, Row]) -> list[Assignment]:
+def match(pairs: Sequence[tuple[str, str, float]], rows: Mapping[str, Row]) -> list[Assignment]:
     """Who joins which story (see the module docstring): the components of the accepted
-    ``pairs`` (from ``candidates``; ``rows`` holds every article they name), each kept under its
-    oldest stored story, else under its earliest-published new article."""
+    ``pairs`` (key, key, estimated similarity; ``rows`` holds every article they name), each
+    kept under its oldest stored story, else under its earliest-published new article."""
     if not pairs:
         return []
     parent: dict[str, str] = {}  # union-find over stored stories and new articles, by key
@@ -455,7 +465,7 @@ def match(pairs: Sequence[tuple[str, str]], rows: Mapping[str, Row]) -> list[Ass
     best: dict[str, Evidence] = {}  # node -> its strongest accepted match
     rank: dict[str, tuple[bool, bool, datetime, bool, str]] = {}
     source: dict[str, str] = {}
-    for (ka, kb), sim in zip(pairs, _scores(pairs, rows), strict=True):
+    for ka, kb, sim in pairs:
         a, b = rows[ka], rows[kb]
         if node(a) == node(b) or (
             sim < min(EDITED, SHORT_SAME, SAME_TEXT)

@@ -472,14 +472,29 @@ class Store:
         known one is updated in place and not compared again)."""
         with self._errors:
             self._db.execute(
-                "INSERT INTO sketches (key, sig, bands, shingles, title, title_key, numbers, day,"
-                " pending) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 1) ON CONFLICT (key) DO UPDATE SET"
-                " sig = excluded.sig, bands = excluded.bands, shingles = excluded.shingles,"
-                " title = excluded.title, title_key = excluded.title_key,"
-                " numbers = excluded.numbers, day = excluded.day",
-                (key, sketch.sig, sketch.bands, sketch.shingles, sketch.title, sketch.title_key,
+                "INSERT INTO sketches (key, bands, shingles, title, title_key, numbers, day,"
+                " pending) VALUES (?, ?, ?, ?, ?, ?, ?, 1) ON CONFLICT (key) DO UPDATE SET"
+                " bands = excluded.bands, shingles = excluded.shingles, title = excluded.title,"
+                " title_key = excluded.title_key, numbers = excluded.numbers, day = excluded.day",
+                (key, sketch.bands, sketch.shingles, sketch.title, sketch.title_key,
                  sketch.numbers, day),
             )  # fmt: skip
+            self._db.execute(
+                "INSERT OR REPLACE INTO signatures (key, sig) VALUES (?, ?)", (key, sketch.sig)
+            )
+
+    def signatures(self, keys: Sequence[str]) -> Iterator[tuple[str, bytes, int]]:
+        """(key, signature, shingles) of each of ``keys`` that has a sketch."""
+        with self._errors:
+            for start in range(0, len(keys), 500):
+                chunk = keys[start : start + 500]
+                marks = ", ".join("?" for _ in chunk)
+                sql = (
+                    "SELECT g.key, g.sig, s.shingles FROM signatures g JOIN sketches s"  # noqa: S608 - marks only
+                    " ON s.key = g.key WHERE g.key IN (" + marks + ")"
+                )
+                for key, sig, shingles in self._db.execute(sql, chunk):
+                    yield key, bytes(sig), shingles
 
     def pending_days(self) -> tuple[int, int, int] | None:
         """(count, first day, last day) of the sketches not compared yet, or None."""
@@ -512,9 +527,10 @@ class Store:
                 chunk = keys[start : start + 500]
                 marks = ", ".join("?" for _ in chunk)
                 sql = (
-                    "SELECT s.key, COALESCE(i.story, s.key), s.sig, s.bands, s.shingles, s.title,"  # noqa: S608 - marks only
+                    "SELECT s.key, COALESCE(i.story, s.key), g.sig, s.bands, s.shingles, s.title,"  # noqa: S608 - marks only
                     " s.title_key, s.numbers, i.published, i.outlet, s.pending, i.source"
-                    " FROM sketches s JOIN items i ON i.key = s.key WHERE s.key IN (" + marks + ")"
+                    " FROM sketches s JOIN items i ON i.key = s.key JOIN signatures g"
+                    " ON g.key = s.key WHERE s.key IN (" + marks + ")"
                 )
                 rows = self._db.execute(sql, chunk)
                 for key, story, sig, bands, shingles, title, tkey, numbers, pub, *rest in rows:

@@ -98,9 +98,13 @@ MIGRATIONS: tuple[str, ...] = (
     # 4: near duplicates (neardup.py): every article's sketch, stories of several articles,
     # why each member joined, and tombstones of entries removed or merged away.
     """
-    CREATE TABLE sketches (
+    CREATE TABLE signatures (
         key        TEXT PRIMARY KEY,
-        sig        BLOB NOT NULL,     -- neardup.NUM_PERM little-endian uint32
+        sig        BLOB NOT NULL      -- neardup.NUM_PERM little-endian uint32
+    ) WITHOUT ROWID;
+
+    CREATE TABLE sketches (            -- small rows: every run that compares scans them
+        key        TEXT PRIMARY KEY,
         bands      BLOB NOT NULL,     -- neardup.BANDS little-endian uint64
         shingles   INTEGER NOT NULL,
         title      TEXT NOT NULL,     -- folded title
