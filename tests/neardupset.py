@@ -3,13 +3,13 @@
 ``build(root)`` writes a workspace under ``root``: a config.toml with four sources (voa, dw,
 aljazeera, and a "mirror" source read with adapter auto) and their folders, holding
 
-* every seed story, and each variant of ``cases.json`` applied to it (re-archives, edited
+* every seed story, and each variant of ``labels/cases.json`` applied to it (re-archives, edited
   sentences, retitled copies, Traditional editions, mirror copies with a promo footer, a live
   blog's early and late captures): all labelled with the seed's story;
 * the hand-written look-alikes of ``lookalikes/`` (short bulletins sharing their boilerplate,
-  some differing in one figure; a weekly series reusing its title) and the derived ones
-  (another outlet's story of the same event on the same day): each its own story, except the
-  copies that say whose story they are.
+  some differing in one figure; a weekly series reusing its title; other outlets' stories of
+  a seed's event on the same day): each its own story, except the copies that say whose story
+  they are.
 
 It returns ``{file path: story label}``. ``predicted(store, files)`` reads back which story the
 pipeline put each file in (merged articles and exact duplicates follow their entry), and
@@ -42,7 +42,7 @@ _DATELINE = re.compile(r"<div><i>(?:<br>)?([^<]+)</i></div>")
 
 
 def cases() -> dict[str, Any]:
-    data: dict[str, Any] = json.loads((DATA / "cases.json").read_text(encoding="utf-8"))
+    data: dict[str, Any] = json.loads((DATA / "labels" / "cases.json").read_text(encoding="utf-8"))
     return data
 
 
