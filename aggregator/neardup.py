@@ -1,7 +1,9 @@
 """Near duplicates: the same story under another identity key (stage: dedupe, after identity).
 
-Inputs: an article's comparable text and title (``sketch``, run in the worker processes), and
-tables of sketched articles, some new this run and some stored before (``match``). Outputs: a
+Inputs: an article's comparable text and title (``sketch``, run in the worker processes); the
+band hashes of the articles published near the new ones (``Index``, ``candidates``); the
+signatures of the candidates (``worth_deciding``) and the full sketches of the pairs worth
+deciding (``match``). Outputs: a
 ``Sketch`` per article, and for each new article either nothing (a story of its own) or an
 ``Assignment`` to an existing or new story with the ``Evidence`` that decided it; and, for a
 story with several members, what to publish (``present``). Pure: no SQL, no clock, no I/O;
@@ -10,8 +12,9 @@ the pipeline reads and writes the store around these decisions. Never Python's s
 
 **Comparing.** Text is folded for comparison only: Traditional characters to Simplified
 (``script.to_simplified``, OpenCC's table), full-width forms, case, punctuation and whitespace
-(``dedupe.comparable_text``). Its character 5-grams (shingles) are hashed with a polynomial
-rolling hash in numpy and mixed with the MurmurHash3 64-bit finaliser.
+(``dedupe.comparable_text``). The code points are folded through one numpy table, and the character
+5-grams (shingles) hashed with a 32-bit polynomial rolling hash mixed by MurmurHash3's
+finaliser.
 
 **Sketch.** A MinHash signature of NUM_PERM 32-bit values by one-permutation hashing (Li, Owen
 and Zhang, NIPS 2012): the shingle hashes are split into NUM_PERM bins by their top bits and
@@ -22,7 +25,8 @@ estimates the Jaccard similarity of the shingle sets, as with datasketch's ``Min
 One sort per article instead of NUM_PERM hash passes: 130-200 us an article on the 2-core bench
 VM (bench/run_bench.py, "near-dup sketches, CPU summed"), against ~200 us more for 128 affine
 permutations in numpy and ~2 ms for datasketch's per-shingle Python hashing (measured on 1,000
-bench-corpus articles while choosing). With the signature go the number of distinct shingles (to estimate
+bench-corpus articles while choosing). With the signature go its LSH band hashes, the number of
+distinct shingles (to estimate
 containment: a live blog's earlier capture inside its later one), the folded title, a 63-bit
 key of it, and a digest of the text's numbers (short bulletins that differ only in a figure).
 
@@ -45,7 +49,8 @@ SHORT_DAYS. Every threshold below names the fixture or measurement that set it.
 so input order cannot matter). A component keeps its stored story published first, so an entry
 once published keeps its id; a new article joins it, and so does another stored story that a
 new article bridged to it (its entry is merged away and leaves a tombstone). A component of new
-articles only is kept under the one published first (ties by key). Each merged article or story
+articles only is kept under the one published first (an outlet's own article before a
+mirror's copy, an article-id key before a bare URL, then by key). Each merged article or story
 records its strongest accepted match as the evidence.
 """
 
