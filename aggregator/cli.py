@@ -2,11 +2,12 @@
 
 Commands: ``run`` (one-shot regeneration), ``daemon`` (every source on its schedule until
 stopped; ``--serve`` also serves), ``serve`` (the HTTP front, ``serve.Server``), ``status``
-(what the state database says of sources, feeds and health), ``check`` (validate config.toml),
-``opml export`` / ``opml import FILE`` (subscription lists), ``adapters`` (list the source
-profiles). Exit codes: 0 done; 1 nothing could be produced, or ``--strict`` and some input was
-skipped; 2 the configuration (or the command line) is wrong; 3 the state database or the output
-folder cannot be used (or the server cannot listen).
+(what the state database says of sources, feeds and health), ``explain`` (which articles were
+merged into an entry, and why), ``check`` (validate config.toml), ``opml export`` / ``opml
+import FILE`` (subscription lists), ``adapters`` (list the source profiles). Exit codes: 0 done;
+1 nothing could be produced, or ``--strict`` and some input was skipped; 2 the configuration (or
+the command line) is wrong; 3 the state database or the output folder cannot be used (or the
+server cannot listen).
 """
 
 from __future__ import annotations
@@ -170,6 +171,17 @@ def _parser() -> argparse.ArgumentParser:
     with_config(srv)
     listen_flags(srv)
 
+    explain = sub.add_parser(
+        "explain",
+        help="show which articles were merged into an entry and why",
+        description="Show the story an entry id (urn:uuid:...), identity key or article URL "
+        "belongs to: the entry, every article merged into it with the rule and similarity "
+        "figures that merged it, and exact copies recorded as duplicates.",
+    )
+    with_config(explain)
+    explain.add_argument("query", metavar="ENTRY", help="Atom entry id, identity key or URL")
+    explain.add_argument("--json", action="store_true", help="print it as JSON")
+
     sub.add_parser(
         "adapters",
         help="list the source adapters (the names config.toml accepts)",
@@ -287,7 +299,9 @@ def _report_json(report: RunReport) -> dict[str, Any]:
 def _print_report(report: RunReport, out: Console) -> None:
     title = "Run summary" + (" (dry run: nothing saved or written)" if report.dry_run else "")
     table = Table(title=title)
-    for col in ("source", "items", "read", "new", "updated", "unchanged", "duplicates", "skipped"):
+    columns = ("source", "items", "read", "new", "updated", "unchanged", "duplicates", "near-dups",
+               "skipped")  # fmt: skip
+    for col in columns:
         table.add_column(col, justify="left" if col == "source" else "right")
     fetched = [s for s in report.sources if s.fetch is not None]
     if fetched:
@@ -295,7 +309,7 @@ def _print_report(report: RunReport, out: Console) -> None:
     for s in report.sources:
         row = [
             s.name, str(s.files_seen), str(s.files_read), str(s.new), str(s.updated),
-            str(s.unchanged), str(s.duplicates), str(len(s.skipped)),
+            str(s.unchanged), str(s.duplicates), str(s.near_duplicates), str(len(s.skipped)),
         ]  # fmt: skip
         if fetched:
             status = s.fetch
@@ -338,6 +352,76 @@ def _print_report(report: RunReport, out: Console) -> None:
     for warning in report.warnings:
         out.print(f"[yellow]warning:[/] {warning}", highlight=False)
     out.print(f"done in {report.seconds:.2f} s", highlight=False)
+
+
+def _cmd_explain(args: argparse.Namespace, out: Console, err: Console) -> int:
+    try:
+        cfg = config_mod.load(args.config)
+    except ConfigError as e:
+        return _config_error(e, err)
+    if not cfg.state_db.exists():
+        err.print(f"{cfg.state_db}: no state database yet; run `aggregator run` first")
+        return EXIT_NOTHING
+    try:
+        with Store(cfg.state_db) as store:
+            found = pipeline.explain(store, args.query)
+    except StoreError as e:
+        err.print(f"[bold red]error:[/] {e}", highlight=False)
+        return EXIT_STATE
+    if found is None:
+        err.print(
+            f"{args.query}: no entry, article or duplicate with this id, key or URL in "
+            f"{cfg.state_db}; give an entry's urn:uuid id, an identity key or an article URL",
+            highlight=False,
+        )
+        return EXIT_NOTHING
+    if args.json:
+        print(json.dumps(found, ensure_ascii=False, indent=2, default=str))
+        return EXIT_OK
+    _print_explanation(found, out)
+    return EXIT_OK
+
+
+def _print_explanation(found: dict[str, Any], out: Console) -> None:
+    members, merges = found["members"], found["merges"]
+    if not members:
+        out.print(f"{found['asked']}: no longer stored", highlight=False)
+    else:
+        entry = members[0]
+        out.print(f"[bold]entry[/] {entry['atom_id']}  ({entry['key']}, source {entry['source']})")
+        shown = next((m for m in members if m["key"] == found["shown"]), entry)
+        out.print(f"  title      {shown['title']}", highlight=False)
+        out.print(f"  link       {entry['link']}", highlight=False)
+        out.print(f"  published  {entry['published']}   updated {entry['updated']}")
+        own = "its own" if shown["key"] == entry["key"] else shown["key"]
+        out.print(f"  shows the title and text of {own} (the fullest)", highlight=False)
+        if found["asked"] != entry["key"]:
+            out.print(f"  asked for {found['asked']}, which belongs to this entry", highlight=False)
+    out.print(f"articles in this story ({len(members)}):")
+    for m in members:
+        shingles = found["sketches"].get(m["key"], {}).get("shingles", "-")
+        why = "the entry's own article"
+        if m["key"] in merges:
+            g = merges[m["key"]]
+            why = (
+                f'merged by rule "{g["rule"]}" against {g["matched"]}: similarity'
+                f" {g['similarity']:.2f}, containment {g['containment']:.2f}, title"
+                f" {g['title_similarity']:.2f}, {g['days_apart']:g} days apart; at {g['merged_at']}"
+            )
+        out.print(f"  {m['key']}  ({m['source']}, {shingles} shingles)  {why}", highlight=False)
+        out.print(f"      {m['link'] or '(no link)'}", highlight=False)
+    if found["duplicates"]:
+        out.print(f"exact copies recorded as duplicates ({len(found['duplicates'])}):")
+        for d in found["duplicates"]:
+            out.print(
+                f"  {d['key']}  ({d['source']})  {d['reason']} as {d['kept_key']}; read from"
+                f" {d['origin']}",
+                highlight=False,
+            )
+            out.print(f"      {d['link'] or '(no link)'}", highlight=False)
+    if found["tombstone"]:
+        t = found["tombstone"]
+        out.print(f"{found['asked']}: tombstone ({t['reason']}, {t['at']})", highlight=False)
 
 
 def _fetch_cell(status: FetchStatus) -> str:
@@ -541,6 +625,8 @@ def main(argv: list[str] | None = None) -> int:
             return _cmd_status(args, out, err)
         if args.command == "opml":
             return _cmd_opml(args, out, err)
+        if args.command == "explain":
+            return _cmd_explain(args, out, err)
         return _cmd_run(args, out, err)
     except AggregatorError as e:  # anything we raise on purpose that escaped a command
         err.print(f"[bold red]error:[/] {e}", highlight=False)

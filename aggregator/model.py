@@ -212,6 +212,8 @@ class Entry:
     content: str
     categories: tuple[str, ...] = ()
     image: Image | None = None
+    via: str | None = None  # the merged copy whose title and text are published, if not its own
+    related: tuple[str, ...] = ()  # the other copies of the story merged into this entry
 
 
 @dataclass(frozen=True, slots=True)
@@ -258,6 +260,7 @@ class SourceReport:
     updated: int = 0  # same article, text changed
     unchanged: int = 0  # same article, same text (a re-archive that changed nothing)
     duplicates: int = 0  # another article's exact copy under a different key
+    near_duplicates: int = 0  # merged into another story's entry (neardup.py)
     skipped: tuple[Skip, ...] = ()
     rules: tuple[tuple[str, int], ...] = ()  # cleaning rule -> times fired
     error: str | None = None  # the whole source failed
@@ -282,6 +285,9 @@ class RunReport:
     seconds: float = 0.0
     errors: tuple[str, ...] = field(default=())
     warnings: tuple[str, ...] = field(default=())  # e.g. the WebSub hub could not be pinged
+    neardup_seconds: float = 0.0  # the near-duplicate pass, in this process (wall)
+    sketch_seconds: float = 0.0  # computing sketches, summed over the processes that did
+    neardup_peak_mb: float = 0.0  # how much the pass raised this process's peak memory
 
     @property
     def skipped(self) -> int:
@@ -349,3 +355,53 @@ class Status:
     cycles: tuple[Cycle, ...] = ()  # the most recent first
     cycles_total: int = 0
     cycle_seconds_total: float = 0.0
+
+
+# -- near duplicates (neardup.py decides; the store keeps them) ------------------------------
+
+
+@by_fields
+@dataclass(frozen=True, slots=True)
+class Sketch:
+    """What near-duplicate detection keeps of an article (stored with it)."""
+
+    sig: bytes  # NUM_PERM little-endian uint32 values
+    bands: bytes  # BANDS little-endian uint64 LSH band hashes (low bits left for the day)
+    shingles: int  # distinct shingles in the text
+    title: str  # folded title
+    title_key: int  # title_key(title)
+    numbers: str  # digest of a short text's digit runs, in order ("" for a long text)
+
+
+@dataclass(frozen=True, slots=True)
+class Evidence:
+    """Why an article joined a story: the rule and the figures it read."""
+
+    rule: str  # "same text", "edited", "grown"
+    matched: str  # key of the article it was compared with
+    similarity: float  # estimated Jaccard similarity of the texts
+    containment: float  # estimated share of the shorter text inside the longer
+    title_similarity: float
+    days_apart: float
+
+
+@dataclass(frozen=True, slots=True)
+class Member:
+    """One article of a story, with its own kept text and dates."""
+
+    key: str
+    shingles: int  # how full its text is
+    text_hash: str
+    published: datetime
+    updated: datetime
+    outlet: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Shown:
+    """What a story's entry publishes: whose title and text, and its dates."""
+
+    key: str  # the member whose title and text are published
+    text_hash: str
+    published: datetime
+    updated: datetime

@@ -12,7 +12,15 @@ is reported on that source and the others go on. An unexpected exception on one 
 it is logged with its traceback and reported, and the run goes on.
 
 Reading, parsing and cleaning are pure per file, so they run in worker processes when there
-are enough files to repay the start-up; the store is written from this process only.
+are enough files to repay the start-up; the store is written from this process only. Each
+article's near-duplicate sketch is computed there too (``neardup.sketch``, ~100 us).
+
+Near duplicates (neardup.py) are decided once per run, after every source is in and before
+the feeds are written: the articles new this run (their sketches are stored as "pending") are
+compared with each other and with the stored articles published near them; each that joins
+another story is hidden behind that story's entry, with the evidence recorded, and every story
+that gained a member or whose member changed is presented again (fullest text, earliest date).
+An interrupted run leaves its sketches pending, and the next run compares them.
 """
 
 from __future__ import annotations
@@ -20,6 +28,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import resource
 import signal
 import time
 import traceback
@@ -67,6 +76,8 @@ from aggregator.model import (
     FileStat,
     Item,
     RunReport,
+    Shown,
+    Sketch,
     Skip,
     Source,
     SourceReport,
@@ -98,6 +109,8 @@ class Ready:
     item: Item
     text_hash: str
     matchable: bool  # long enough to be matched by fingerprint alone
+    sketch: Sketch | None = None  # for near duplicates; None when the text is too short
+    sketch_ns: int = 0  # what computing it cost, for the run report
 
 
 @by_fields
@@ -143,12 +156,27 @@ def _clean(item: Item, source: Source) -> Item:
 
 
 def _ready(item: Item) -> Ready:
+    from aggregator import neardup  # numpy: only in runs that read something
+
     comparable = comparable_text(item.text)
-    return Ready(item, digest_text(comparable), len(comparable) >= MIN_FINGERPRINT_CHARS)
+    started = time.thread_time_ns()  # CPU: workers share the cores with the main process
+    sketch = neardup.sketch(comparable, item.title)
+    spent = time.thread_time_ns() - started
+    return Ready(
+        item, digest_text(comparable), len(comparable) >= MIN_FINGERPRINT_CHARS, sketch, spent
+    )
 
 
 def _prepare_star(args: tuple[FileStat, Source, str | None]) -> Prepared:
     return prepare(*args)
+
+
+@dataclass
+class _RunState:
+    """What the whole run gathers across sources for the near-duplicate pass."""
+
+    stories: set[str] = field(default_factory=set)  # stories one of whose members changed
+    sketch_ns: int = 0  # spent computing sketches (in the workers, when there are workers)
 
 
 @dataclass
@@ -167,6 +195,7 @@ class _Tally:
     error: str | None = None
     fetch: FetchStatus | None = None
     changed: bool = False  # an entry of this source was written: its feeds must be rebuilt
+    run: _RunState = field(default_factory=_RunState)
 
     def report(self) -> SourceReport:
         return SourceReport(
@@ -207,6 +236,10 @@ def _worker_init() -> None:
 def _merge(ready: Ready, store: Store, now: datetime, tally: _Tally) -> None:
     """Store one cleaned item: new article, new version of one, or exact duplicate."""
     item, text_hash = ready.item, ready.text_hash
+    tally.run.sketch_ns += ready.sketch_ns
+    if store.removed(item.key):  # retention deleted it: a later capture must not revive it
+        tally.unchanged += 1
+        return
     version = Version(version_time(item.published, item.archived), text_hash, item.published)
     known = store.versions(item.key)
     if not item.dated and known:
@@ -234,10 +267,14 @@ def _merge(ready: Ready, store: Store, now: datetime, tally: _Tally) -> None:
     result = outcome(before, after)
     if after.kept == version:
         store.save_item(item, after, now)
+        if ready.sketch is not None and (before is None or before.kept != after.kept):
+            store.save_sketch(item.key, ready.sketch, _day(after.published))
         tally.changed = True
     elif result is not Outcome.UNCHANGED:
         store.save_dates(item.key, after)
         tally.changed = True
+    if result is not Outcome.UNCHANGED and (story := store.story_of(item.key)) is not None:
+        tally.run.stories.add(story)
     if result is Outcome.NEW:
         tally.new += 1
     elif result is Outcome.UPDATED:
@@ -246,11 +283,16 @@ def _merge(ready: Ready, store: Store, now: datetime, tally: _Tally) -> None:
         tally.unchanged += 1
 
 
+def _day(when: datetime) -> int:
+    """Days since 1970: the publication day near-duplicate candidates are windowed by."""
+    return max(0, int(when.timestamp() // 86400))
+
+
 def _ingest(
     workers: _Workers, source: Source, store: Store, now: datetime, dry_run: bool,
-    progress: Progress | None, stop: Callable[[], bool] | None = None,
+    progress: Progress | None, run: _RunState, stop: Callable[[], bool] | None = None,
 ) -> SourceReport:  # fmt: skip
-    tally = _Tally(source.name)
+    tally = _Tally(source.name, run=run)
     try:
         stats = list(fetch.scan(source))
     except SourceError as e:
@@ -339,8 +381,9 @@ def _ingest_url(
     got: HttpResult | Fetched | None,
     store: Store,
     now: datetime,
+    run: _RunState,
 ) -> SourceReport:
-    tally = _Tally(source.name)
+    tally = _Tally(source.name, run=run)
     if got is None:
         tally.error = "no snapshot stored yet; run once without --offline to fetch it"
         tally.fetch = FetchStatus("offline", tally.error)
@@ -417,6 +460,93 @@ def _take_feed(
             continue
         _merge(ready, store, now, tally)
         tally.rules.update(dict(ready.item.fired))
+
+
+# -- near duplicates ------------------------------------------------------------------------
+
+
+def _near_duplicates(store: Store, now: datetime, touched: set[str]) -> Counter[str]:
+    """Compare the pending articles (module docstring), merge those that join another story,
+    and present again every story in ``touched`` or that gained a member. Returns how many
+    articles of each source were merged away; ``touched`` gains the stories that changed."""
+    merged: Counter[str] = Counter()
+    pending = store.pending_days()
+    if pending is not None:
+        import numpy as np  # only in runs that have something to compare
+
+        from aggregator import neardup
+
+        _, first, last = pending
+        window = neardup.MAX_DAYS_APART
+        index = neardup.Index(store.band_index(first - window, last + window))
+        i, j = neardup.candidates(index)
+        # Signatures of the articles in a candidate pair only, into one array; full sketches
+        # only for the pairs whose figures some rule could accept.
+        involved = np.unique(np.concatenate([i, j]))
+        names = [index.keys[k] for k in involved.tolist()]
+        del index
+        position = {key: n for n, key in enumerate(names)}
+        sigs = np.zeros((len(names), neardup.NUM_PERM), dtype=np.uint32)
+        shingles = np.zeros(len(names), dtype=np.float64)
+        for key, sig, count in store.signatures(names):
+            sigs[position[key]] = np.frombuffer(sig, dtype=np.uint32)
+            shingles[position[key]] = count
+        pi, pj = np.searchsorted(involved, i), np.searchsorted(involved, j)
+        keep, sims = neardup.worth_deciding(pi, pj, sigs, shingles)
+        del sigs, shingles, position
+        kept = [
+            (names[x], names[y], sim)
+            for x, y, sim in zip(
+                pi[keep].tolist(), pj[keep].tolist(), sims[keep].tolist(), strict=True
+            )
+        ]
+        wanted = sorted({key for x, y, _ in kept for key in (x, y)})
+        rows = {
+            key: neardup.Row(key, story, sketch, published, outlet, new, source)
+            for key, story, sketch, published, outlet, new, source in store.sketched(wanted)
+        }
+        pairs = [(x, y, sim) for x, y, sim in kept if x in rows and y in rows]
+        for a in neardup.match(pairs, rows):
+            touched.add(a.story)
+            if a.whole_story:  # an entry published before, bridged to an older one
+                store.merge_story(a.key, a.story, a.evidence, now)
+                touched.discard(a.key)
+            else:
+                store.merge(a.key, a.story, a.evidence, now)
+                merged[a.source] += 1
+        store.compared()
+    for story in sorted(touched):
+        _present(store, story, now)
+    return merged
+
+
+def _present(store: Store, story: str, now: datetime) -> None:
+    """Decide and save what a story's entry publishes (neardup.present)."""
+    from aggregator import neardup
+
+    members = store.members(story)
+    if not members or members[0].key != story:
+        return  # deleted (retention) or not a story
+    known = store.versions(story)
+    if known:  # the representative's own dates; its row holds the story's
+        own = resolve(known)
+        members[0] = replace(members[0], published=own.published, updated=own.updated)
+    before = store.shown(story)
+    if before is None and store.first_seen(story) != now:  # already published on its own
+        rep = members[0]
+        before = Shown(story, rep.text_hash, rep.published, rep.updated)
+    store.save_shown(story, neardup.present(members, before, now))
+
+
+def explain(store: Store, query: str) -> dict[str, object] | None:
+    """What ``aggregator explain`` shows: the story an Atom id, key or URL belongs to, its
+    members and why each was merged; None when nothing stored matches."""
+    from aggregator.dedupe import canonical_url
+
+    key = store.find(query)
+    if key is None and "://" in query:
+        key = store.find(canonical_url(query))
+    return None if key is None else store.explain(key)
 
 
 def _signature(spec: FeedSpec, config: Config, sources: dict[str, Source]) -> str:
@@ -581,23 +711,39 @@ def run_once(
     chosen = [s for s in config.sources if wanted is None or s.name in wanted]
     urls = [s for s in chosen if s.url is not None]
     done: dict[str, SourceReport] = {}
+    run = _RunState()
     # URL sources first, each taken in as its fetch completes while the rest download.
     for source, state, got in _fetch_urls(config, urls, store, now, offline) if urls else ():
-        done[source.name] = _ingest_url(source, state, got, store, now)
+        done[source.name] = _ingest_url(source, state, got, store, now, run)
         if not dry_run:
             store.commit()
     workers = _Workers(config)
     try:
         for source in chosen:
             if source.url is None and not (stop is not None and stop()):
-                done[source.name] = _ingest(workers, source, store, now, dry_run, progress, stop)
+                done[source.name] = _ingest(
+                    workers, source, store, now, dry_run, progress, run, stop
+                )
                 if not dry_run:
                     store.commit()
     finally:
         workers.close(cancel=stop is not None and stop())
     reports = [done[s.name] for s in chosen if s.name in done]
+    started_nd = time.perf_counter()
+    peak_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    touched = run.stories
+    merged = _near_duplicates(store, now, touched)
+    neardup_seconds = time.perf_counter() - started_nd
+    # How far the pass raised this process's peak memory (Linux: KiB).
+    neardup_peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - peak_before
+    reports = [
+        replace(r, new=max(0, r.new - merged[r.name]), near_duplicates=merged[r.name])
+        if merged[r.name] else r
+        for r in reports
+    ]  # fmt: skip
     removed = store.apply_retention(config.retention, [s.name for s in config.sources], now)
-    changed = None if removed else {r.name for r in reports if r.changed}
+    restory = bool(touched) or bool(merged)  # an entry of any feed may have changed
+    changed = None if removed or restory else {r.name for r in reports if r.changed}
     feeds, errors, changed_urls = _write_feeds(config, store, now, dry_run, changed)
     warnings = []
     if config.hub and changed_urls and not dry_run:
@@ -614,6 +760,9 @@ def run_once(
         seconds=time.perf_counter() - started,
         errors=tuple(errors),
         warnings=tuple(warnings),
+        neardup_seconds=neardup_seconds,
+        neardup_peak_mb=neardup_peak / 1024,
+        sketch_seconds=run.sketch_ns / 1e9,
     )
     if dry_run:
         store.rollback()

@@ -13,8 +13,10 @@ browsers (stylesheet.py).
 What each entry carries: a permanent id (``urn:uuid``), title, ``rel="alternate"`` link to the
 original article, published, updated, the outlet as author, categories, a plain-text summary, the
 full cleaned content as ``type="html"``, the lead image (Media RSS ``media:content`` with its
-caption, and ``media:thumbnail``), ``xml:lang`` where it differs from the feed's, and
-``atom:source`` naming the per-source feed it belongs to (RFC 4287 section 4.2.11).
+caption, and ``media:thumbnail``), ``xml:lang`` where it differs from the feed's,
+``atom:source`` naming the per-source feed it belongs to (RFC 4287 section 4.2.11), and for a
+story merged from several copies, ``rel="via"`` to the copy whose text is shown and
+``rel="related"`` to each other copy (RFC 4287 section 4.2.7.2).
 """
 
 from __future__ import annotations
@@ -154,6 +156,7 @@ class _EntryExt(BaseEntryExtension):  # type: ignore[misc]
         self.source: dict[str, str] | None = None
         self.image: tuple[str, str] | None = None
         self.author = ""
+        self.links: list[tuple[str, str]] = []  # (rel, href) of the story's other copies
 
     def _media(self, entry: Any) -> None:
         if self.image:
@@ -171,6 +174,8 @@ class _EntryExt(BaseEntryExtension):  # type: ignore[misc]
     def extend_atom(self, entry: Any) -> Any:
         if self.lang:
             entry.set(XML_LANG, self.lang)
+        for rel, href in self.links:
+            xml_elem("link", entry, rel=rel, type="text/html", href=href)
         self._media(entry)
         if self.source:
             src = xml_elem("source", entry)
@@ -233,6 +238,9 @@ def _generator(
         ext: _EntryExt = fe.agg
         ext.lang = e.lang if e.lang != lang else None
         ext.author = e.author
+        # Written by the extension: feedgen drops the rel of every entry link (its loop
+        # rebinds ``link``), which would make each copy a second rel="alternate".
+        ext.links = ([("via", e.via)] if e.via else []) + [("related", u) for u in e.related]
         if e.image:
             ext.image = (e.image.url, e.image.caption)
         home = source_feeds.get(e.source)

@@ -14,7 +14,11 @@ For each size N (default 1,000, 10,000 and 100,000 items) it
    10 re-archives of older ones), then the command runs again: wall seconds and the counts;
 
 then prints one table of the figures with the targets beside them (the targets are for 100,000
-items), and removes the corpus unless ``--keep``.
+items), and removes the corpus unless ``--keep``. The near-duplicate pass (aggregator/neardup.py)
+is shown on its own rows, from the run report: the batch in the main process (wall seconds), the
+sketches computed in the workers (CPU seconds summed; divided by the workers for its share of
+the run's time), and how far the batch raised the main process's peak memory. Its share of the
+cold run's time has a target of at most 20%.
 
 How memory is measured: each run is a child started with ``Popen`` and reaped with
 ``os.wait4``, whose rusage ``ru_maxrss`` is the exact peak RSS of the largest single process in
@@ -62,6 +66,7 @@ TARGET_ITEMS_PER_S = 4_000
 TARGET_PEAK_MB = 400
 TARGET_NO_CHANGE_S = 2.0
 TARGET_ADD_S = 3.0
+TARGET_NEARDUP_SHARE = 0.20  # of the cold run's time (issue 5)
 
 
 # --------------------------------------------------------------------------- measuring a child
@@ -232,7 +237,8 @@ def feed_mtimes(folder: Path) -> dict[str, int]:
 
 
 def _totals(report: dict[str, Any]) -> dict[str, int]:
-    keys = ("files_seen", "files_read", "new", "updated", "unchanged", "duplicates")
+    keys = ("files_seen", "files_read", "new", "updated", "unchanged", "duplicates",
+            "near_duplicates")  # fmt: skip
     totals = {k: sum(s[k] for s in report["sources"]) for k in keys}
     totals["skipped"] = sum(len(s["skipped"]) for s in report["sources"])
     totals["source_errors"] = sum(1 for s in report["sources"] if s["error"])
@@ -260,6 +266,14 @@ def _phase(name: str, m: Measured, report: dict[str, Any] | None) -> dict[str, A
         return out
     out["failed"] = m.returncode != 0
     out["report_seconds"] = report["seconds"]
+    # The near-duplicate pass: the batch in the main process (wall) plus the sketches, which
+    # the worker processes compute in parallel: their summed CPU divided by the workers.
+    workers = min(os.cpu_count() or 1, 8)  # config workers = 0: one per CPU, at most 8
+    out["neardup_seconds"] = report.get("neardup_seconds", 0.0)
+    out["sketch_seconds"] = report.get("sketch_seconds", 0.0)
+    out["neardup_peak_mb"] = report.get("neardup_peak_mb", 0.0)
+    share = out["neardup_seconds"] + out["sketch_seconds"] / workers
+    out["neardup_share"] = share / report["seconds"] if report["seconds"] else 0.0
     out["totals"] = _totals(report)
     out["errors"] = report["errors"]
     if m.returncode != 0:
@@ -349,13 +363,18 @@ def table(results: list[dict[str, Any]]) -> str:
     row("cold: peak RSS, max(parent, workers) (MB)", "{:,.0f}", "cold", "maxrss_mb",
         target=f"<= {TARGET_PEAK_MB}", check=lambda v, r: v <= TARGET_PEAK_MB)  # fmt: skip
     row("cold: ... which process", "", "cold", "peak_is")
+    row("cold: near-dup pass, main process (s)", "{:.2f}", "cold", "neardup_seconds")
+    row("cold: near-dup sketches, CPU summed (s)", "{:.2f}", "cold", "sketch_seconds")
+    row("cold: near-dup share of run time", "{:.1%}", "cold", "neardup_share",
+        target=f"<= {TARGET_NEARDUP_SHARE:.0%}", check=lambda v, r: v <= TARGET_NEARDUP_SHARE)  # fmt: skip
+    row("cold: near-dup pass raised peak RSS by (MB)", "{:,.0f}", "cold", "neardup_peak_mb")
     row("cold: parent peak, sampled (MB)", "{:,.0f}", "cold", "parent_hwm_mb")
     row("cold: worker peak, sampled (MB)", "{:,.0f}", "cold", "worker_hwm_mb")
     row("cold: whole tree summed, sampled (MB)", "{:,.0f}", "cold", "tree_peak_mb")
     row("cold: worker processes seen", "{}", "cold", "descendants")
     row("cold: files read", "{:,}", "cold", "totals", "files_read")
     row("cold: new / expected originals", "", "cold", "new_vs")
-    row("cold: updated / unchanged / dup", "", "cold", "others")
+    row("cold: updated / unchanged / dup / near-dup", "", "cold", "others")
     row("cold: re-archives: edited / identical", "", "cold", "rearchives")
     row("cold: skipped files", "{:,}", "cold", "totals", "skipped")
     row("no-change: wall (s)", "{:.2f}", "warm", "seconds", target=f"<= {TARGET_NO_CHANGE_S:g}",
@@ -373,8 +392,10 @@ def table(results: list[dict[str, Any]]) -> str:
     row(f"+{ADDED} files: files read", "{:,}", "add", "totals", "files_read", target=f"{ADDED}",
         check=lambda v, r: v == ADDED)  # fmt: skip
     row(f"+{ADDED} files: new / expected originals", "", "add", "new_vs")
-    row(f"+{ADDED} files: updated / unchanged / dup", "", "add", "others")
+    row(f"+{ADDED} files: updated / unchanged / dup / near-dup", "", "add", "others")
     row(f"+{ADDED} files: re-archives: edited / identical", "", "add", "rearchives")
+    row(f"+{ADDED} files: near-dup pass (s)", "{:.2f}", "add", "neardup_seconds")
+    row(f"+{ADDED} files: near-dup share of run time", "{:.1%}", "add", "neardup_share")
     row(f"+{ADDED} files: feeds written", "{}", "add", "totals", "written")
 
     header = ("figure", [f"{n:,} items" for n in sizes], "target @100k", "verdict")
@@ -402,7 +423,10 @@ def _derive(results: list[dict[str, Any]]) -> None:
                 continue
             t = p["totals"]
             p["new_vs"] = f"{t['new']:,} / {expected['original']:,}"
-            p["others"] = f"{t['updated']:,} / {t['unchanged']:,} / {t['duplicates']:,}"
+            p["others"] = (
+                f"{t['updated']:,} / {t['unchanged']:,} / {t['duplicates']:,}"
+                f" / {t.get('near_duplicates', 0):,}"
+            )
             p["rearchives"] = f"{expected['edited']:,} / {expected['identical']:,}"
         warm = r.get("warm")
         if warm and "feeds_touched" in warm:

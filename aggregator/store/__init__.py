@@ -5,7 +5,9 @@ sees a cursor or a row. The database is created on first use at the configured p
 up to the current schema by the numbered migrations in ``schema.py``. It keeps which input files
 were read (so a second run reads only what changed), every article with its minted Atom id,
 every captured version of it (capture time and text fingerprint, for order-independent
-updates), and exact duplicates with what they duplicate.
+updates), exact duplicates with what they duplicate, and near duplicates: each article's
+sketch (``neardup.Sketch``), which articles were merged into which entry and why, what a story
+of several articles publishes, and tombstones of articles merged or removed.
 
 Writes happen inside a transaction the caller commits (``commit``) or abandons (``rollback``,
 for ``--dry-run``). sqlite3 errors are wrapped as ``StoreError`` naming the database file.
@@ -24,23 +26,28 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections.abc import Collection, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 from aggregator.dedupe import Resolution, Version, mint_atom_id
 from aggregator.errors import StoreError
 from aggregator.model import (
     Cycle,
     Entry,
+    Evidence,
     FeedStatus,
     Fetched,
     FetchState,
     Image,
     Item,
+    Member,
     Retention,
+    Shown,
+    Sketch,
     SourceReport,
     SourceStatus,
     Status,
@@ -73,6 +80,8 @@ class _Known:
     versions: set[str]  # keys with at least one version
     texts: set[str]  # text hashes of articles
     duplicates: set[str]  # keys recorded as duplicates
+    storied: set[str]  # keys of stories with members, and of their members
+    removed: set[str]  # keys tombstoned by retention
     data_version: int  # PRAGMA data_version when they were read
 
 
@@ -198,6 +207,12 @@ class Store:
                 versions={r[0] for r in db.execute("SELECT DISTINCT key FROM versions")},
                 texts={r[0] for r in db.execute("SELECT text_hash FROM items")},
                 duplicates={r[0] for r in db.execute("SELECT key FROM duplicates")},
+                storied={r[0] for r in db.execute("SELECT key FROM merges")}
+                | {r[0] for r in db.execute("SELECT story FROM merges")},
+                removed={
+                    r[0]
+                    for r in db.execute("SELECT key FROM tombstones WHERE reason = 'retention'")
+                },
                 data_version=self._data_version(),
             )
         return self._known
@@ -316,14 +331,16 @@ class Store:
     # -- output ------------------------------------------------------------------------------
 
     def entries(self, sources: Sequence[str], limit: int) -> list[Entry]:
-        """The newest ``limit`` articles of ``sources``, newest first (ties by key)."""
+        """The newest ``limit`` entries of ``sources``, newest first (ties by key)."""
         return list(self.iter_entries(sources, limit))
 
     def iter_entries(
         self, sources: Sequence[str], limit: int | None = None, skip: Collection[str] = ()
     ) -> Iterator[Entry]:
-        """The articles of ``sources``, newest first (ties by key), read one at a time as the
-        caller asks (a filtered feed reads until it has enough); none of the keys in ``skip``."""
+        """The entries of ``sources``, newest first (ties by key), read one at a time as the
+        caller asks (a filtered feed reads until it has enough); none of the keys in ``skip``.
+        An entry merged from several articles shows its story's chosen title and text, and
+        links the other copies (``via``, ``related``)."""
         if not sources:
             return
         marks = ", ".join("?" for _ in sources)
@@ -333,10 +350,11 @@ class Store:
                 r[0]
                 for r in self._db.execute(
                     f"SELECT key FROM items WHERE source IN ({marks})"  # noqa: S608 - marks only
-                    " ORDER BY published DESC, key LIMIT ?",
+                    " AND story IS NULL ORDER BY published DESC, key LIMIT ?",
                     (*sources, -1 if limit is None else limit),
                 )
             ]
+            storied = self._sets().storied
         for key in keys:
             if key in skip:
                 continue
@@ -347,33 +365,352 @@ class Store:
                     " FROM items WHERE key = ?",
                     (key,),
                 ).fetchone()
-            if row is None:
-                continue
-            image = Image(row[14], row[15] or "") if row[14] else None
-            yield Entry(
-                atom_id=row[0], key=row[1], source=row[2], outlet=row[3], title=row[4],
-                link=row[5], published=_dt(row[6]), updated=_dt(row[7]), author=row[8],
-                author_uri=row[9], lang=row[10], summary=row[11], content=row[12],
-                categories=tuple(json.loads(row[13])), image=image,
-            )  # fmt: skip
+                if row is None:
+                    continue
+                via: str | None = None
+                related: tuple[str, ...] = ()
+                if key in storied:
+                    row, via, related = self._story_view(row)
+                image = Image(row[14], row[15] or "") if row[14] else None
+                entry = Entry(
+                    atom_id=row[0], key=row[1], source=row[2], outlet=row[3], title=row[4],
+                    link=row[5], published=_dt(row[6]), updated=_dt(row[7]), author=row[8],
+                    author_uri=row[9], lang=row[10], summary=row[11], content=row[12],
+                    categories=tuple(json.loads(row[13])), image=image, via=via,
+                    related=related,
+                )  # fmt: skip
+                yield from self._with_duplicate_links([entry])
+
+    def _story_view(
+        self, row: tuple[Any, ...]
+    ) -> tuple[tuple[Any, ...], str | None, tuple[str, ...]]:
+        """An entry's row with its story's shown title and text, and the other copies' links."""
+        key, link = row[1], row[5]
+        story = self._db.execute("SELECT shown FROM stories WHERE key = ?", (key,)).fetchone()
+        via = None
+        if story is not None and story[0] != key:
+            shown = self._db.execute(
+                "SELECT title, link, lang, summary, content, categories, image_url, image_caption"
+                " FROM items WHERE key = ?",
+                (story[0],),
+            ).fetchone()
+            if shown is not None:
+                title, via, lang, summary, content, categories, image_url, caption = shown
+                row = (*row[:4], title, link, row[6], row[7], row[8], row[9], lang, summary,
+                       content, categories, image_url, caption)  # fmt: skip
+        links = {
+            r[0]
+            for r in self._db.execute(
+                "SELECT link FROM items WHERE story = ? AND link IS NOT NULL", (key,)
+            )
+        }
+        related = tuple(sorted(links - {link, via}))
+        return row, via, related
+
+    def _with_duplicate_links(self, entries: list[Entry]) -> list[Entry]:
+        """Each entry with the links of the exact duplicates of its articles as ``related``."""
+        out = []
+        for e in entries:
+            members = [e.key]
+            if e.key in self._sets().storied:
+                members += [
+                    r[0]
+                    for r in self._db.execute("SELECT key FROM items WHERE story = ?", (e.key,))
+                ]
+            marks = ", ".join("?" for _ in members)
+            links = {
+                r[0]
+                for r in self._db.execute(
+                    f"SELECT link FROM duplicates WHERE kept_key IN ({marks})"  # noqa: S608
+                    " AND link IS NOT NULL",
+                    members,
+                )
+            }
+            extra = links - {e.link, e.via, *e.related}
+            if extra:
+                e = replace(e, related=tuple(sorted({*e.related, *extra})))
+            out.append(e)
+        return out
 
     def apply_retention(self, retention: Retention, sources: Sequence[str], now: datetime) -> int:
-        """Delete articles older than the age limit or beyond the per-source count; how many."""
+        """Delete entries older than the age limit or beyond the per-source count, with the
+        articles merged into them; how many entries. Each deleted article leaves a tombstone,
+        so a later capture of it does not bring it back."""
         removed = 0
         with self._errors:
+            doomed: list[str] = []
             if retention.max_age_days:
                 cutoff = _t(now - timedelta(days=retention.max_age_days))
-                removed += self._db.execute(
-                    "DELETE FROM items WHERE published < ?", (cutoff,)
-                ).rowcount
+                doomed += [
+                    r[0]
+                    for r in self._db.execute(
+                        "SELECT key FROM items WHERE published < ? AND story IS NULL", (cutoff,)
+                    )
+                ]
             if retention.max_items_per_source:
                 for source in sources:
-                    removed += self._db.execute(
-                        "DELETE FROM items WHERE source = ? AND key NOT IN (SELECT key FROM items"
-                        " WHERE source = ? ORDER BY published DESC, key LIMIT ?)",
-                        (source, source, retention.max_items_per_source),
-                    ).rowcount
+                    doomed += [
+                        r[0]
+                        for r in self._db.execute(
+                            "SELECT key FROM items WHERE source = ? AND story IS NULL"
+                            " ORDER BY published DESC, key LIMIT -1 OFFSET ?",
+                            (source, retention.max_items_per_source),
+                        )
+                    ]
+            for key in dict.fromkeys(doomed):
+                self._db.execute(
+                    "INSERT OR REPLACE INTO tombstones (key, atom_id, reason, at)"
+                    " SELECT key, atom_id, 'retention', ? FROM items WHERE key = ? OR story = ?",
+                    (_t(now), key, key),
+                )
+                self._sets().removed.update(
+                    r[0]
+                    for r in self._db.execute(
+                        "SELECT key FROM items WHERE key = ? OR story = ?", (key, key)
+                    )
+                )
+                self._db.execute("DELETE FROM items WHERE story = ?", (key,))
+                self._db.execute("DELETE FROM stories WHERE key = ?", (key,))
+                removed += self._db.execute("DELETE FROM items WHERE key = ?", (key,)).rowcount
         return removed
+
+    def removed(self, key: str) -> bool:
+        """Whether retention deleted this article (it must not come back)."""
+        with self._errors:
+            return key in self._sets().removed
+
+    # -- near duplicates ---------------------------------------------------------------------
+
+    def save_sketch(self, key: str, sketch: Sketch, day: int) -> None:
+        """Store an article's sketch; a new article's is pending until compared (the text of a
+        known one is updated in place and not compared again)."""
+        with self._errors:
+            self._db.execute(
+                "INSERT INTO sketches (key, bands, shingles, title, title_key, numbers, day,"
+                " pending) VALUES (?, ?, ?, ?, ?, ?, ?, 1) ON CONFLICT (key) DO UPDATE SET"
+                " bands = excluded.bands, shingles = excluded.shingles, title = excluded.title,"
+                " title_key = excluded.title_key, numbers = excluded.numbers, day = excluded.day",
+                (key, sketch.bands, sketch.shingles, sketch.title, sketch.title_key,
+                 sketch.numbers, day),
+            )  # fmt: skip
+            self._db.execute(
+                "INSERT OR REPLACE INTO signatures (key, sig) VALUES (?, ?)", (key, sketch.sig)
+            )
+
+    def signatures(self, keys: Sequence[str]) -> Iterator[tuple[str, bytes, int]]:
+        """(key, signature, shingles) of each of ``keys`` that has a sketch."""
+        with self._errors:
+            for start in range(0, len(keys), 500):
+                chunk = keys[start : start + 500]
+                marks = ", ".join("?" for _ in chunk)
+                sql = (
+                    "SELECT g.key, g.sig, s.shingles FROM signatures g JOIN sketches s"  # noqa: S608 - marks only
+                    " ON s.key = g.key WHERE g.key IN (" + marks + ")"
+                )
+                for key, sig, shingles in self._db.execute(sql, chunk):
+                    yield key, bytes(sig), shingles
+
+    def pending_days(self) -> tuple[int, int, int] | None:
+        """(count, first day, last day) of the sketches not compared yet, or None."""
+        with self._errors:
+            row = self._db.execute(
+                "SELECT COUNT(*), MIN(day), MAX(day) FROM sketches WHERE pending = 1"
+            ).fetchone()
+        return (int(row[0]), int(row[1]), int(row[2])) if row[0] else None
+
+    def band_index(
+        self, first_day: int, last_day: int
+    ) -> Iterator[tuple[str, bytes, int, int, bool]]:
+        """(key, band hashes, day, title key, pending) of every article published from
+        ``first_day`` to ``last_day`` (days since 1970), and of every pending one."""
+        with self._errors:
+            rows = self._db.execute(
+                "SELECT key, bands, day, title_key, pending FROM sketches"
+                " WHERE day BETWEEN ? AND ? OR pending = 1",
+                (first_day, last_day),
+            )
+            for key, bands, day, title_key, pending in rows:
+                yield key, bands, day, title_key, bool(pending)
+
+    def sketched(
+        self, keys: Sequence[str]
+    ) -> Iterator[tuple[str, str, Sketch, datetime, str, bool, str]]:
+        """(key, story, sketch, published, outlet, pending, source) of each of ``keys``."""
+        with self._errors:
+            for start in range(0, len(keys), 500):
+                chunk = keys[start : start + 500]
+                marks = ", ".join("?" for _ in chunk)
+                sql = (
+                    "SELECT s.key, COALESCE(i.story, s.key), g.sig, s.bands, s.shingles, s.title,"  # noqa: S608 - marks only
+                    " s.title_key, s.numbers, i.published, i.outlet, s.pending, i.source"
+                    " FROM sketches s JOIN items i ON i.key = s.key JOIN signatures g"
+                    " ON g.key = s.key WHERE s.key IN (" + marks + ")"
+                )
+                rows = self._db.execute(sql, chunk)
+                for key, story, sig, bands, shingles, title, tkey, numbers, pub, *rest in rows:
+                    outlet, pending, source = rest
+                    sketch = Sketch(bytes(sig), bytes(bands), shingles, title, tkey, numbers)
+                    yield key, story, sketch, _dt(pub), outlet, bool(pending), source
+
+    def compared(self) -> None:
+        """Every pending sketch has been compared."""
+        with self._errors:
+            self._db.execute("UPDATE sketches SET pending = 0 WHERE pending = 1")
+
+    def merge(self, key: str, story: str, evidence: Evidence, now: datetime) -> None:
+        """Hide article ``key`` behind the entry of ``story``, recording why."""
+        e = evidence
+        with self._errors:
+            self._sets().storied.update((key, story))
+            self._db.execute("UPDATE items SET story = ? WHERE key = ?", (story, key))
+            self._db.execute(
+                "INSERT OR REPLACE INTO merges (key, story, rule, matched, similarity,"
+                " containment, title_similarity, days_apart, merged_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (key, story, e.rule, e.matched, e.similarity, e.containment,
+                 e.title_similarity, e.days_apart, _t(now)),
+            )  # fmt: skip
+            self._db.execute(
+                "INSERT OR REPLACE INTO tombstones (key, atom_id, reason, at)"
+                " SELECT key, atom_id, 'merged', ? FROM items WHERE key = ?",
+                (_t(now), key),
+            )
+
+    def merge_story(self, old: str, story: str, evidence: Evidence, now: datetime) -> None:
+        """Move every article of stored story ``old`` behind the entry of ``story`` (a new
+        article matched both); ``old``'s entry is merged away and leaves a tombstone."""
+        with self._errors:
+            self._sets().storied.update((old, story))
+            self._db.execute("UPDATE items SET story = ? WHERE story = ?", (story, old))
+            self._db.execute("UPDATE merges SET story = ? WHERE story = ?", (story, old))
+            self._db.execute("DELETE FROM stories WHERE key = ?", (old,))
+        self.merge(old, story, evidence, now)
+
+    def first_seen(self, key: str) -> datetime | None:
+        with self._errors:
+            row = self._db.execute("SELECT first_seen FROM items WHERE key = ?", (key,)).fetchone()
+        return _dt(row[0]) if row else None
+
+    def story_of(self, key: str) -> str | None:
+        """The entry an article belongs to when it is part of a story of several, else None."""
+        with self._errors:
+            if key not in self._sets().storied:
+                return None
+            row = self._db.execute(
+                "SELECT COALESCE(story, key) FROM items WHERE key = ?", (key,)
+            ).fetchone()
+            return str(row[0]) if row else None
+
+    def members(self, story: str) -> list[Member]:
+        """Every article of a story, the representative first, with its own text's fullness
+        and dates (the representative's dates are the story's: the pipeline knows its own)."""
+        with self._errors:
+            rows = self._db.execute(
+                "SELECT i.key, COALESCE(s.shingles, 0), i.text_hash, i.published, i.updated,"
+                " i.outlet FROM items i LEFT JOIN sketches s ON s.key = i.key"
+                " WHERE i.key = ? OR i.story = ? ORDER BY i.key != ?, i.key",
+                (story, story, story),
+            ).fetchall()
+        return [Member(k, n, h, _dt(p), _dt(u), o) for k, n, h, p, u, o in rows]
+
+    def shown(self, story: str) -> Shown | None:
+        """What a story's entry published when last written, or None."""
+        with self._errors:
+            row = self._db.execute(
+                "SELECT shown, text_hash, published, updated FROM stories WHERE key = ?",
+                (story,),
+            ).fetchone()
+        return Shown(row[0], row[1], _dt(row[2]), _dt(row[3])) if row else None
+
+    def save_shown(self, story: str, shown: Shown) -> None:
+        with self._errors:
+            self._db.execute(
+                "INSERT OR REPLACE INTO stories (key, shown, text_hash, published, updated)"
+                " VALUES (?, ?, ?, ?, ?)",
+                (story, shown.key, shown.text_hash, _t(shown.published), _t(shown.updated)),
+            )
+            self._db.execute(
+                "UPDATE items SET published = ?, updated = ? WHERE key = ?",
+                (_t(shown.published), _t(shown.updated), story),
+            )
+
+    def find(self, query: str) -> str | None:
+        """The article an Atom id, identity key or article URL names, or None."""
+        with self._errors:
+            for sql in (
+                "SELECT key FROM items WHERE atom_id = ?",
+                "SELECT key FROM items WHERE key = ?",
+                "SELECT key FROM items WHERE link = ? ORDER BY key LIMIT 1",
+                "SELECT key FROM tombstones WHERE atom_id = ?",
+                "SELECT key FROM duplicates WHERE key = ? OR link = ? ORDER BY key LIMIT 1",
+            ):
+                args = (query, query) if sql.count("?") == 2 else (query,)
+                row = self._db.execute(sql, args).fetchone()
+                if row:
+                    return str(row[0])
+        return None
+
+    def explain(self, key: str) -> dict[str, Any]:
+        """Everything recorded about an article's story: the entry, its members with why each
+        was merged, exact duplicates, and tombstones. Plain data for the CLI to format."""
+        with self._errors:
+            db = self._db
+            dup = db.execute("SELECT kept_key FROM duplicates WHERE key = ?", (key,)).fetchone()
+            asked = key
+            if dup is not None:
+                key = dup[0]
+            row = db.execute("SELECT COALESCE(story, key) FROM items WHERE key = ?", (key,))
+            found = row.fetchone()
+            story = found[0] if found else key
+            cols = "key, atom_id, source, title, link, published, updated, story, text_hash"
+            members = [
+                dict(zip(cols.split(", "), r, strict=True))
+                for r in db.execute(
+                    f"SELECT {cols} FROM items WHERE key = ? OR story = ?"  # noqa: S608
+                    " ORDER BY key != ?, key",
+                    (story, story, story),
+                )
+            ]
+            mcols = "key, story, rule, matched, similarity, containment, title_similarity, days_apart, merged_at"
+            merges = {
+                r[0]: dict(zip(mcols.split(", "), r, strict=True))
+                for r in db.execute(
+                    f"SELECT {mcols} FROM merges WHERE story = ?",  # noqa: S608 - columns only
+                    (story,),
+                )
+            }
+            keys = [m["key"] for m in members] or [story]
+            marks = ", ".join("?" for _ in keys)
+            dcols = "key, kept_key, source, link, origin, reason, seen_at"
+            duplicates = [
+                dict(zip(dcols.split(", "), r, strict=True))
+                for r in db.execute(
+                    f"SELECT {dcols} FROM duplicates WHERE kept_key IN ({marks})"  # noqa: S608
+                    " ORDER BY key",
+                    keys,
+                )
+            ]
+            tombstone = db.execute(
+                "SELECT reason, at FROM tombstones WHERE key = ?", (asked,)
+            ).fetchone()
+            sketches = {
+                r[0]: {"shingles": r[1], "title": r[2]}
+                for r in db.execute(
+                    f"SELECT key, shingles, title FROM sketches WHERE key IN ({marks})",  # noqa: S608
+                    keys,
+                )
+            }
+        shown = self.shown(story)
+        return {
+            "asked": asked,
+            "story": story,
+            "members": members,
+            "merges": merges,
+            "duplicates": duplicates,
+            "sketches": sketches,
+            "shown": shown.key if shown else story,
+            "tombstone": {"reason": tombstone[0], "at": tombstone[1]} if tombstone else None,
+        }
 
     # -- URL sources -------------------------------------------------------------------------
 

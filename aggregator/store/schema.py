@@ -149,4 +149,57 @@ MIGRATIONS: tuple[str, ...] = (
     ) WITHOUT ROWID;
     CREATE INDEX archive_entries_by_page ON archive_entries (feed, page);
     """,
+    # 6: near duplicates (neardup.py): every article's sketch, stories of several articles,
+    # why each member joined, and tombstones of entries removed or merged away.
+    """
+    CREATE TABLE signatures (
+        key        TEXT PRIMARY KEY,
+        sig        BLOB NOT NULL      -- neardup.NUM_PERM little-endian uint32
+    ) WITHOUT ROWID;
+
+    CREATE TABLE sketches (            -- small rows: every run that compares scans them
+        key        TEXT PRIMARY KEY,
+        bands      BLOB NOT NULL,     -- neardup.BANDS little-endian uint64
+        shingles   INTEGER NOT NULL,
+        title      TEXT NOT NULL,     -- folded title
+        title_key  INTEGER NOT NULL,
+        numbers    TEXT NOT NULL,
+        day        INTEGER NOT NULL,  -- publication day, days since 1970
+        pending    INTEGER NOT NULL   -- 1 until compared with the other articles
+    ) WITHOUT ROWID;
+    CREATE INDEX sketches_by_day ON sketches (day);
+    CREATE INDEX sketches_pending ON sketches (pending) WHERE pending = 1;
+
+    ALTER TABLE items ADD COLUMN story TEXT;  -- NULL for an entry, or the entry it was merged into
+    CREATE INDEX items_by_story ON items (story) WHERE story IS NOT NULL;
+
+    CREATE TABLE stories (
+        key        TEXT PRIMARY KEY,  -- the representative: the entry's own article
+        shown      TEXT NOT NULL,     -- the member whose title and text are published
+        text_hash  TEXT NOT NULL,
+        published  TEXT NOT NULL,
+        updated    TEXT NOT NULL
+    );
+
+    CREATE TABLE merges (
+        key              TEXT PRIMARY KEY,  -- the article merged away
+        story            TEXT NOT NULL,
+        rule             TEXT NOT NULL,
+        matched          TEXT NOT NULL,     -- the article it was compared with
+        similarity       REAL NOT NULL,
+        containment      REAL NOT NULL,
+        title_similarity REAL NOT NULL,
+        days_apart       REAL NOT NULL,
+        merged_at        TEXT NOT NULL
+    );
+
+    CREATE INDEX duplicates_by_kept ON duplicates (kept_key);
+
+    CREATE TABLE tombstones (
+        key      TEXT PRIMARY KEY,
+        atom_id  TEXT NOT NULL,
+        reason   TEXT NOT NULL,  -- "retention" or "merged"
+        at       TEXT NOT NULL
+    );
+    """,
 )
