@@ -579,6 +579,7 @@ def _cmd_daemon(args: argparse.Namespace, err: Console) -> int:
     logging.getLogger("aggregator.daemon").setLevel(logging.INFO)
     logging.getLogger("aggregator.serve").setLevel(logging.INFO)
     logging.getLogger("apscheduler").setLevel(logging.WARNING)
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # a line per request: --verbose's job
     try:
         cfg = config_mod.load(args.config)
     except ConfigError as e:

@@ -321,3 +321,46 @@ def test_status_shows_each_source_last_error_and_health(
     assert doc["cycles_total"] == 1 and doc["cycles"][0]["failed"] == 1
     table = cli(tmp_path, "status").stdout
     assert "HTTP 500" in table and "healthy" in table
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_daemon_serve_new_items_reach_the_served_feed(
+    tmp_path: Path, server: FeedServer, daemons: list[Daemon]
+) -> None:
+    """`daemon --serve`: one process refreshes on schedule and serves; a reader polling the
+    served feed sees the new article, and SIGTERM stops both with exit 0."""
+    import httpx
+
+    first, later = livefeeds.distinct(livefeeds.voa()[0], 2)
+    url = server.route("/voa.xml", Route(body=livefeeds.rss2([first]), headers=RSS))
+    write_config(tmp_path, [url_source("voa", url)])
+    port = _free_port()
+    d = Daemon(tmp_path, "--serve", "--port", str(port))
+    daemons.append(d)
+    feed_url = f"http://127.0.0.1:{port}/feeds/all.atom"  # served under base_url's path
+
+    def served_titles() -> list[str]:
+        try:
+            response = httpx.get(feed_url, timeout=2)
+        except httpx.TransportError:
+            return []
+        if response.status_code != 200:
+            return []
+        assert response.headers["content-type"] == "application/atom+xml; charset=utf-8"
+        return [e.title for e in feedparser.parse(response.content).entries]
+
+    d.wait_for(lambda: served_titles() == [first.title], why="the first article, served")
+    server.route("/voa.xml", Route(body=livefeeds.rss2([later, first]), headers=RSS))
+    d.wait_for(lambda: later.title in served_titles(), why="the new article, served")
+    health = httpx.get(f"http://127.0.0.1:{port}/feeds/healthz", timeout=2)
+    assert health.status_code == 200, health.text
+    assert d.stop() == 0
+    assert "daemon stopped" in d.log
+    assert "HTTP Request" not in d.log  # httpx's line per request only with --verbose
