@@ -598,6 +598,13 @@ def _write_feeds(
             log.error("%s", e)
             errors.append(str(e))
             continue
+        except ValueError as e:  # feedgen/lxml refused a value: a bug, but one feed's only
+            error = (
+                f"{path}: cannot write the feed ({e}); the other feeds go on, please report this"
+            )
+            log.error("%s\n%s", error, traceback.format_exc())
+            errors.append(error)
+            continue
         changed_urls += urls
         results.append(FeedResult(spec.name, path, count, written))
         store.record_feed(spec.name, signature, count, newest)

@@ -593,3 +593,23 @@ def test_check_names_url_source_problems_by_key_path(tmp_path: Path) -> None:
         "sources[2].headers: 'Bad Header' is not a valid HTTP header",
     ):
         assert problem in proc.stderr, proc.stderr
+
+
+def test_control_characters_in_titles_and_categories_never_stop_a_feed(
+    tmp_path: Path, server: FeedServer
+) -> None:
+    """XML 1.0 cannot hold most C0 controls; a feed that sends one (here as a character
+    reference, as real feeds do) loses the character, not the feed."""
+    article = livefeeds.voa()[0]
+    body = (
+        livefeeds.rss2([article])
+        .replace(article.title.encode(), b"Title&#8; with a backspace")
+        .replace(b"<item>", b"<item><category>World&#1;</category>", 1)
+    )
+    url = server.route("/voa.xml", Route(body=body, headers=RSS))
+    setup = Setup(tmp_path, [url_source("voa", url, adapter="voa")])
+    report = setup.run()
+    assert report.errors == ()
+    entry = setup.feed("all").entries[0]
+    assert entry.title == "Title with a backspace"
+    assert [t.term for t in entry.tags] == ["World"]

@@ -39,6 +39,17 @@ __all__ = ["Rule", "clean", "clean_title", "summarize"]
 # touched, a quarter of the cleaning time (bench/profile_run.py).
 _PARSER = etree.HTMLParser(remove_comments=True, remove_pis=True, no_network=True)
 _TAGS = re.compile(r"<[^>]*>")
+# Characters XML 1.0 forbids (section 2.2): C0 controls but tab, newline and return, lone
+# surrogates, U+FFFE/U+FFFF. One in a title (a feed entry's "&#8;" decodes to one) made lxml
+# refuse to write the whole feed; they carry nothing a reader could see.
+_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+
+
+def xml_text(text: str) -> str:
+    """``text`` without the characters XML cannot hold."""
+    return _NOT_XML.sub("", text)
+
+
 _LINE = "\x00"  # a line end while _text squashes spaces: not a space, never in lxml text
 
 # A summary is a lead, not the article: ~two Chinese sentences or a short English paragraph.
@@ -55,7 +66,7 @@ def clean_title(title: str) -> str:
     """A title as a reader should see it: entities decoded, tags and zero-width characters
     gone, every kind of space (no-break, ideographic, runs) one plain space."""
     text = html.unescape(_TAGS.sub("", title)) if "<" in title or "&" in title else title
-    return squash(text)
+    return squash(xml_text(text))
 
 
 def summarize(text: str, limit: int = SUMMARY_CHARS) -> str:
@@ -144,9 +155,11 @@ def clean(item: Item, outlet_rules: tuple[Rule, ...] = (), tz: tzinfo | None = N
     return replace(
         item,
         title=clean_title(item.title),
+        categories=tuple(c for c in (squash(xml_text(c)) for c in item.categories) if c),
+        author=squash(xml_text(item.author)) or item.outlet,
         content=content,
         text=text,
         summary=summarize(text),
-        image=image,
+        image=replace(image, caption=xml_text(image.caption)) if image else None,
         fired=tuple(fired),
     )
