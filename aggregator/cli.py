@@ -110,7 +110,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     with_config(daemon)
     daemon.add_argument(
-        "--verbose", "-v", action="store_true", help="also log every skipped file and fetch"
+        "--verbose", "-v", action="store_true", help="also log every HTTP request the fetches make"
     )
     daemon.add_argument(
         "--serve", action="store_true",
@@ -577,31 +577,35 @@ def _cmd_daemon(args: argparse.Namespace, err: Console) -> int:
     # The pipeline's per-file and per-fetch lines only with --verbose; the daemon's own always.
     logging.getLogger("aggregator").setLevel(logging.INFO if args.verbose else logging.WARNING)
     logging.getLogger("aggregator.daemon").setLevel(logging.INFO)
-    logging.getLogger("aggregator.serve").setLevel(logging.INFO)
     logging.getLogger("apscheduler").setLevel(logging.WARNING)
-    logging.getLogger("httpx").setLevel(logging.WARNING)  # a line per request: --verbose's job
+    # httpx logs a line per request: --verbose's job.
+    logging.getLogger("httpx").setLevel(logging.INFO if args.verbose else logging.WARNING)
     try:
         cfg = config_mod.load(args.config)
     except ConfigError as e:
         return _config_error(e, err)
     from aggregator.daemon import Daemon  # APScheduler only for the daemon
 
+    if not args.serve and (args.host or args.port is not None or args.access_log):
+        problem = "--host, --port and --access-log go with --serve"
+        return _config_error(ConfigError("command line", (problem,)), err)
     daemon = Daemon(cfg)
     try:
         if not args.serve:
             daemon.run()
             return EXIT_OK
-        # With --serve the server owns the main thread and SIGTERM/SIGINT; when it returns,
-        # the daemon finishes its batch in progress and stops.
-        server = _server(args, cfg, err)
-        if server is None:
-            return EXIT_STATE
+        # The daemon's lock first: a second daemon says so before it binds a port. Then the
+        # server owns the main thread and SIGTERM/SIGINT; when it returns, the batch in
+        # progress finishes and the daemon stops.
         daemon.start()
         try:
-            server.run()
+            server = _server(args, cfg, err)
+            if server is not None:
+                server.run()
         finally:
-            daemon.stop()
-            daemon.join()
+            daemon.shutdown()
+        if server is None:
+            return EXIT_STATE
     except StoreError as e:
         err.print(f"[bold red]error:[/] {e}", highlight=False)
         return EXIT_STATE

@@ -140,6 +140,15 @@ class Daemon:
         self._lock.__exit__(None, None, None)
         log.info("daemon stopped")
 
+    def shutdown(self) -> None:
+        """``stop`` and ``join`` with SIGTERM and SIGINT only asking again: a second signal
+        while the batch in progress finishes must not cut it short."""
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                signal.signal(sig, lambda signum, frame: self.stop())
+        self.stop()
+        self.join()
+
     def run(self) -> None:
         """Start, then block until SIGTERM or SIGINT; stop cleanly."""
         previous = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}

@@ -355,6 +355,7 @@ class Status:
     cycles: tuple[Cycle, ...] = ()  # the most recent first
     cycles_total: int = 0
     cycle_seconds_total: float = 0.0
+    error: str | None = None  # the state database could not be read: why
 
 
 # -- near duplicates (neardup.py decides; the store keeps them) ------------------------------

@@ -62,7 +62,7 @@ from aggregator.dedupe import (
     resolve,
     version_time,
 )
-from aggregator.errors import AggregatorError, PublishError, SourceError
+from aggregator.errors import AggregatorError, PublishError, SourceError, StoreError
 from aggregator.model import (
     Config,
     Cycle,
@@ -820,7 +820,10 @@ def exclusive(config: Config, wait: float = 0.0, purpose: str = "run") -> StateL
 
 def status(config: Config, recent: int = 20) -> Status:
     """Every configured source and feed with what the state database says of it."""
-    known = read_status(config.state_db, recent)
+    try:
+        known = read_status(config.state_db, recent)
+    except StoreError as e:  # e.g. a read-only folder: WAL readers need to create -shm there
+        known = Status((), (), error=f"{e}; the state folder must be writable by this process")
     by_source = {s.name: s for s in known.sources}
     by_feed = {f.name: f for f in known.feeds}
     sources = tuple(
@@ -852,6 +855,8 @@ def health(config: Config, state: Status, now: datetime) -> tuple[bool, str]:
     of a source is well in the past (the daemon is stuck or gone). Without a daemon (feeds
     made by ``aggregator run`` from cron), the last cycle must be no older than twice the
     shortest source interval."""
+    if state.error:
+        return False, f"cannot read the state database: {state.error}"
     if not state.cycles:
         return False, "no run has completed yet"
     last = state.cycles[0]

@@ -38,6 +38,9 @@ def sources(*next_runs: datetime | None) -> tuple[SourceStatus, ...]:
 CASES = [
     # (why, status, healthy, words in the reason)
     ("nothing has run yet", Status(sources(None, None), ()), False, "no run has completed"),
+    ("the state database cannot be read",
+     Status((), (), error="state.db: attempt to write a readonly database"), False,
+     "cannot read the state database"),
     ("daemon on time", Status(sources(NOW + MIN, NOW + 5 * MIN), (), (cycle(MIN),)), True, "ok"),
     # One upstream down is the health page's business, not a reason to restart us.
     ("a source failed, the cycle completed",
