@@ -549,10 +549,17 @@ def explain(store: Store, query: str) -> dict[str, object] | None:
     return None if key is None else store.explain(key)
 
 
-def _signature(spec: FeedSpec, config: Config, sources: dict[str, Source]) -> str:
-    """Everything besides the stored entries that shapes a feed's bytes."""
+def _signature(
+    spec: FeedSpec, config: Config, sources: dict[str, Source], homes: dict[str, FeedSpec]
+) -> str:
+    """Everything besides the stored entries that shapes a feed's bytes: its settings, its
+    sources, the per-source feeds its entries name (``atom:source``), the hub it advertises."""
     used = [sources[name] for name in spec.sources if name in sources]
-    text = repr((__version__, config.base_url, spec, used, sorted(sources), stylesheet.FILENAME))
+    home = [homes[name] for name in spec.sources if name in homes]
+    text = repr((
+        __version__, config.base_url, config.hub, spec, used, home, sorted(sources),
+        stylesheet.FILENAME,
+    ))  # fmt: skip
     return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
 
 
@@ -574,12 +581,12 @@ def _write_feeds(
     root = config.output_dir.resolve()
     for spec in config.feeds:
         path = config.output_dir / spec.filename
-        signature = _signature(spec, config, sources)
+        signature = _signature(spec, config, sources, source_feeds)
         if (
             changed is not None
             and spec.max_age is None
             and not changed.intersection(spec.sources)
-            and path.exists()
+            and all((config.output_dir / writer.filename(spec, f)).exists() for f in spec.formats)
         ):
             known = store.feed_written(spec.name)
             if known is not None and known[0] == signature:
@@ -752,13 +759,6 @@ def run_once(
     restory = bool(touched) or bool(merged)  # an entry of any feed may have changed
     changed = None if removed or restory else {r.name for r in reports if r.changed}
     feeds, errors, changed_urls = _write_feeds(config, store, now, dry_run, changed)
-    warnings = []
-    if config.hub and changed_urls and not dry_run:
-        from aggregator.fetch import http  # httpx only when there is a hub to tell
-
-        warnings = http.ping_hub(config.hub, changed_urls, f"aggregator/{__version__}")
-        for warning in warnings:
-            log.warning("%s", warning)
     report = RunReport(
         sources=tuple(reports),
         feeds=tuple(feeds),
@@ -766,16 +766,24 @@ def run_once(
         retention_removed=removed,
         seconds=time.perf_counter() - started,
         errors=tuple(errors),
-        warnings=tuple(warnings),
         neardup_seconds=neardup_seconds,
         neardup_peak_mb=neardup_peak / 1024,
         sketch_seconds=run.sketch_ns / 1e9,
     )
     if dry_run:
         store.rollback()
-    else:
-        _record(store, report, now)
-        store.commit()
+        return report
+    _record(store, report, now)
+    store.commit()
+    if config.hub and changed_urls:
+        # After the commit: the hub's answers (each up to its timeout) must not hold the
+        # database's write lock, and a hub failing cannot undo a run whose feeds are out.
+        from aggregator.fetch import http  # httpx only when there is a hub to tell
+
+        warnings = http.ping_hub(config.hub, changed_urls, f"aggregator/{__version__}")
+        for warning in warnings:
+            log.warning("%s", warning)
+        report = replace(report, warnings=tuple(warnings))
     return report
 
 

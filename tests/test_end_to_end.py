@@ -417,3 +417,20 @@ def test_opml_lists_every_output_feed(ws: Workspace) -> None:
     assert len(urls) == 4
     for url, title in urls.items():
         assert title == _parsed(ws, url.rsplit("/", 1)[1]).feed.title
+
+
+def test_settings_that_shape_untouched_feeds_rebuild_them(ws: Workspace) -> None:
+    """A hub added to config.toml reaches feeds whose sources did not change, and a deleted
+    RSS twin is written again: the skip covers every setting and every format's file."""
+    ws.run_json()
+    (ws.out / "dw.rss").unlink()
+    text = ws.config.read_text(encoding="utf-8")
+    ws.config.write_text(
+        text.replace("[output]\n", '[output]\nhub = "http://127.0.0.1:9/hub"\n', 1),
+        encoding="utf-8",
+    )
+    ws.run_json()  # the hub refuses the ping: a warning, not a failure
+    assert (ws.out / "dw.rss").exists()
+    for name in ("all", "voa", "dw", "aljazeera"):
+        links = _parsed(ws, f"{name}.atom").feed.links
+        assert any(ln.rel == "hub" and ln.href == "http://127.0.0.1:9/hub" for ln in links), name
