@@ -178,14 +178,24 @@ class Daemon:
     # -- scheduling --------------------------------------------------------------------------
 
     def _first_runs(self, now: datetime) -> dict[str, datetime]:
-        """Each source's first run: now, unless it ran recently (a restart), then one interval
-        after its last run, so restarting the daemon does not poll every server again."""
+        """Each source's first run: now, unless it ran recently (a restart): then one interval
+        after its last run, or for a cron source its first cron time after the last run (now
+        if that time passed while the daemon was down), so restarting the daemon does not
+        poll every server again."""
         known = {s.name: s for s in pipeline.status(self.config).sources}
         first = {}
         for source in self.config.sources:
             last = known[source.name].last_run
             at = now
-            if last is not None and not source.policy.cron:
+            if last is not None and source.policy.cron:
+                due = cron_trigger(source.policy.cron).get_next_fire_time(None, last)
+                # get_next_fire_time gives a time at or after ``last``: step past the run itself.
+                if due is not None and due <= last:
+                    due = cron_trigger(source.policy.cron).get_next_fire_time(
+                        None, last + timedelta(seconds=1)
+                    )
+                at = max(now, due) if due is not None else now
+            elif last is not None:
                 at = max(now, last + timedelta(seconds=source.policy.interval))
             first[source.name] = at
         return first

@@ -268,11 +268,12 @@ def test_sources_due_together_run_in_one_batch(
     db.close()
 
 
-def test_restart_does_not_poll_again_before_the_interval(
-    tmp_path: Path, server: FeedServer, daemons: list[Daemon]
+@pytest.mark.parametrize("schedule", [{}, {"cron": "0 0 1 1 *"}], ids=["interval", "cron"])
+def test_restart_does_not_poll_again_before_its_time(
+    tmp_path: Path, server: FeedServer, daemons: list[Daemon], schedule: dict[str, str]
 ) -> None:
     url = server.route("/voa.xml", Route(body=livefeeds.rss2(livefeeds.voa()), headers=RSS))
-    write_config(tmp_path, [url_source("voa", url)], interval="1h")
+    write_config(tmp_path, [url_source("voa", url, **schedule)], interval="1h")
     d = Daemon(tmp_path)
     daemons.append(d)
     d.wait_log("batch done")
@@ -282,7 +283,8 @@ def test_restart_does_not_poll_again_before_the_interval(
     again.wait_log("daemon started")
     time.sleep(1.0)
     assert again.stop() == 0
-    assert len(server.hits("/voa.xml")) == 1  # it ran an hour ago as far as it knows
+    # It ran a moment ago: its next time is an hour on (or next New Year, by its cron line).
+    assert len(server.hits("/voa.xml")) == 1
 
 
 def test_bad_cron_is_a_config_error(tmp_path: Path) -> None:
