@@ -1,8 +1,11 @@
 """The wiring: the only module that calls more than one stage.
 
 ``run_once(config, store, now)`` takes every source through fetch -> adapter -> clean -> dedupe
--> store, applies retention, then writes every output feed (writer -> publish) and returns a
-``RunReport``. The CLI (and later the daemon) call this, never the stages.
+-> store, runs the near-duplicate pass, applies retention, writes every output feed in each of
+its formats with its archive pages (select -> script -> writer -> publish), records the run for
+the health page and /metrics, commits, pings the WebSub hub, and returns a ``RunReport``. The
+CLI, the daemon and the server call this module (``run_once``, ``status``, ``health``,
+``exclusive``), never the stages.
 
 A file is read only when its size or modification time differs from what the store recorded,
 and parsed only when its bytes differ too; so a run with no change reads nothing and, since
