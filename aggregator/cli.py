@@ -253,7 +253,15 @@ def _cmd_opml(args: argparse.Namespace, out: Console, err: Console) -> int:
         if args.output is None:
             sys.stdout.buffer.write(data)
         else:
-            args.output.write_bytes(data)
+            try:
+                args.output.write_bytes(data)
+            except OSError as e:
+                err.print(
+                    f"[bold red]error:[/] {args.output}: cannot write it ({e.strerror or e}); "
+                    "check that its folder exists and is writable",
+                    highlight=False,
+                )
+                return EXIT_STATE
             err.print(f"wrote {args.output}", highlight=False)
         return EXIT_OK
     try:
@@ -272,6 +280,13 @@ def _cmd_opml(args: argparse.Namespace, out: Console, err: Console) -> int:
         rows = [(name, f.title or name, f.url or "", f.homepage) for name, f in plan.added]
         try:
             config_mod.append_sources(args.config, rows)
+        except OSError as e:
+            err.print(
+                f"[bold red]error:[/] {args.config}: cannot update it ({e.strerror or e}); "
+                "check that it is writable",
+                highlight=False,
+            )
+            return EXIT_STATE
         except ConfigError as e:
             err.print(f"[bold red]config.toml left as it was:[/] {e}", highlight=False)
             for problem in e.problems:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import tomllib
 from pathlib import Path
 
-from conftest import Workspace
+from conftest import Workspace, make_workspace
 from lxml import etree
 
 READER = Path(__file__).parent / "data" / "reader-export.opml"
@@ -84,3 +84,10 @@ def test_export_lists_url_sources_and_every_output_feed(ws: Workspace) -> None:
     again = ws.cli("opml", "import", "--dry-run", str(out), check=True).stdout
     assert "skipped BBC 中文: already configured as source 'bbc'" in again
     assert "skipped 纽约时报中文网: already configured as source 'cn-nytimes-com'" in again
+
+
+def test_export_to_a_folder_that_does_not_exist_says_so(tmp_path: Path) -> None:
+    ws = make_workspace(tmp_path)
+    proc = ws.cli("opml", "export", "-o", str(tmp_path / "missing" / "x.opml"))
+    assert proc.returncode == 3
+    assert "cannot write it" in proc.stderr and "Traceback" not in proc.stderr
