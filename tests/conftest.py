@@ -7,11 +7,14 @@ import json
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from tests.feedserver import FeedServer
 
 ROOT = Path(__file__).resolve().parent.parent
 SEEDS = ROOT / "seeds"
@@ -91,6 +94,15 @@ def make_workspace(root: Path, max_entries: int = 100) -> Workspace:
     shutil.copytree(SEEDS, root / "seeds")
     (root / "config.toml").write_text(CONFIG.format(max_entries=max_entries), encoding="utf-8")
     return Workspace(root)
+
+
+@pytest.fixture
+def server() -> Iterator[FeedServer]:
+    """A real HTTP server on 127.0.0.1 for URL sources (tests/feedserver.py)."""
+    s = FeedServer()
+    s.start()
+    yield s
+    s.stop()
 
 
 @pytest.fixture

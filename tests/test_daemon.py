@@ -29,14 +29,6 @@ from tests.feedserver import FeedServer, Route
 RSS = {"content-type": "application/rss+xml; charset=utf-8"}
 
 
-@pytest.fixture
-def server() -> Iterator[FeedServer]:
-    s = FeedServer()
-    s.start()
-    yield s
-    s.stop()
-
-
 def write_config(root: Path, sources: list[dict[str, Any]], interval: str = "1s") -> Path:
     lines = [
         'base_url = "https://news.example.org/feeds/"',

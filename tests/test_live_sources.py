@@ -15,7 +15,6 @@ import subprocess
 import sys
 import time
 import zlib
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from pathlib import Path
@@ -37,14 +36,6 @@ NOW = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
 RSS = {"content-type": "application/rss+xml; charset=utf-8"}
 ATOM = {"content-type": "application/atom+xml"}
 JSON = {"content-type": "application/feed+json"}
-
-
-@pytest.fixture
-def server() -> Iterator[FeedServer]:
-    s = FeedServer()
-    s.start()
-    yield s
-    s.stop()
 
 
 class Setup:
