@@ -552,6 +552,11 @@ def explain(store: Store, query: str) -> dict[str, object] | None:
     return None if key is None else store.explain(key)
 
 
+# The signature recorded for a feed that failed to publish: it matches no settings, so the next
+# run rebuilds the feed even when none of its sources changed.
+_FAILED = "failed"
+
+
 def _signature(
     spec: FeedSpec, config: Config, sources: dict[str, Source], homes: dict[str, FeedSpec]
 ) -> str:
@@ -601,19 +606,22 @@ def _write_feeds(
                     f"{path}: leads outside the output folder {root} (a symbolic link?); "
                     f"not written. Change feeds.file for {spec.name!r} in config.toml"
                 )
-            count, newest, written, urls = _publish_feed(
-                spec, config, store, now, dry_run, sources, source_feeds
-            )
-        except AggregatorError as e:
-            log.error("%s", e)
-            errors.append(str(e))
-            continue
-        except ValueError as e:  # feedgen/lxml refused a value: a bug, but one feed's only
-            error = (
-                f"{path}: cannot write the feed ({e}); the other feeds go on, please report this"
-            )
-            log.error("%s\n%s", error, traceback.format_exc())
+            # Its archive pages are recorded before their files are written: a write that
+            # fails must take the records back, or those entries would leave the feed for
+            # pages that do not exist.
+            with store.savepoint():
+                count, newest, written, urls = _publish_feed(
+                    spec, config, store, now, dry_run, sources, source_feeds
+                )
+        except (AggregatorError, ValueError) as e:
+            if isinstance(e, AggregatorError):
+                error = str(e)
+                log.error("%s", error)
+            else:  # feedgen/lxml refused a value: a bug, but one feed's only
+                error = f"{path}: cannot write the feed ({e}); the others go on; please report this"
+                log.error("%s\n%s", error, traceback.format_exc())
             errors.append(error)
+            store.record_feed(spec.name, _FAILED, 0, None)  # rebuilt next run, whatever changes
             continue
         changed_urls += urls
         results.append(FeedResult(spec.name, path, count, written))

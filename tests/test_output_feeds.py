@@ -415,3 +415,24 @@ def test_a_failing_hub_is_a_warning_not_a_failure(ws: Workspace, hub: FeedServer
     report = ws.run_json()  # exit 0: the feeds were written
     assert report["warnings"] and all("answered HTTP 500" in w for w in report["warnings"])
     assert (ws.out / "all.atom").exists()
+
+
+def test_an_archive_page_that_cannot_be_written_loses_no_entry(tmp_path: Path) -> None:
+    """The page's records go back with the failed write: its entries stay in the current
+    feed, and the next run (the obstacle gone) archives them on a page that exists."""
+    _, voa = _archive_setup(tmp_path)
+    ws, out = Workspace(tmp_path), tmp_path / "out"
+    for n in (1, 2, 3):
+        _voa_item(voa, n, DAY1 + timedelta(days=n), f"第{n}天的新闻。")
+    ws.run_json()
+    (out / "archive").mkdir()
+    (out / "archive" / "voa").write_text("not a folder", encoding="utf-8")  # blocks the page
+    for n in (4, 5):
+        _voa_item(voa, n, DAY1 + timedelta(days=n), f"第{n}天的新闻。")
+    report = ws.run_json(expect=3)
+    assert any("archive/voa" in e for e in report["errors"])
+    assert len(set(_walk(out, "all"))) == 5  # the other feeds were written as usual
+    (out / "archive" / "voa").unlink()
+    ws.run_json()
+    walked = _walk(out, "voa")
+    assert len(walked) == len(set(walked)) == 5  # every entry reachable, none lost

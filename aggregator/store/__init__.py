@@ -26,6 +26,7 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections.abc import Collection, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
@@ -179,6 +180,23 @@ class Store:
             self._db.execute("ROLLBACK")
             self._db.execute("BEGIN")
             self._check_known()
+
+    @contextmanager
+    def savepoint(self) -> Iterator[None]:
+        """``with store.savepoint():`` - the writes inside are undone if it raises (and the
+        run's transaction goes on): one feed failing to publish must not keep its bookkeeping.
+        The in-memory key sets only ever grow, so they stay correct supersets."""
+        with self._errors:
+            self._db.execute("SAVEPOINT feed")
+        try:
+            yield
+        except BaseException:
+            with self._errors:
+                self._db.execute("ROLLBACK TO feed")
+                self._db.execute("RELEASE feed")
+            raise
+        with self._errors:
+            self._db.execute("RELEASE feed")
 
     def close(self) -> None:
         if self._db.in_transaction:
