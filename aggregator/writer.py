@@ -198,6 +198,12 @@ class _EntryExt(BaseEntryExtension):  # type: ignore[misc]
         return item
 
 
+def _home_url(base_url: str, home: FeedSpec, fmt: str) -> str:
+    """The home feed in ``fmt`` when it is published in it, else its Atom document (always
+    published): a source link must never name a file that does not exist."""
+    return feed_url(base_url, home, fmt if fmt in home.formats else "atom")
+
+
 def _generator(
     spec: FeedSpec,
     entries: Sequence[Entry],
@@ -250,7 +256,7 @@ def _generator(
                 "id": feed_id(home.name),
                 "title": home.title,
                 "self": feed_url(base_url, home),
-                "self_rss": feed_url(base_url, home, "rss"),
+                "self_rss": _home_url(base_url, home, "rss"),
                 "alternate": src.homepage or "",
             }
     return fg, lang
@@ -363,7 +369,7 @@ def json_feed(
         home = source_feeds.get(e.source)
         if home is not None:
             item["_aggregator"] = {
-                "source": {"title": home.title, "feed_url": feed_url(base_url, home, "json")}
+                "source": {"title": home.title, "feed_url": _home_url(base_url, home, "json")}
             }
         items.append(item)
     doc["items"] = items

@@ -20,6 +20,7 @@ from atomcheck import check_feed
 from conftest import Workspace, make_workspace
 from feedcheck import check_file
 from feedserver import FeedServer, Route
+from lxml import etree
 
 from aggregator import config as config_mod
 from aggregator import pipeline
@@ -436,3 +437,18 @@ def test_an_archive_page_that_cannot_be_written_loses_no_entry(tmp_path: Path) -
     ws.run_json()
     walked = _walk(out, "voa")
     assert len(walked) == len(set(walked)) == 5  # every entry reachable, none lost
+
+
+def test_source_links_name_only_files_that_exist(ws: Workspace) -> None:
+    """Per-source feeds in Atom only, a configured feed in all three formats: its RSS and
+    JSON entries name their home feed by the Atom file, the one that is published."""
+    text = ws.config.read_text(encoding="utf-8")
+    ws.config.write_text(text.replace("[output]\n", '[output]\nformats = ["atom"]\n', 1))
+    _with_feeds(ws, '[[feeds]]\nname = "mix"\ntitle = "Mix"\nformats = ["atom", "rss", "json"]\n')
+    ws.run_json()
+    assert not (ws.out / "voa.rss").exists() and not (ws.out / "voa.json").exists()
+    rss = etree.fromstring((ws.out / "mix.rss").read_bytes())
+    urls = {s.get("url") for s in rss.iter("source")}
+    doc = json.loads((ws.out / "mix.json").read_bytes())
+    urls |= {i["_aggregator"]["source"]["feed_url"] for i in doc["items"]}
+    assert urls == {f"https://news.example.org/feeds/{n}.atom" for n in ("voa", "dw", "aljazeera")}
