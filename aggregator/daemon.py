@@ -285,6 +285,8 @@ class Daemon:
 
 def _describe(r: SourceReport) -> str:
     parts = [f"{r.new} new, {r.updated} updated, {r.duplicates} duplicate(s)"]
+    if r.near_duplicates:
+        parts.append(f"{r.near_duplicates} merged into other stories")
     if r.skipped:
         parts.append(f"{len(r.skipped)} skipped")
     if r.fetch is not None:
