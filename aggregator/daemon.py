@@ -95,7 +95,6 @@ class Daemon:
         )
         self._batcher = threading.Thread(target=self._batches, name="aggregator-batches")
         self._lock = StateLock(config.state_db, purpose="daemon", kind="daemon")
-        self.batches = 0
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -254,7 +253,6 @@ class Daemon:
             self._record_crash(now, started, f"internal error ({type(e).__name__}: {e})")
             return
         finally:
-            self.batches += 1
             self._publish_schedule()
         self._log_report(report)
 
