@@ -92,6 +92,8 @@ from aggregator.store import FileState, Store, read_status
 from aggregator.store.lock import StateLock
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from aggregator.fetch.http import HttpResult
 
 log = logging.getLogger("aggregator")
@@ -100,6 +102,8 @@ log = logging.getLogger("aggregator")
 PARALLEL_THRESHOLD = 256
 # Commit every this many files, so an interrupted cold run keeps what it did.
 COMMIT_EVERY = 2000
+# URL sources: commit at most this often while fetches complete.
+COMMIT_SECONDS = 1.0
 
 Progress = Callable[[str, int, int], None]  # (source name, files done, files to read)
 
@@ -584,73 +588,108 @@ def _write_feeds(
     rebuilt: time alone moves entries out of it."""
     sources = {s.name: s for s in config.sources}
     source_feeds = {spec.sources[0]: spec for spec in config.feeds if spec.sources == (spec.name,)}
-    results, errors = [], []
-    changed_urls: list[str] = []
+    results: dict[str, FeedResult] = {}
+    errors: list[str] = []
+    urls: dict[str, list[str]] = {}
+    pages: dict[str, list[int]] = {}  # archive pages recorded this run, by feed
     root = config.output_dir.resolve()
-    for spec in config.feeds:
-        path = config.output_dir / spec.filename
-        signature = _signature(spec, config, sources, source_feeds)
-        if (
-            changed is not None
-            and spec.max_age is None
-            and not changed.intersection(spec.sources)
-            and all((config.output_dir / writer.filename(spec, f)).exists() for f in spec.formats)
-        ):
-            known = store.feed_written(spec.name)
-            if known is not None and known[0] == signature:
-                results.append(FeedResult(spec.name, path, known[1], False))
+    with publish.Staging() as staging:
+        for spec in config.feeds:
+            path = config.output_dir / spec.filename
+            signature = _signature(spec, config, sources, source_feeds)
+            if (
+                changed is not None
+                and spec.max_age is None
+                and not changed.intersection(spec.sources)
+                and all(
+                    (config.output_dir / writer.filename(spec, f)).exists() for f in spec.formats
+                )
+            ):
+                known = store.feed_written(spec.name)
+                if known is not None and known[0] == signature:
+                    results[spec.name] = FeedResult(spec.name, path, known[1], False)
+                    continue
+            try:
+                if not path.resolve().is_relative_to(root):
+                    raise PublishError(
+                        f"{path}: leads outside the output folder {root} (a symbolic link?); "
+                        f"not written. Change feeds.file for {spec.name!r} in config.toml"
+                    )
+                # Its archive pages are recorded before their files are written: a write
+                # that fails must take the records back, or those entries would leave the
+                # feed for pages that do not exist.
+                with store.savepoint():
+                    published = _publish_feed(
+                        spec, config, store, now, None if dry_run else staging, sources,
+                        source_feeds,
+                    )  # fmt: skip
+            except (AggregatorError, ValueError) as e:
+                staging.discard(spec.name)
+                errors.append(_feed_failed(store, spec, path, e))
                 continue
-        try:
-            if not path.resolve().is_relative_to(root):
-                raise PublishError(
-                    f"{path}: leads outside the output folder {root} (a symbolic link?); "
-                    f"not written. Change feeds.file for {spec.name!r} in config.toml"
-                )
-            # Its archive pages are recorded before their files are written: a write that
-            # fails must take the records back, or those entries would leave the feed for
-            # pages that do not exist.
-            with store.savepoint():
-                count, newest, written, urls = _publish_feed(
-                    spec, config, store, now, dry_run, sources, source_feeds
-                )
-        except (AggregatorError, ValueError) as e:
-            if isinstance(e, AggregatorError):
-                error = str(e)
-                log.error("%s", error)
-            else:  # feedgen/lxml refused a value: a bug, but one feed's only
-                error = f"{path}: cannot write the feed ({e}); the others go on; please report this"
-                log.error("%s\n%s", error, traceback.format_exc())
-            errors.append(error)
-            store.record_feed(spec.name, _FAILED, 0, None)  # rebuilt next run, whatever changes
-            continue
-        changed_urls += urls
-        results.append(FeedResult(spec.name, path, count, written))
-        store.record_feed(spec.name, signature, count, newest)
-    if not dry_run:
+            urls[spec.name], pages[spec.name] = published.urls, published.pages
+            results[spec.name] = FeedResult(spec.name, path, published.count, published.written)
+            store.record_feed(spec.name, signature, published.count, published.newest)
+        if dry_run:
+            return list(results.values()), errors, []
         # The subscription list of every feed above, for readers' one-click import, and the
         # stylesheet the feeds name for the page a browser shows.
         extras = ((opml.FILENAME, opml.outputs(config)), (stylesheet.FILENAME, stylesheet.data()))
         for filename, data in extras:
             try:
-                publish.write_if_changed(config.output_dir / filename, data)
+                staging.write(_EXTRAS, config.output_dir / filename, data)
             except AggregatorError as e:
                 log.error("%s", e)
                 errors.append(str(e))
-    return results, errors, changed_urls
+        for name, error in staging.commit().items():
+            if name == _EXTRAS:
+                log.error("%s", error)
+                errors.append(str(error))
+                continue
+            spec = next(f for f in config.feeds if f.name == name)
+            errors.append(_feed_failed(store, spec, results[name].path, error))
+            store.forget_archive_pages(name, pages[name])
+            results[name] = replace(results[name], written=False)
+            urls[name] = []
+    return list(results.values()), errors, [u for name in urls for u in urls[name]]
+
+
+_EXTRAS = ""  # the staging group of feeds.opml and feed.xsl (no feed has an empty name)
+
+
+def _feed_failed(store: Store, spec: FeedSpec, path: Path, e: Exception) -> str:
+    """Report one feed that could not be published; it is rebuilt on the next run."""
+    if isinstance(e, AggregatorError):
+        error = str(e)
+        log.error("%s", error)
+    else:  # feedgen/lxml refused a value: a bug, but one feed's only
+        error = f"{path}: cannot write the feed ({e}); the others go on; please report this"
+        log.error("%s\n%s", error, traceback.format_exc())
+    store.record_feed(spec.name, _FAILED, 0, None)  # rebuilt next run, whatever changes
+    return error
+
+
+@dataclass(frozen=True, slots=True)
+class _Published:
+    count: int  # entries in the current document
+    newest: datetime | None  # the newest entry's ``updated``
+    written: bool  # a file changed (or, in a dry run, would)
+    urls: list[str]  # the URLs of the files that changed
+    pages: list[int]  # archive pages recorded for it this run
 
 
 def _publish_feed(
-    spec: FeedSpec, config: Config, store: Store, now: datetime, dry_run: bool,
+    spec: FeedSpec, config: Config, store: Store, now: datetime, staging: publish.Staging | None,
     sources: dict[str, Source], source_feeds: dict[str, FeedSpec],
-) -> tuple[int, datetime | None, bool, list[str]]:  # fmt: skip
+) -> _Published:  # fmt: skip
     """Select the feed's entries (filters, age, archives), convert their script, render every
-    format and publish. (entries in the current document, the newest entry's ``updated``,
-    whether a file changed, the URLs of the files that changed)."""
+    format and stage its files (``staging`` None: a dry run, nothing is written)."""
     base = config.base_url
     urls: list[str] = []
     prev_archive: int | None = None
+    numbers: list[int] = []
     if spec.archive:
-        current, pages, prev_archive = _archive(spec, config, store, now, dry_run)
+        current, pages, prev_archive = _archive(spec, config, store, now, staging is None)
         for number, entries in pages:
             ln = writer.Links(
                 base + archive.filename(spec.name, number),
@@ -660,10 +699,11 @@ def _publish_feed(
                 current=writer.feed_url(base, spec),
             )
             data = writer.atom(spec, _script(spec, entries), base, sources, source_feeds, ln)
-            if not dry_run:  # a new page: its number was never used, its file never written
-                publish.write_if_changed(
-                    config.output_dir / archive.filename(spec.name, number), data
+            if staging is not None:  # a new page: its number was never used, its file never written
+                staging.write(
+                    spec.name, config.output_dir / archive.filename(spec.name, number), data
                 )
+            numbers.append(number)
             prev_archive = number
     elif select.filtered(spec):
         current = select.select(spec, store.iter_entries(spec.sources), now)
@@ -676,12 +716,13 @@ def _publish_feed(
         ln = writer.links(spec, base, fmt, config.hub, newest if fmt == "atom" else None)
         data = writer.RENDER[fmt](spec, entries, base, sources, source_feeds, ln)
         target = config.output_dir / writer.filename(spec, fmt)
-        if dry_run:
+        if staging is None:
             written |= not publish.unchanged(target, data)
-        elif publish.write_if_changed(target, data):
+        elif staging.write(spec.name, target, data):
             written = True
             urls.append(ln.self_url)
-    return len(entries), max((e.updated for e in entries), default=None), written, urls
+    updated = max((e.updated for e in entries), default=None)
+    return _Published(len(entries), updated, written, urls, numbers)
 
 
 def _script(spec: FeedSpec, entries: list[Entry]) -> list[Entry]:
@@ -737,11 +778,17 @@ def run_once(
     urls = [s for s in chosen if s.url is not None]
     done: dict[str, SourceReport] = {}
     run = _RunState()
-    # URL sources first, each taken in as its fetch completes while the rest download.
+    # URL sources first, each taken in as its fetch completes while the rest download. A
+    # commit at most every COMMIT_SECONDS, not one per source: 500 commits cost ~0.3 s of
+    # CPU, and a crash can only lose fetches that the next run repeats.
+    committed = time.monotonic()
     for source, state, got in _fetch_urls(config, urls, store, now, offline) if urls else ():
         done[source.name] = _ingest_url(source, state, got, store, now, run)
-        if not dry_run:
+        if not dry_run and time.monotonic() - committed >= COMMIT_SECONDS:
             store.commit()
+            committed = time.monotonic()
+    if urls and not dry_run:
+        store.commit()
     workers = _Workers(config)
     try:
         for source in chosen:

@@ -2,18 +2,22 @@
 
 Input: a target path and the bytes it should hold. Output: True when the file was (re)written,
 False when it already held exactly these bytes. The new content is written to a temporary file
-in the same folder, flushed to disk, then renamed over the target (``os.replace`` is atomic on
-POSIX and Windows), so a reader or web server never sees half a feed. Errors are PublishError
-naming the file and what to check.
+in the same folder, flushed to disk, then renamed over the target (a rename is atomic on POSIX
+and Windows), so a reader or web server never sees half a feed. ``write_if_changed`` does that
+for one file; ``Staging`` for all the files of a run, with one sync for all of them. Errors are
+PublishError naming the file and what to check.
 """
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 import os
-import tempfile
 from pathlib import Path
 
 from aggregator.errors import PublishError
+
+_CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
 
 
 def unchanged(path: Path, data: bytes) -> bool:
@@ -25,30 +29,118 @@ def unchanged(path: Path, data: bytes) -> bool:
         return False
 
 
+_counter = itertools.count()
+# One sync of every filesystem for a whole batch of files, where the platform has it (POSIX);
+# elsewhere each file is flushed on its own.
+_SYNC_ALL = hasattr(os, "sync")
+
+
+def _forget(tmp: Path) -> None:
+    """Delete a temporary file if it is there; an error doing so hides nothing worth saying."""
+    with contextlib.suppress(OSError):
+        tmp.unlink()
+
+
+def _error(path: Path, e: OSError) -> PublishError:
+    return PublishError(
+        f"{path}: cannot write the feed ({e.strerror or e}); check that the output folder "
+        "(output_dir in config.toml) exists, is writable and has free space"
+    )
+
+
+def _write_temp(path: Path, data: bytes, sync: bool) -> Path:
+    """``data`` in a new temporary file beside ``path`` (flushed to disk when ``sync``)."""
+    # A name no other writer uses: this process's id and a counter (tempfile's random names
+    # cost more than the whole write of a small feed).
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{next(_counter)}.tmp")
+    fd = None
+    try:
+        try:
+            fd = os.open(tmp, _CREATE, 0o644)
+        except FileNotFoundError:  # the folder is new
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(tmp, _CREATE, 0o644)
+        os.fchmod(fd, 0o644)  # whatever the umask: feeds are meant to be served
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+        if sync:
+            os.fsync(fd)
+        os.close(fd)
+        fd = None
+    except OSError as e:
+        if fd is not None:
+            os.close(fd)
+        _forget(tmp)
+        raise _error(path, e) from e
+    return tmp
+
+
 def write_if_changed(path: Path, data: bytes) -> bool:
-    """Replace ``path`` with ``data`` unless it already holds exactly that."""
+    """Replace ``path`` with ``data`` unless it already holds exactly that (one file, flushed
+    to disk before the rename; ``Staging`` does the same for many files at once)."""
     if unchanged(path, data):
         return False
-    tmp_name = None
+    tmp = _write_temp(path, data, sync=True)
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        Path(tmp_name).chmod(0o644)  # mkstemp makes 0600; feeds are meant to be served
-        Path(tmp_name).replace(path)  # atomic rename over the old feed
-        tmp_name = None
+        tmp.replace(path)  # atomic rename over the old feed
     except OSError as e:
-        raise PublishError(
-            f"{path}: cannot write the feed ({e.strerror or e}); check that the output folder "
-            "(output_dir in config.toml) exists, is writable and has free space"
-        ) from e
-    finally:
-        if tmp_name is not None:
-            Path(tmp_name).unlink(missing_ok=True)
+        _forget(tmp)
+        raise _error(path, e) from e
     return True
+
+
+class Staging:
+    """Many files replaced together: each written to a temporary file beside its target as it
+    comes, then at ``commit`` flushed to disk with one ``sync`` and renamed over its target.
+
+    Every file is still replaced atomically (a reader sees the old bytes or the new, never
+    half), and no rename happens before the new bytes are on disk, as with one ``fsync`` per
+    file, which cost ~1 ms of wall time a file: 1.5 s for 500 feeds in three formats
+    (bench/fetch_bench.py). Files are grouped (one group per feed) so that a failure is one
+    feed's: ``discard(group)`` drops what a group staged, and ``commit`` reports each group
+    whose renames failed. Use as a context manager: what is still staged on exit is deleted."""
+
+    def __init__(self) -> None:
+        self._groups: dict[str, list[tuple[Path, Path]]] = {}
+
+    def write(self, group: str, path: Path, data: bytes) -> bool:
+        """Stage ``data`` for ``path`` unless the file already holds exactly that."""
+        if unchanged(path, data):
+            return False
+        tmp = _write_temp(path, data, sync=not _SYNC_ALL)
+        self._groups.setdefault(group, []).append((tmp, path))
+        return True
+
+    def discard(self, group: str) -> None:
+        for tmp, _ in self._groups.pop(group, ()):
+            _forget(tmp)
+
+    def commit(self) -> dict[str, PublishError]:
+        """Sync, then rename every staged file over its target, group by group in the order
+        staged. A group whose rename fails stops there (its later files are dropped) and is
+        returned with the error; the others go on."""
+        failed: dict[str, PublishError] = {}
+        if _SYNC_ALL and self._groups:
+            os.sync()
+        for group, files in self._groups.items():
+            for i, (tmp, path) in enumerate(files):
+                try:
+                    tmp.replace(path)
+                except OSError as e:
+                    failed[group] = _error(path, e)
+                    for left, _ in files[i:]:
+                        _forget(left)
+                    break
+        self._groups.clear()
+        return failed
+
+    def __enter__(self) -> Staging:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for group in list(self._groups):
+            self.discard(group)
 
 
 def remove(path: Path) -> bool:

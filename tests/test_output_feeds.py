@@ -439,6 +439,31 @@ def test_an_archive_page_that_cannot_be_written_loses_no_entry(tmp_path: Path) -
     assert len(walked) == len(set(walked)) == 5  # every entry reachable, none lost
 
 
+def test_a_feed_that_cannot_be_put_in_place_loses_no_entry(tmp_path: Path) -> None:
+    """Files are staged and renamed into place together at the end of the run. A feed whose
+    rename fails (here the name of its new archive page is taken by a folder) is reported,
+    the page's records are taken back, the other feeds are published, and the next run (the
+    obstacle gone) archives those entries on a page that exists."""
+    _, voa = _archive_setup(tmp_path)
+    ws, out = Workspace(tmp_path), tmp_path / "out"
+    for n in (1, 2, 3):
+        _voa_item(voa, n, DAY1 + timedelta(days=n), f"第{n}天的新闻。")
+    ws.run_json()
+    blocker = out / "archive" / "voa" / "1.atom"
+    blocker.mkdir(parents=True)
+    (blocker / "keep").write_text("a folder in the way", encoding="utf-8")
+    for n in (4, 5):
+        _voa_item(voa, n, DAY1 + timedelta(days=n), f"第{n}天的新闻。")
+    report = ws.run_json(expect=3)
+    assert [e for e in report["errors"] if "archive/voa/1.atom" in e], report["errors"]
+    assert len(set(_walk(out, "all"))) == 5  # the other feeds were written as usual
+    assert not list(out.rglob("*.tmp"))  # no temporary file left behind
+    shutil.rmtree(blocker)
+    ws.run_json()
+    walked = _walk(out, "voa")
+    assert len(walked) == len(set(walked)) == 5  # every entry reachable, none lost
+
+
 def test_source_links_name_only_files_that_exist(ws: Workspace) -> None:
     """Per-source feeds in Atom only, a configured feed in all three formats: its RSS and
     JSON entries name their home feed by the Atom file, the one that is published."""

@@ -888,6 +888,18 @@ class Store:
             )
         return page
 
+    def forget_archive_pages(self, feed: str, pages: Sequence[int]) -> None:
+        """Take back pages recorded this run whose files could not be published: their
+        entries return to the feed's current document."""
+        with self._errors:
+            for page in pages:
+                self._db.execute(
+                    "DELETE FROM archive_entries WHERE feed = ? AND page = ?", (feed, page)
+                )
+                self._db.execute(
+                    "DELETE FROM archive_pages WHERE feed = ? AND page = ?", (feed, page)
+                )
+
     def remove_emptied_archive_pages(self, feed: str) -> list[int]:
         """Pages none of whose entries retention has kept: marked removed (their numbers are
         not used again); their numbers, for the caller to delete the files."""
