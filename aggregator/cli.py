@@ -19,17 +19,18 @@ import sys
 from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-from rich.table import Table
 
 from aggregator import __version__, opml, pipeline
 from aggregator import config as config_mod
 from aggregator.adapters import ADAPTERS, AUTO
 from aggregator.errors import AggregatorError, ConfigError, PublishError, ServeError, StoreError
 from aggregator.model import Config, FetchStatus, RunReport
+
+if TYPE_CHECKING:
+    from rich.progress import Progress
 from aggregator.store import Store
 
 EXIT_OK, EXIT_NOTHING, EXIT_CONFIG, EXIT_STATE = 0, 1, 2, 3
@@ -211,6 +212,8 @@ def _config_error(e: ConfigError, err: Console) -> int:
 
 
 def _cmd_adapters(out: Console) -> int:
+    from rich.table import Table
+
     table = Table(title="Adapters (sources[].adapter)")
     table.add_column("name")
     table.add_column("outlet")
@@ -312,6 +315,8 @@ def _report_json(report: RunReport) -> dict[str, Any]:
 
 
 def _print_report(report: RunReport, out: Console) -> None:
+    from rich.table import Table
+
     title = "Run summary" + (" (dry run: nothing saved or written)" if report.dry_run else "")
     table = Table(title=title)
     columns = ("source", "items", "read", "new", "updated", "unchanged", "duplicates", "near-dups",
@@ -448,6 +453,7 @@ def _fetch_cell(status: FetchStatus) -> str:
 
 
 def _cmd_run(args: argparse.Namespace, out: Console, err: Console) -> int:
+
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.ERROR,
         format="aggregator: %(levelname)s: %(message)s",
@@ -474,6 +480,14 @@ def _cmd_run(args: argparse.Namespace, out: Console, err: Console) -> int:
         if total < PROGRESS_MIN_FILES or not to_terminal:
             return
         if progress_bar is None:
+            from rich.progress import (  # ~20 ms: only when a bar is shown
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                TextColumn,
+                TimeRemainingColumn,
+            )  # fmt: skip
+
             progress_bar = Progress(
                 TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                 TimeRemainingColumn(), console=err, transient=True,
@@ -517,6 +531,8 @@ def _when(at: datetime | None) -> str:
 
 
 def _cmd_status(args: argparse.Namespace, out: Console, err: Console) -> int:
+    from rich.table import Table
+
     try:
         cfg = config_mod.load(args.config)
     except ConfigError as e:

@@ -15,8 +15,6 @@ from datetime import UTC, datetime, timedelta, tzinfo
 from email.utils import parsedate_to_datetime
 from functools import lru_cache
 
-from dateutil import parser as dateutil_parser
-
 # Years outside this window are typos or placeholders (0001-01-01), never a news item's date.
 _MIN_YEAR, _MAX_YEAR = 1990, 2100
 
@@ -113,6 +111,8 @@ def _dateutil(text: str, tz: tzinfo) -> datetime | None:
     # Only when the text carries a four-digit year, so "10:30" or "第3期" never become dates.
     if not re.search(r"(?<!\d)(19|20)\d\d(?!\d)", text) or re.search(r"[\u3400-\u9fff]", text):
         return None
+    from dateutil import parser as dateutil_parser  # ~50 ms to import: only when needed
+
     try:
         return dateutil_parser.parse(text, fuzzy=False)
     except (ValueError, OverflowError, TypeError):

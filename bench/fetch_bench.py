@@ -37,6 +37,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+from installed import compile_package
+
 REPO = Path(__file__).resolve().parent.parent
 
 
@@ -127,6 +129,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.serve:
         serve(args.serve, args.delay, args.entries)
         return 0
+    compile_package()  # as installed (bench/installed.py)
 
     root = Path(tempfile.mkdtemp(prefix="fetch-bench-"))
     port_file = root / "port"

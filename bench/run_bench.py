@@ -55,6 +55,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from installed import compile_package
+
 BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
 CORPUS = BENCH / "corpus.py"
@@ -443,6 +445,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", type=Path, metavar="PATH", help="also write the results as JSON")
     args = p.parse_args(argv)
     sizes = [int(s.replace("_", "")) for s in args.sizes.split(",") if s.strip()]
+    compile_package()  # as installed (bench/installed.py)
 
     version = subprocess.run(
         [sys.executable, "-c", "import aggregator; print(aggregator.__version__)"],

@@ -28,9 +28,8 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import cache
 from typing import Any
-
-import yaml
 
 from aggregator.dates import from_epoch_ms
 from aggregator.errors import ParseError
@@ -123,25 +122,34 @@ def read_archive(text: str, origin: str) -> Post | None:
     return Post("archive", title or None, m.group("url") or None, archived, body)
 
 
-class _BoundedSafeLoader(yaml.SafeLoader):
-    """The safe loader, refusing documents with more than MAX_ALIASES aliases (billion laughs)."""
+@cache
+def _loaders() -> tuple[type[Any], type[Any]]:
+    """(the bounded safe loader, the fastest safe loader). PyYAML is imported the first time a
+    front-matter post is read (~25 ms a run that reads none saves)."""
+    import yaml
 
-    aliases = 0
+    class BoundedSafeLoader(yaml.SafeLoader):
+        """The safe loader, refusing documents with more than MAX_ALIASES aliases (billion
+        laughs)."""
 
-    def compose_node(self, parent: Any, index: Any) -> Any:
-        if self.check_event(yaml.AliasEvent):
-            self.aliases += 1
-            if self.aliases > MAX_ALIASES:
-                raise yaml.YAMLError(f"more than {MAX_ALIASES} aliases")
-        return super().compose_node(parent, index)
+        aliases = 0
 
+        def compose_node(self, parent: Any, index: Any) -> Any:
+            if self.check_event(yaml.AliasEvent):
+                self.aliases += 1
+                if self.aliases > MAX_ALIASES:
+                    raise yaml.YAMLError(f"more than {MAX_ALIASES} aliases")
+            return super().compose_node(parent, index)
 
-_FAST_LOADER: type[Any] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    return BoundedSafeLoader, getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 def _load_yaml(source: str, origin: str) -> Mapping[str, Any]:
     # The C loader is used only when the text cannot hold an alias; the bounded loader otherwise.
-    loader = _BoundedSafeLoader if _MAYBE_ALIAS.search(source) else _FAST_LOADER
+    import yaml
+
+    bounded, fast = _loaders()
+    loader = bounded if _MAYBE_ALIAS.search(source) else fast
     try:
         data = yaml.load(source, Loader=loader)  # noqa: S506 - both loaders are safe loaders
     except yaml.YAMLError as e:
