@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import sqlite3
 from datetime import UTC, datetime
+from typing import Any
 
 import feedparser
 from atomcheck import check_feed
@@ -434,3 +435,49 @@ def test_settings_that_shape_untouched_feeds_rebuild_them(ws: Workspace) -> None
     for name in ("all", "voa", "dw", "aljazeera"):
         links = _parsed(ws, f"{name}.atom").feed.links
         assert any(ln.rel == "hub" and ln.href == "http://127.0.0.1:9/hub" for ln in links), name
+
+
+def test_a_changed_archive_listing_is_noticed(ws: Workspace) -> None:
+    """A run whose archive listing (paths, sizes, mtimes) is the one recorded when every file
+    was last taken in reads nothing; any change to it (a file touched, added or removed) is
+    noticed, and only the files that differ are read. A run stopped between files records no
+    listing, so the next run finishes the job."""
+    from aggregator import config, pipeline
+    from aggregator.store import Store
+
+    ws.run_json()
+    voa = ws.root / "seeds" / "voa"
+    first = sorted(voa.iterdir())[0]
+
+    def voa_report(report: dict[str, Any]) -> dict[str, Any]:
+        return next(s for s in report["sources"] if s["name"] == "voa")
+
+    assert voa_report(ws.run_json())["files_read"] == 0
+    stat = first.stat()
+    os.utime(first, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))  # touched, same bytes
+    touched = voa_report(ws.run_json())
+    # Looked at again: same bytes, so not counted as read, and its record has the new mtime.
+    assert (touched["files_seen"], touched["files_read"], touched["updated"]) == (3, 0, 0)
+    with sqlite3.connect(ws.db) as db:
+        (mtime,) = db.execute("SELECT mtime_ns FROM files WHERE path = ?", (str(first),)).fetchone()
+    assert mtime == stat.st_mtime_ns + 10**9
+    assert voa_report(ws.run_json())["files_read"] == 0
+    (voa / "copy.txt").write_bytes(first.read_bytes())  # added
+    assert voa_report(ws.run_json())["files_read"] == 1
+    (voa / "copy.txt").unlink()  # removed
+    removed = voa_report(ws.run_json())
+    assert (removed["files_seen"], removed["files_read"]) == (3, 0)
+
+    # Stopped after its first file: the listing is not recorded, the rest is read next time.
+    for n in range(3):
+        (voa / f"more{n}.txt").write_bytes(first.read_bytes().replace(b"6800196", b"77%d" % n))
+    cfg = config.load(ws.config)
+    # Asked before the source, then before each file: stop before the second file.
+    asked = iter([False, False])
+    with pipeline.exclusive(cfg), Store(cfg.state_db) as store:
+        report = pipeline.run_once(
+            cfg, store, datetime.now(UTC), only=["voa"], stop=lambda: next(asked, True)
+        )
+    assert next(s for s in report.sources if s.name == "voa").files_read == 1
+    assert voa_report(ws.run_json())["files_read"] == 2
+    assert voa_report(ws.run_json())["files_read"] == 0

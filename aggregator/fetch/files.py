@@ -11,13 +11,14 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from fnmatch import fnmatch
-from operator import attrgetter
+from stat import S_ISREG
 
 from aggregator.errors import FetchError
 from aggregator.model import Fetched, FileStat, Source
 
 # An archive item is a few KiB (seeds/: 5-8 KiB); 16 MiB is no article and would only cost memory.
 MAX_FILE_BYTES = 16 * 1024 * 1024
+_DIRECTORY = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
 
 
 def scan(source: Source) -> Iterator[FileStat]:
@@ -39,26 +40,34 @@ def scan(source: Source) -> Iterator[FileStat]:
 
 
 def _walk(folder: str, include: tuple[str, ...] | None) -> Iterator[FileStat]:
-    # The hot loop of a no-change run (one pass per file of every archive): plain strings, and
-    # no pattern matching for the default include; see bench/run_bench.py "no-change".
+    # The hot loop of a no-change run (one pass per file of every archive): plain strings, no
+    # pattern matching for the default include, and each file stat'ed relative to its open
+    # folder (no path lookup from the root: 20% less time; see bench/run_bench.py "no-change").
     try:
-        with os.scandir(folder) as it:
-            entries = sorted(it, key=attrgetter("name"))
+        fd = os.open(folder, _DIRECTORY)
     except OSError as e:
         raise FetchError(folder, f"cannot list the folder: {e.strerror or e}") from e
-    for entry in entries:
-        name = entry.name
-        if name[0] == ".":
-            continue
+    try:
         try:
-            if entry.is_file():
+            with os.scandir(fd) as it:
+                entries = sorted((e.name, e.is_dir()) for e in it if e.name[0] != ".")
+        except OSError as e:
+            raise FetchError(folder, f"cannot list the folder: {e.strerror or e}") from e
+        prefix = folder + os.sep
+        for name, is_dir in entries:
+            try:
+                if is_dir:
+                    yield from _walk(prefix + name, include)
+                    continue
+                st = os.stat(name, dir_fd=fd)
+                if not S_ISREG(st.st_mode):
+                    continue
                 if include is None or any(fnmatch(name, p) for p in include):
-                    st = entry.stat()
-                    yield FileStat(entry.path, st.st_size, st.st_mtime_ns)
-            elif entry.is_dir():
-                yield from _walk(entry.path, include)
-        except OSError:
-            continue  # vanished or unreadable between listing and stat; the next run sees it
+                    yield FileStat(prefix + name, st.st_size, st.st_mtime_ns)
+            except OSError:
+                continue  # vanished or unreadable between listing and stat; the next run sees it
+    finally:
+        os.close(fd)
 
 
 def read(stat: FileStat, source: str) -> Fetched:

@@ -202,4 +202,13 @@ MIGRATIONS: tuple[str, ...] = (
         at       TEXT NOT NULL
     );
     """,
+    # 7: each archive source's folder listing (paths, sizes, mtimes) as it was when every file in
+    # it had been taken in: a run that finds the same listing knows no file changed without
+    # comparing 100,000 file records one by one.
+    """
+    CREATE TABLE listings (
+        source  TEXT PRIMARY KEY,
+        digest  TEXT NOT NULL
+    ) WITHOUT ROWID;
+    """,
 )
