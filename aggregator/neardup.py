@@ -342,28 +342,42 @@ class Index:
     16 x 8 bytes an article, read without the signatures: an incremental run over 100,000
     stored articles reads 13 MB, not 64."""
 
-    def __init__(self, entries: Iterable[tuple[str, bytes, int, int, bool]]) -> None:
-        bands = bytearray()
-        self.keys: list[str] = []
-        days, titles, new = [], [], []
-        for key, band_blob, day, title, pending in entries:  # (key, bands, day, title key, new)
-            self.keys.append(key)
-            bands += band_blob
-            days.append(max(0, day))
-            titles.append(title)
-            new.append(pending)
-        self.size = len(self.keys)
-        self.days = np.array(days, dtype=np.uint64)
+    def __init__(
+        self, columns: tuple[list[str], bytearray, list[int], list[int], list[int]]
+    ) -> None:
+        keys, bands, days, titles, pending = columns  # as Store.band_index gives them
+        self.keys = keys
+        self.size = len(keys)
+        self.days = np.maximum(np.array(days, dtype=np.int64), 0).astype(np.uint64)
+        # The day goes into the low bits of every band hash, in place: the bytearray is the
+        # only copy.
         self.bands = np.frombuffer(bands, dtype=np.uint64).reshape(self.size, BANDS)
-        self.bands |= self.days[:, None]  # in place: the bytearray is the only copy
+        self.bands |= self.days[:, None]
         self.title_keys = np.array(titles, dtype=np.uint64)
-        self.new = np.array(new, dtype=bool)
+        self.new = np.array(pending, dtype=bool)
 
 
 def _near(keys: U64, owners: npt.NDArray[np.intp], new: npt.NDArray[np.bool_], window: int) -> U64:
     """Pairs (as i * 2**32 + j, i < j) of owners whose keys agree above the day bits and whose
     days are at most ``window`` apart, at least one of them new. ``owners[k]`` is the article
     key ``k`` belongs to."""
+    queried = new[owners]
+    if not queried.any():
+        return np.empty(0, dtype=np.uint64)
+    if np.count_nonzero(queried) * 4 < len(keys):
+        # A few new articles among many: only keys sharing a hash (the bits above the day) with
+        # one of theirs can pair, so the rest need not be sorted (+100 files on 100,000 stored:
+        # 1.45M keys sorted -> a few thousand). A first sieve on the top 20 bits of each hash
+        # (one table lookup a key), then the exact test on what passes it (1.45M searchsorted
+        # calls would cost 0.1 s).
+        asked = np.unique(keys[queried] & ~_DAY_MASK)
+        table = np.zeros(1 << 20, dtype=bool)
+        table[asked >> np.uint64(44)] = True
+        maybe = np.flatnonzero(table[keys >> np.uint64(44)])
+        high = keys[maybe] & ~_DAY_MASK
+        at = np.minimum(np.searchsorted(asked, high), len(asked) - 1)
+        hit = maybe[asked[at] == high]
+        keys, owners = keys[hit], owners[hit]
     order = np.argsort(keys, kind="stable")
     sorted_keys = keys[order]
     sorted_owners = owners[order].astype(np.uint32)

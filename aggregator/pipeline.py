@@ -327,6 +327,7 @@ def _ingest(
             continue
         todo.append((stat, state.digest if state is not None else None))
     del known
+    store.expect(len(todo))
     complete = True
     store.save_listing(source.name, None)  # until every file of this listing is taken in
     for done, prepared in enumerate(workers.map(source, todo), start=1):

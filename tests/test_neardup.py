@@ -146,6 +146,62 @@ def test_sketches_are_the_same_in_every_process() -> None:
     assert other.stdout == here.sig.hex() + here.bands.hex()
 
 
+def _brute_force_pairs(
+    bands: list[list[int]], days: list[int], titles: list[int], new: list[bool]
+) -> set[tuple[int, int]]:
+    """Every pair the candidate search must find, the slow obvious way."""
+    mask = (1 << neardup._DAY_BITS) - 1
+    found = set()
+    n = len(days)
+    for i in range(n):
+        for j in range(i + 1, n):
+            if not (new[i] or new[j]):
+                continue
+            apart = abs(days[i] - days[j])
+            shared = {h & ~mask for h in bands[i]} & {h & ~mask for h in bands[j]}
+            same_title = bool(titles[i]) and titles[i] == titles[j]
+            if (shared and apart <= neardup.MAX_DAYS_APART) or (
+                same_title and apart <= neardup.GROWN_DAYS
+            ):
+                found.add((i, j))
+    return found
+
+
+@pytest.mark.parametrize("new_share", [0.01, 0.1, 1.0])
+def test_candidate_search_finds_what_a_brute_force_finds(new_share: float) -> None:
+    """The array search (with its sieve for a few new articles among many, and without it)
+    finds exactly the pairs that share a band hash within MAX_DAYS_APART days, or a title
+    within GROWN_DAYS, at least one of them new."""
+    rng = random.Random(7)
+    n = 600
+    # Band hashes as sketches store them: the low bits left for the day.
+    bits = 64 - neardup._DAY_BITS
+    bands = [
+        [rng.getrandbits(bits) << neardup._DAY_BITS for _ in range(neardup.BANDS)] for _ in range(n)
+    ]
+    days = [19000 + rng.randrange(60) for _ in range(n)]
+    titles = [rng.getrandbits(63) if rng.random() < 0.5 else 0 for _ in range(n)]
+    new = [rng.random() < new_share for _ in range(n)]
+    new[0] = True
+    fresh = [k for k in range(n) if new[k]]
+    for _ in range(150):  # copies: a shared band, some days apart (some too far)
+        a = rng.choice(fresh) if rng.random() < 0.5 else rng.randrange(n)
+        b = rng.choice([k for k in range(n) if k != a])
+        band = rng.randrange(neardup.BANDS)
+        bands[b][band] = bands[a][band]
+    for _ in range(60):  # the same title
+        a = rng.choice(fresh) if rng.random() < 0.5 else rng.randrange(n)
+        b = rng.choice([k for k in range(n) if k != a])
+        titles[b] = titles[a] or 1 + rng.getrandbits(62)
+        titles[a] = titles[b]
+    blob = bytearray(b"".join(h.to_bytes(8, "little") for row in bands for h in row))
+    index = neardup.Index(([f"k{i}" for i in range(n)], blob, days, titles, [int(x) for x in new]))
+    i, j = neardup.candidates(index)
+    assert set(zip(i.tolist(), j.tolist(), strict=True)) == _brute_force_pairs(
+        bands, days, titles, new
+    )
+
+
 def test_too_short_texts_have_no_sketch() -> None:
     assert neardup.sketch(comparable_text("短讯。" * 5), "t") is None
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from fnmatch import fnmatch
-from stat import S_ISREG
+from stat import S_ISDIR, S_ISREG
 
 from aggregator.errors import FetchError
 from aggregator.model import Fetched, FileStat, Source
@@ -49,23 +49,21 @@ def _walk(folder: str, include: tuple[str, ...] | None) -> Iterator[FileStat]:
         raise FetchError(folder, f"cannot list the folder: {e.strerror or e}") from e
     try:
         try:
-            with os.scandir(fd) as it:
-                entries = sorted((e.name, e.is_dir()) for e in it if e.name[0] != ".")
+            names = sorted(n for n in os.listdir(fd) if n[0] != ".")  # noqa: PTH208 - a folder fd
         except OSError as e:
             raise FetchError(folder, f"cannot list the folder: {e.strerror or e}") from e
         prefix = folder + os.sep
-        for name, is_dir in entries:
+        for name in names:
             try:
-                if is_dir:
-                    yield from _walk(prefix + name, include)
-                    continue
                 st = os.stat(name, dir_fd=fd)
-                if not S_ISREG(st.st_mode):
-                    continue
-                if include is None or any(fnmatch(name, p) for p in include):
-                    yield FileStat(prefix + name, st.st_size, st.st_mtime_ns)
             except OSError:
                 continue  # vanished or unreadable between listing and stat; the next run sees it
+            if S_ISDIR(st.st_mode):
+                yield from _walk(prefix + name, include)
+            elif S_ISREG(st.st_mode) and (
+                include is None or any(fnmatch(name, p) for p in include)
+            ):
+                yield FileStat(prefix + name, st.st_size, st.st_mtime_ns)
     finally:
         os.close(fd)
 
