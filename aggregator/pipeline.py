@@ -308,18 +308,35 @@ def _ingest(
         return tally.report()
     tally.files_seen = len(stats)
     # The listing (every path, size and mtime) as it was when all its files had been taken
-    # in: the same listing means no file changed, without 100,000 file records compared.
-    listing = hashlib.blake2b(
-        "\n".join(map("%s\0%d\0%d".__mod__, stats)).encode(errors="surrogateescape"),
-        digest_size=16,
-    ).hexdigest()
-    if store.listing(source.name) == listing:
+    # in: the same listing means no file changed, without 100,000 file records compared; a
+    # changed one is compared line by line with it, and only the files whose line is new are
+    # looked up.
+    lines = list(map("%s\0%d\0%d".__mod__, stats))
+    text = "\n".join(lines)
+    listing = hashlib.blake2b(text.encode("utf-8", "surrogateescape"), digest_size=16).hexdigest()
+    if store.listing_digest(source.name) == listing:
         for path, reason in store.skipped_files(source.name):
             tally.skipped.append(Skip(path, f"{reason} (file unchanged)"))
         return tally.report()
-    known = store.file_states(source.name)
+    before = store.listing_lines(source.name)
+    if before is None:
+        candidates = stats
+        known = store.file_states(source.name)
+    else:
+        seen = set(before)
+        candidates = [stat for stat, line in zip(stats, lines, strict=True) if line not in seen]
+        del seen
+        known = store.file_states(source.name, [stat.path for stat in candidates])
+        # The skipped files whose line is in both listings are unchanged; say so again.
+        fresh = {stat.path for stat in candidates}
+        skipped = store.skipped_files(source.name)
+        present = {stat.path for stat in stats} if skipped else set()
+        for path, reason in skipped:
+            if path in present and path not in fresh:
+                tally.skipped.append(Skip(path, f"{reason} (file unchanged)"))
+    del before, lines
     todo: list[tuple[FileStat, str | None]] = []
-    for stat in stats:
+    for stat in candidates:
         state = known.get(stat.path)
         if state is not None and (state.size, state.mtime_ns) == (stat.size, stat.mtime_ns):
             if state.status == "skipped":
@@ -342,7 +359,7 @@ def _ingest(
         if progress is not None:
             progress(source.name, done, len(todo))
     if complete:
-        store.save_listing(source.name, listing)
+        store.save_listing(source.name, listing, text)
     return tally.report()
 
 
@@ -638,7 +655,7 @@ def _write_feeds(
                 with store.savepoint():
                     published = _publish_feed(
                         spec, config, store, now, None if dry_run else staging, sources,
-                        source_feeds,
+                        source_feeds, signature,
                     )  # fmt: skip
             except (AggregatorError, ValueError) as e:
                 staging.discard(spec.name)
@@ -646,7 +663,9 @@ def _write_feeds(
                 continue
             urls[spec.name], pages[spec.name] = published.urls, published.pages
             results[spec.name] = FeedResult(spec.name, path, published.count, published.written)
-            store.record_feed(spec.name, signature, published.count, published.newest)
+            store.record_feed(
+                spec.name, signature, published.count, published.newest, published.content
+            )
         if dry_run:
             return list(results.values()), errors, []
         # The subscription list of every feed above, for readers' one-click import, and the
@@ -693,14 +712,17 @@ class _Published:
     written: bool  # a file changed (or, in a dry run, would)
     urls: list[str]  # the URLs of the files that changed
     pages: list[int]  # archive pages recorded for it this run
+    content: str  # digest of what its documents were rendered from
 
 
 def _publish_feed(
     spec: FeedSpec, config: Config, store: Store, now: datetime, staging: publish.Staging | None,
-    sources: dict[str, Source], source_feeds: dict[str, FeedSpec],
+    sources: dict[str, Source], source_feeds: dict[str, FeedSpec], signature: str,
 ) -> _Published:  # fmt: skip
     """Select the feed's entries (filters, age, archives), convert their script, render every
-    format and stage its files (``staging`` None: a dry run, nothing is written)."""
+    format and stage its files (``staging`` None: a dry run, nothing is written). A feed whose
+    settings (``signature``) and entries are what its files were last rendered from, and whose
+    files are all there, is not rendered again: the same inputs give the same bytes."""
     base = config.base_url
     urls: list[str] = []
     prev_archive: int | None = None
@@ -727,6 +749,18 @@ def _publish_feed(
     else:
         current = store.entries(spec.sources, spec.max_entries)
     entries = _script(spec, current)
+    updated = max((e.updated for e in entries), default=None)
+    content = hashlib.blake2b(
+        repr((signature, prev_archive, entries)).encode("utf-8", "surrogatepass"), digest_size=16
+    ).hexdigest()
+    known = store.feed_written(spec.name)
+    if (
+        not numbers
+        and known is not None
+        and known[2] == content
+        and all((config.output_dir / writer.filename(spec, f)).exists() for f in spec.formats)
+    ):
+        return _Published(len(entries), updated, False, [], [], content)
     written = False
     for fmt in spec.formats:
         newest = base + archive.filename(spec.name, prev_archive) if prev_archive else None
@@ -738,8 +772,7 @@ def _publish_feed(
         elif staging.write(spec.name, target, data):
             written = True
             urls.append(ln.self_url)
-    updated = max((e.updated for e in entries), default=None)
-    return _Published(len(entries), updated, written, urls, numbers)
+    return _Published(len(entries), updated, written, urls, numbers, content)
 
 
 def _script(spec: FeedSpec, entries: list[Entry]) -> list[Entry]:

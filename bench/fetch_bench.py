@@ -17,6 +17,11 @@ twice, each run a child process:
 Each feed holds ``--entries`` short entries (default 3) with text of its own, so the cold pass
 also pays for parsing, cleaning and storing 1,500 items.
 
+3. **httpx alone** (``--floor``, a child process): the same 500 conditional GETs with the same
+   client (httpx's AsyncClient on uvloop, the same concurrency and ETags), and nothing else. Its
+   CPU is the floor under the 304 pass: interpreter start-up plus what httpx itself spends on a
+   request. The 304 pass's CPU beyond it is the aggregator's (config, state, report).
+
 Run (from the repository root)::
 
     /work/venv/bin/python bench/fetch_bench.py [--feeds 500] [--concurrency 16] [--delay 0.2]
@@ -99,6 +104,46 @@ def serve(port_file: Path, delay: float, entries: int) -> None:
     server.serve_forever()
 
 
+def floor(port: int, feeds: int, entries: int, concurrency: int) -> None:
+    """httpx alone: the same conditional GETs the 304 pass makes (same client kind, event loop,
+    concurrency and validators), and nothing else. Run as a child; its CPU is the floor under
+    the 304 pass's: what httpx costs before the aggregator does anything."""
+    import asyncio
+
+    import httpx
+    import uvloop
+
+    async def fetch_all() -> int:
+        limit = asyncio.Semaphore(concurrency)
+        limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+        async with httpx.AsyncClient(limits=limits, trust_env=False) as client:
+
+            async def one(n: int) -> int:
+                etag = f'"{hashlib.sha256(_feed(n, entries)).hexdigest()[:16]}"'
+                async with limit:
+                    url = f"http://127.0.0.1:{port}/{n}.xml"
+                    async with client.stream("GET", url, headers={"if-none-match": etag}) as r:
+                        await r.aread()
+                        return r.status_code
+
+            codes = await asyncio.gather(*(one(n) for n in range(feeds)))
+        return sum(1 for c in codes if c == 304)
+
+    if uvloop.run(fetch_all()) != feeds:
+        raise SystemExit("the floor client did not get a 304 for every feed")
+
+
+def run_floor(port: int, args: argparse.Namespace) -> float:
+    """CPU seconds (user + system) of the httpx-alone child."""
+    argv = [sys.executable, __file__, "--floor", str(port), "--feeds", str(args.feeds),
+            "--entries", str(args.entries), "--concurrency", str(args.concurrency)]  # fmt: skip
+    proc = subprocess.Popen(argv)
+    _, status, usage = os.wait4(proc.pid, 0)
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise SystemExit("the floor client failed")
+    return usage.ru_utime + usage.ru_stime
+
+
 def run_cli(root: Path) -> tuple[float, float, int, dict[str, Any]]:
     """(wall s, CPU s, peak RSS KiB, report) of one ``aggregator run --json`` in ``root``.
     The child is reaped with ``os.wait4``, whose rusage is that process's own."""
@@ -125,9 +170,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--concurrency", type=int, default=16)
     ap.add_argument("--delay", type=float, default=0.2)
     ap.add_argument("--serve", type=Path, help=argparse.SUPPRESS)
+    ap.add_argument("--floor", type=int, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.serve:
         serve(args.serve, args.delay, args.entries)
+        return 0
+    if args.floor:
+        floor(args.floor, args.feeds, args.entries, args.concurrency)
         return 0
     compile_package()  # as installed (bench/installed.py)
 
@@ -158,6 +207,7 @@ def main(argv: list[str] | None = None) -> int:
         ideal = args.feeds / args.concurrency * args.delay
         cold = run_cli(root)
         warm = run_cli(root)
+        httpx_alone = run_floor(port, args)
         cold_report, warm_report = cold[3], warm[3]
         fetched = sum(1 for s in cold_report["sources"] if s["fetch"]["outcome"] == "fetched")
         new = sum(s["new"] for s in cold_report["sources"])
@@ -178,6 +228,7 @@ def main(argv: list[str] | None = None) -> int:
             ("304 pass: wall s", f"{warm[0]:.2f}", "(set by the server's delay)", ""),
             ("304 pass: CPU s", f"{warm[1]:.2f} ({100 * cpu_share:.0f}% of cold)", "<= 20% of cold", "PASS" if cpu_share <= 0.2 else "FAIL"),
             ("304 pass: peak RSS", f"{warm[2] / 1024:.0f} MB", "", ""),
+            ("httpx alone, the same 304 GETs: CPU s", f"{httpx_alone:.2f} ({100 * httpx_alone / cold[1]:.0f}% of cold)", "(the floor under the 304 pass)", ""),
         ]  # fmt: skip
         width = max(len(r[0]) for r in rows)
         for label, value, target, verdict in rows:

@@ -462,8 +462,17 @@ def test_a_changed_archive_listing_is_noticed(ws: Workspace) -> None:
         (mtime,) = db.execute("SELECT mtime_ns FROM files WHERE path = ?", (str(first),)).fetchone()
     assert mtime == stat.st_mtime_ns + 10**9
     assert voa_report(ws.run_json())["files_read"] == 0
+    (voa / "notes.txt").write_text("not an archive item\n", encoding="utf-8")  # skipped
+    assert [s["origin"] for s in voa_report(ws.run_json())["skipped"]] == [str(voa / "notes.txt")]
     (voa / "copy.txt").write_bytes(first.read_bytes())  # added
-    assert voa_report(ws.run_json())["files_read"] == 1
+    added = voa_report(ws.run_json())
+    assert added["files_read"] == 1
+    # The skipped file did not change: still reported, with its reason, and not read again.
+    assert [(s["origin"], s["reason"]) for s in added["skipped"]] == [
+        (str(voa / "notes.txt"), "not an archive item: expected a '[title](url)' line and a "
+         "'------' rule, or YAML front-matter between '---' lines (file unchanged)")
+    ]  # fmt: skip
+    (voa / "notes.txt").unlink()
     (voa / "copy.txt").unlink()  # removed
     removed = voa_report(ws.run_json())
     assert (removed["files_seen"], removed["files_read"]) == (3, 0)

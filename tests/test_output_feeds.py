@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from pathlib import Path
+from typing import Any
 from urllib.parse import parse_qs
 
 import feedparser
@@ -23,7 +24,7 @@ from feedserver import FeedServer, Route
 from lxml import etree
 
 from aggregator import config as config_mod
-from aggregator import pipeline
+from aggregator import pipeline, writer
 from aggregator.store import Store
 
 BASE = "https://news.example.org/feeds/"
@@ -477,3 +478,54 @@ def test_source_links_name_only_files_that_exist(ws: Workspace) -> None:
     doc = json.loads((ws.out / "mix.json").read_bytes())
     urls |= {i["_aggregator"]["source"]["feed_url"] for i in doc["items"]}
     assert urls == {f"https://news.example.org/feeds/{n}.atom" for n in ("voa", "dw", "aljazeera")}
+
+
+def test_a_feed_whose_entries_did_not_change_is_not_rendered_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An article too old for a feed's window changes its source but not what the feed shows:
+    the feed is not rendered again (the same inputs would give the same bytes). A newer
+    article changes the entries: rendered and written."""
+    voa = tmp_path / "voa"
+    voa.mkdir()
+    for n in (1, 2, 3):
+        _voa_item(voa, n, DAY1 + timedelta(days=10 + n), f"第{n}天的新闻。")
+    (tmp_path / "config.toml").write_text(
+        f'base_url = "{BASE}"\noutput_dir = "out"\nstate_db = "s.sqlite3"\n'
+        '[output]\nmax_entries = 2\n[[sources]]\nname = "voa"\npath = "voa"\nadapter = "voa"\n',
+        encoding="utf-8",
+    )
+    cfg = config_mod.load(tmp_path / "config.toml")
+    rendered: list[str] = []
+    for fmt, render in list(writer.RENDER.items()):
+
+        def counting(*args: Any, _fmt: str = fmt, _render: Any = render, **kw: Any) -> bytes:
+            rendered.append(f"{args[0].name}.{_fmt}")
+            return _render(*args, **kw)  # type: ignore[no-any-return]
+
+        monkeypatch.setitem(writer.RENDER, fmt, counting)
+
+    def run() -> dict[str, bool]:
+        rendered.clear()
+        with pipeline.exclusive(cfg), Store(cfg.state_db) as store:
+            report = pipeline.run_once(cfg, store, datetime.now(UTC))
+            store.commit()
+        return {f.name: f.written for f in report.feeds}
+
+    assert run() == {"all": True, "voa": True}
+    before = (tmp_path / "out" / "voa.atom").read_bytes()
+    _voa_item(voa, 4, DAY1, "很久以前的新闻。")  # older than both entries shown
+    assert run() == {"all": False, "voa": False}
+    assert rendered == []
+    assert (tmp_path / "out" / "voa.atom").read_bytes() == before
+    _voa_item(voa, 5, DAY1 + timedelta(days=30), "最新的新闻。")
+    assert run() == {"all": True, "voa": True}
+    assert sorted(rendered) == [
+        "all.atom",
+        "all.json",
+        "all.rss",
+        "voa.atom",
+        "voa.json",
+        "voa.rss",
+    ]
+    assert "最新的新闻" in (tmp_path / "out" / "voa.atom").read_text(encoding="utf-8")

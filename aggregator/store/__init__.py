@@ -276,14 +276,27 @@ class Store:
 
     # -- files -------------------------------------------------------------------------------
 
-    def file_states(self, source: str) -> dict[str, FileState]:
+    def file_states(self, source: str, paths: Sequence[str] | None = None) -> dict[str, FileState]:
+        """What is recorded of each of the source's files (of only ``paths``, when given)."""
+        make = FileState._make
         with self._errors:
-            rows = self._db.execute(
-                "SELECT path, size, mtime_ns, digest, status, reason FROM files WHERE source = ?",
-                (source,),
-            )
-            make = FileState._make
-            return {r[0]: make(r[1:]) for r in rows}
+            if paths is None:
+                rows = self._db.execute(
+                    "SELECT path, size, mtime_ns, digest, status, reason FROM files"
+                    " WHERE source = ?",
+                    (source,),
+                )
+                return {r[0]: make(r[1:]) for r in rows}
+            found: dict[str, FileState] = {}
+            for start in range(0, len(paths), 500):
+                chunk = paths[start : start + 500]
+                marks = ", ".join("?" for _ in chunk)
+                sql = (
+                    "SELECT path, size, mtime_ns, digest, status, reason FROM files"  # noqa: S608 - marks only
+                    " WHERE source = ? AND path IN (" + marks + ")"
+                )
+                found.update((r[0], make(r[1:])) for r in self._db.execute(sql, (source, *chunk)))
+            return found
 
     def skipped_files(self, source: str) -> list[tuple[str, str]]:
         """(path, reason) of the source's files recorded as skipped."""
@@ -295,7 +308,7 @@ class Store:
             )
             return [(r[0], r[1]) for r in rows]
 
-    def listing(self, source: str) -> str | None:
+    def listing_digest(self, source: str) -> str | None:
         """The digest of the source's folder listing when every file in it was last taken in."""
         with self._errors:
             row = self._db.execute(
@@ -303,15 +316,29 @@ class Store:
             ).fetchone()
         return None if row is None else str(row[0])
 
-    def save_listing(self, source: str, digest: str | None) -> None:
-        """Remember (or with None, forget) the digest of the source's folder listing."""
+    def listing_lines(self, source: str) -> list[str] | None:
+        """That listing's lines, when they are recorded."""
+        with self._errors:
+            row = self._db.execute(
+                "SELECT lines FROM listings WHERE source = ?", (source,)
+            ).fetchone()
+        if row is None or row[0] is None:
+            return None
+        return bytes(row[0]).decode("utf-8", "surrogateescape").split("\n")
+
+    def save_listing(self, source: str, digest: str | None, lines: str = "") -> None:
+        """Remember the source's folder listing (its digest and its lines, one file each),
+        or with None, forget it."""
         with self._errors:
             if digest is None:
                 self._db.execute("DELETE FROM listings WHERE source = ?", (source,))
             else:
+                # Not compressed: zlib would take 0.1 s for 100,000 lines (7.5 MB), every run
+                # whose listing changed.
+                blob = lines.encode("utf-8", "surrogateescape")
                 self._db.execute(
-                    "INSERT OR REPLACE INTO listings (source, digest) VALUES (?, ?)",
-                    (source, digest),
+                    "INSERT OR REPLACE INTO listings (source, digest, lines) VALUES (?, ?, ?)",
+                    (source, digest, blob),
                 )
 
     def record_file(self, source: str, path: str, state: FileState, now: datetime) -> None:
@@ -887,22 +914,28 @@ class Store:
 
     # -- output feeds ------------------------------------------------------------------------
 
-    def feed_written(self, name: str) -> tuple[str, int] | None:
-        """(settings signature, entry count) of the feed as last built, or None."""
+    def feed_written(self, name: str) -> tuple[str, int, str | None] | None:
+        """(settings signature, entry count, content digest) of the feed as last built, or
+        None."""
         with self._errors:
             row = self._db.execute(
-                "SELECT signature, entries FROM feeds WHERE name = ?", (name,)
+                "SELECT signature, entries, content FROM feeds WHERE name = ?", (name,)
             ).fetchone()
-        return (str(row[0]), int(row[1])) if row else None
+        return (str(row[0]), int(row[1]), row[2]) if row else None
 
     def record_feed(
-        self, name: str, signature: str, entries: int, updated: datetime | None
+        self,
+        name: str,
+        signature: str,
+        entries: int,
+        updated: datetime | None,
+        content: str | None = None,
     ) -> None:
         with self._errors:
             self._db.execute(
-                "INSERT OR REPLACE INTO feeds (name, signature, entries, updated)"
-                " VALUES (?, ?, ?, ?)",
-                (name, signature, entries, _t(updated) if updated else None),
+                "INSERT OR REPLACE INTO feeds (name, signature, entries, updated, content)"
+                " VALUES (?, ?, ?, ?, ?)",
+                (name, signature, entries, _t(updated) if updated else None, content),
             )
 
     # -- runs, for the health page and /metrics ----------------------------------------------

@@ -211,4 +211,14 @@ MIGRATIONS: tuple[str, ...] = (
         digest  TEXT NOT NULL
     ) WITHOUT ROWID;
     """,
+    # 8: the listing itself ("path NUL size NUL mtime" lines, UTF-8): a run whose listing
+    # changed compares the two and looks up only the files whose line is new.
+    """
+    ALTER TABLE listings ADD COLUMN lines BLOB;
+    """,
+    # 9: each feed's rendered-from digest (its settings and the entries it showed), so a feed
+    # whose sources changed but whose entries did not is not rendered again.
+    """
+    ALTER TABLE feeds ADD COLUMN content TEXT;
+    """,
 )
