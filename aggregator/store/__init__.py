@@ -259,6 +259,16 @@ class Store:
             }
         return self._storied
 
+    def _each(
+        self, sql: str, keys: Sequence[str], before: tuple[object, ...] = ()
+    ) -> Iterator[tuple[Any, ...]]:
+        """The rows of ``sql``, whose ``IN ({})`` takes ``keys``, asked 500 keys at a time
+        (SQLite's limit on parameters); ``before`` are the parameters ahead of them."""
+        for start in range(0, len(keys), 500):
+            chunk = keys[start : start + 500]
+            marks = ", ".join("?" * len(chunk))
+            yield from self._db.execute(sql.format(marks), (*before, *chunk))
+
     def _sets(self) -> _Known:
         if self._known is None:
             db = self._db
@@ -287,16 +297,11 @@ class Store:
                     (source,),
                 )
                 return {r[0]: make(r[1:]) for r in rows}
-            found: dict[str, FileState] = {}
-            for start in range(0, len(paths), 500):
-                chunk = paths[start : start + 500]
-                marks = ", ".join("?" for _ in chunk)
-                sql = (
-                    "SELECT path, size, mtime_ns, digest, status, reason FROM files"  # noqa: S608 - marks only
-                    " WHERE source = ? AND path IN (" + marks + ")"
-                )
-                found.update((r[0], make(r[1:])) for r in self._db.execute(sql, (source, *chunk)))
-            return found
+            sql = (
+                "SELECT path, size, mtime_ns, digest, status, reason FROM files"
+                " WHERE source = ? AND path IN ({})"
+            )
+            return {r[0]: make(r[1:]) for r in self._each(sql, paths, (source,))}
 
     def skipped_files(self, source: str) -> list[tuple[str, str]]:
         """(path, reason) of the source's files recorded as skipped."""
@@ -624,16 +629,13 @@ class Store:
 
     def signatures(self, keys: Sequence[str]) -> Iterator[tuple[str, bytes, int]]:
         """(key, signature, shingles) of each of ``keys`` that has a sketch."""
+        sql = (
+            "SELECT g.key, g.sig, s.shingles FROM signatures g JOIN sketches s"
+            " ON s.key = g.key WHERE g.key IN ({})"
+        )
         with self._errors:
-            for start in range(0, len(keys), 500):
-                chunk = keys[start : start + 500]
-                marks = ", ".join("?" for _ in chunk)
-                sql = (
-                    "SELECT g.key, g.sig, s.shingles FROM signatures g JOIN sketches s"  # noqa: S608 - marks only
-                    " ON s.key = g.key WHERE g.key IN (" + marks + ")"
-                )
-                for key, sig, shingles in self._db.execute(sql, chunk):
-                    yield key, bytes(sig), shingles
+            for key, sig, shingles in self._each(sql, keys):
+                yield key, bytes(sig), shingles
 
     def pending_days(self) -> tuple[int, int, int] | None:
         """(count, first day, last day) of the sketches not compared yet, or None."""
@@ -679,21 +681,18 @@ class Store:
         self, keys: Sequence[str]
     ) -> Iterator[tuple[str, str, Sketch, datetime, str, bool, str]]:
         """(key, story, sketch, published, outlet, pending, source) of each of ``keys``."""
+        sql = (
+            "SELECT s.key, COALESCE(i.story, s.key), g.sig, s.bands, s.shingles, s.title,"
+            " s.title_key, s.numbers, i.published, i.outlet, s.pending, i.source"
+            " FROM sketches s JOIN items i ON i.key = s.key JOIN signatures g"
+            " ON g.key = s.key WHERE s.key IN ({})"
+        )
         with self._errors:
-            for start in range(0, len(keys), 500):
-                chunk = keys[start : start + 500]
-                marks = ", ".join("?" for _ in chunk)
-                sql = (
-                    "SELECT s.key, COALESCE(i.story, s.key), g.sig, s.bands, s.shingles, s.title,"  # noqa: S608 - marks only
-                    " s.title_key, s.numbers, i.published, i.outlet, s.pending, i.source"
-                    " FROM sketches s JOIN items i ON i.key = s.key JOIN signatures g"
-                    " ON g.key = s.key WHERE s.key IN (" + marks + ")"
-                )
-                rows = self._db.execute(sql, chunk)
-                for key, story, sig, bands, shingles, title, tkey, numbers, pub, *rest in rows:
-                    outlet, pending, source = rest
-                    sketch = Sketch(bytes(sig), bytes(bands), shingles, title, tkey, numbers)
-                    yield key, story, sketch, _dt(pub), outlet, bool(pending), source
+            rows = self._each(sql, keys)
+            for key, story, sig, bands, shingles, title, tkey, numbers, pub, *rest in rows:
+                outlet, pending, source = rest
+                sketch = Sketch(bytes(sig), bytes(bands), shingles, title, tkey, numbers)
+                yield key, story, sketch, _dt(pub), outlet, bool(pending), source
 
     def compared(self) -> None:
         """Every pending sketch has been compared."""
