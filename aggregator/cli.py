@@ -28,10 +28,10 @@ from aggregator import config as config_mod
 from aggregator.adapters import ADAPTERS, AUTO
 from aggregator.errors import AggregatorError, ConfigError, PublishError, ServeError, StoreError
 from aggregator.model import Config, FetchStatus, RunReport
+from aggregator.store import Store
 
 if TYPE_CHECKING:
     from rich.progress import Progress
-from aggregator.store import Store
 
 EXIT_OK, EXIT_NOTHING, EXIT_CONFIG, EXIT_STATE = 0, 1, 2, 3
 # A progress bar is worth drawing only when there is this much to read.
@@ -453,7 +453,6 @@ def _fetch_cell(status: FetchStatus) -> str:
 
 
 def _cmd_run(args: argparse.Namespace, out: Console, err: Console) -> int:
-
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.ERROR,
         format="aggregator: %(levelname)s: %(message)s",

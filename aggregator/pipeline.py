@@ -315,8 +315,12 @@ def _ingest(
     text = "\n".join(lines)
     listing = hashlib.blake2b(text.encode("utf-8", "surrogateescape"), digest_size=16).hexdigest()
     if store.listing_digest(source.name) == listing:
-        for path, reason in store.skipped_files(source.name):
-            tally.skipped.append(Skip(path, f"{reason} (file unchanged)"))
+        # A skipped file stays recorded after it is deleted: only the ones still listed.
+        skipped = store.skipped_files(source.name)
+        present = {stat.path for stat in stats} if skipped else set()
+        for path, reason in skipped:
+            if path in present:
+                tally.skipped.append(Skip(path, f"{reason} (file unchanged)"))
         return tally.report()
     before = store.listing_lines(source.name)
     if before is None:
@@ -599,12 +603,14 @@ def _signature(
     spec: FeedSpec, config: Config, sources: dict[str, Source], homes: dict[str, FeedSpec]
 ) -> str:
     """Everything besides the stored entries that shapes a feed's bytes: its settings, its
-    sources, the per-source feeds its entries name (``atom:source``), the hub it advertises."""
+    sources, the per-source feeds its entries name (``atom:source``), the hub it advertises;
+    and the folder its files are in (a feed is not rendered again while its files there are
+    what it was rendered from, so another folder must not inherit that trust)."""
     used = [sources[name] for name in spec.sources if name in sources]
     home = [homes[name] for name in spec.sources if name in homes]
     text = repr((
         __version__, config.base_url, config.hub, spec, used, home, sorted(sources),
-        stylesheet.FILENAME,
+        stylesheet.FILENAME, str(config.output_dir),
     ))  # fmt: skip
     return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
 
@@ -677,14 +683,23 @@ def _write_feeds(
             except AggregatorError as e:
                 log.error("%s", e)
                 errors.append(str(e))
-        for name, error in staging.commit().items():
+        for name, (error, placed) in staging.commit().items():
             if name == _EXTRAS:
                 log.error("%s", error)
                 errors.append(str(error))
                 continue
             spec = next(f for f in config.feeds if f.name == name)
             errors.append(_feed_failed(store, spec, results[name].path, error))
-            store.forget_archive_pages(name, pages[name])
+            # Pages put in place stay (readers may have them; their numbers are spent); the
+            # others are taken back, their entries to the feed's current document.
+            store.forget_archive_pages(
+                name,
+                [
+                    n
+                    for n in pages[name]
+                    if config.output_dir / archive.filename(name, n) not in placed
+                ],
+            )
             results[name] = replace(results[name], written=False)
             urls[name] = []
     return list(results.values()), errors, [u for name in urls for u in urls[name]]

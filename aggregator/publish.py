@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import os
+import secrets
 from pathlib import Path
 
 from aggregator.errors import PublishError
@@ -30,8 +31,9 @@ def unchanged(path: Path, data: bytes) -> bool:
 
 
 _counter = itertools.count()
-# One sync of every filesystem for a whole batch of files, where the platform has it (POSIX);
-# elsewhere each file is flushed on its own.
+_TOKEN = secrets.token_hex(4)
+# One sync of every filesystem for a whole batch of files. On Linux sync() returns when the
+# data is on disk; where there is no sync() each file is flushed on its own.
 _SYNC_ALL = hasattr(os, "sync")
 
 
@@ -50,9 +52,10 @@ def _error(path: Path, e: OSError) -> PublishError:
 
 def _write_temp(path: Path, data: bytes, sync: bool) -> Path:
     """``data`` in a new temporary file beside ``path`` (flushed to disk when ``sync``)."""
-    # A name no other writer uses: this process's id and a counter (tempfile's random names
-    # cost more than the whole write of a small feed).
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{next(_counter)}.tmp")
+    # A name no other writer uses: this process's id, a token drawn once per process (a
+    # leftover of a killed process with the same pid cannot collide) and a counter. tempfile's
+    # random names cost more than the whole write of a small feed.
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{_TOKEN}.{next(_counter)}.tmp")
     fd = None
     try:
         try:
@@ -116,23 +119,29 @@ class Staging:
         for tmp, _ in self._groups.pop(group, ()):
             _forget(tmp)
 
-    def commit(self) -> dict[str, PublishError]:
-        """Sync, then rename every staged file over its target, group by group in the order
-        staged. A group whose rename fails stops there (its later files are dropped) and is
-        returned with the error; the others go on."""
-        failed: dict[str, PublishError] = {}
-        if _SYNC_ALL and self._groups:
+    def commit(self) -> dict[str, tuple[PublishError, list[Path]]]:
+        """Sync, rename every staged file over its target, group by group in the order staged,
+        and sync again. A group whose rename fails stops there (its later files are dropped)
+        and is returned with the error and the targets it did put in place; the others go on."""
+        failed: dict[str, tuple[PublishError, list[Path]]] = {}
+        if not self._groups:
+            return failed
+        if _SYNC_ALL:
             os.sync()
         for group, files in self._groups.items():
             for i, (tmp, path) in enumerate(files):
                 try:
                     tmp.replace(path)
                 except OSError as e:
-                    failed[group] = _error(path, e)
+                    failed[group] = (_error(path, e), [target for _, target in files[:i]])
                     for left, _ in files[i:]:
                         _forget(left)
                     break
         self._groups.clear()
+        if _SYNC_ALL:
+            # The renames on disk too, before the caller records what it published: after a
+            # power cut the state must not say a file is current when the old one came back.
+            os.sync()
         return failed
 
     def __enter__(self) -> Staging:

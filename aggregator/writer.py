@@ -1,6 +1,5 @@
-"""Entries -> feed documents: Atom 1.0 (RFC 4287), RSS 2.0 and JSON Feed 1.1. feedgen builds
-the Atom and RSS documents (its model of a feed is made in feedmodel.py, imported the first time a
-feed is rendered: feedgen and the dateutil it loads cost ~45 ms a run that renders nothing).
+"""Entries -> feed documents: Atom 1.0 (RFC 4287), RSS 2.0 and JSON Feed 1.1. The only
+feedgen import (made the first time a feed is rendered; see ``_feedgen``).
 
 Input: a ``FeedSpec``, its entries (newest first), the public base URL, the configured sources
 (for each entry's ``atom:source``) and a ``Links`` saying where the document sits (its twins in
@@ -24,13 +23,16 @@ from __future__ import annotations
 
 import html
 import json
+import mimetypes
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import cache
 from typing import Any
+from urllib.parse import urlsplit
 
-from aggregator import stylesheet
+from aggregator import __version__, stylesheet
 from aggregator.model import Entry, FeedSpec, Source
 
 ATOM_NS = "http://www.w3.org/2005/Atom"
@@ -112,6 +114,175 @@ def home_url(base_url: str, home: FeedSpec, fmt: str) -> str:
     return feed_url(base_url, home, fmt if fmt in home.formats else "atom")
 
 
+@cache
+def _feedgen() -> tuple[Any, Any, Any]:
+    """(FeedGenerator, the feed extension, the entry extension). feedgen is imported the first
+    time a feed is rendered: it and the dateutil it loads cost ~45 ms of every run that renders
+    nothing (a no-change run, a 304 pass). The extensions write what feedgen cannot: feed-level
+    links (the other formats, the WebSub hub, RFC 5005 archive links) and per entry a full
+    ``atom:source``, ``xml:lang``, the story's other copies (``via``/``related``) and the lead
+    image as Media RSS."""
+    from feedgen.ext.base import BaseEntryExtension, BaseExtension
+    from feedgen.feed import FeedGenerator
+    from feedgen.util import xml_elem
+
+    class Ext(BaseExtension):  # type: ignore[misc]
+        """Feed-level links feedgen cannot write: twins, hub and RFC 5005 archive links."""
+
+        def __init__(self) -> None:
+            self.links: Links | None = None
+
+        def extend_ns(self) -> dict[str, str]:
+            ns = {"media": MEDIA_NS, "dc": DC_NS}
+            if self.links is not None and (self.links.current or self.links.prev_archive):
+                ns["fh"] = FH_NS
+            return ns
+
+        def _add(self, parent: Any, tag: str) -> None:
+            ln = self.links
+            if ln is None:
+                return
+            for kind, url in ln.twins:
+                xml_elem(tag, parent, rel="alternate", type=kind, href=url)
+            if ln.hub:
+                xml_elem(tag, parent, rel="hub", href=ln.hub)
+            if ln.current:  # an archive page (RFC 5005 section 4)
+                xml_elem(tag, parent, rel="current", type=ATOM_TYPE, href=ln.current)
+            if ln.prev_archive:
+                xml_elem(tag, parent, rel="prev-archive", type=ATOM_TYPE, href=ln.prev_archive)
+            if ln.current:
+                xml_elem(f"{{{FH_NS}}}archive", parent)
+
+        def extend_atom(self, feed: Any) -> Any:
+            self._add(feed, "link")
+            return feed
+
+        def extend_rss(self, feed: Any) -> Any:
+            self._add(feed[0], f"{{{ATOM_NS}}}link")  # into <channel>
+            return feed
+
+    class EntryExt(BaseEntryExtension):  # type: ignore[misc]
+        """Adds what feedgen's entry cannot express: a full ``atom:source``, ``xml:lang`` on the
+        entry, and the lead image as Media RSS with its caption."""
+
+        def __init__(self) -> None:
+            self.lang: str | None = None
+            self.source: dict[str, str] | None = None
+            self.image: tuple[str, str] | None = None
+            self.author = ""
+            self.links: list[tuple[str, str]] = []  # (rel, href) of the story's other copies
+
+        def _media(self, entry: Any) -> None:
+            if self.image:
+                url, caption = self.image
+                mime = mimetypes.guess_type(urlsplit(url).path)[0] or ""
+                attrs = {"url": url, "medium": "image"}
+                if mime.startswith("image/"):
+                    attrs["type"] = mime
+                content = xml_elem(f"{{{MEDIA_NS}}}content", entry, **attrs)
+                if caption:
+                    desc = xml_elem(f"{{{MEDIA_NS}}}description", content, type="plain")
+                    desc.text = caption
+                xml_elem(f"{{{MEDIA_NS}}}thumbnail", entry, url=url)
+
+        def extend_atom(self, entry: Any) -> Any:
+            if self.lang:
+                entry.set(XML_LANG, self.lang)
+            for rel, href in self.links:
+                xml_elem("link", entry, rel=rel, type="text/html", href=href)
+            self._media(entry)
+            if self.source:
+                src = xml_elem("source", entry)
+                xml_elem("id", src).text = self.source["id"]
+                xml_elem("title", src).text = self.source["title"]
+                if self.source.get("alternate"):
+                    xml_elem(
+                        "link",
+                        src,
+                        rel="alternate",
+                        type="text/html",
+                        href=self.source["alternate"],
+                    )
+                xml_elem("link", src, rel="self", type=ATOM_TYPE, href=self.source["self"])
+            return entry
+
+        def extend_rss(self, item: Any) -> Any:
+            # RSS 2.0's <author> must be an e-mail address; the outlet's name goes in dc:creator.
+            xml_elem(f"{{{DC_NS}}}creator", item).text = self.author
+            self._media(item)
+            if self.source:
+                src = xml_elem("source", item, url=self.source["self_rss"])
+                src.text = self.source["title"]
+            return item
+
+    return FeedGenerator, Ext, EntryExt
+
+
+def _build(
+    spec: FeedSpec,
+    entries: Sequence[Entry],
+    base_url: str,
+    sources: Mapping[str, Source],
+    source_feeds: Mapping[str, FeedSpec],
+) -> tuple[Any, str]:
+    """feedgen's model of the feed (without links) and its language."""
+    feed_generator, ext_class, entry_ext_class = _feedgen()
+    fg = feed_generator()
+    fg.register_extension("agg", ext_class, entry_ext_class, atom=True, rss=True)
+    lang = feed_lang(spec, entries, sources)
+    fg.id(feed_id(spec.name))
+    fg.title(spec.title)
+    if spec.subtitle:
+        fg.subtitle(spec.subtitle)
+    fg.language(lang)
+    fg.generator("aggregator", version=__version__, uri=GENERATOR_URI)
+    if spec.icon:
+        fg.icon(spec.icon)
+    fg.updated(max((e.updated for e in entries), default=NEVER))
+    for e in entries:
+        fe = fg.add_entry(order="append")
+        fe.id(e.atom_id)
+        fe.title(e.title)
+        if e.link:
+            fe.link(href=e.link, rel="alternate", type="text/html")
+        fe.published(e.published)
+        fe.updated(e.updated)
+        author = {"name": e.author}
+        if e.author_uri:
+            author["uri"] = e.author_uri
+        fe.author(author)
+        for term in e.categories:
+            fe.category(term=term)
+        if e.summary:
+            fe.summary(e.summary)
+        fe.content(e.content, type="html")
+        ext = fe.agg
+        ext.lang = e.lang if e.lang != lang else None
+        ext.author = e.author
+        # Written by the extension: feedgen drops the rel of every entry link (its loop
+        # rebinds ``link``), which would make each copy a second rel="alternate".
+        ext.links = ([("via", e.via)] if e.via else []) + [("related", u) for u in e.related]
+        if e.image:
+            ext.image = (e.image.url, e.image.caption)
+        home = source_feeds.get(e.source)
+        src = sources.get(e.source)
+        if home is not None and src is not None:
+            ext.source = {
+                "id": feed_id(home.name),
+                "title": home.title,
+                "self": feed_url(base_url, home),
+                "self_rss": home_url(base_url, home, "rss"),
+                "alternate": src.homepage or "",
+            }
+    return fg, lang
+
+
+def _set_links(fg: Any, spec: FeedSpec, base_url: str, ln: Links, kind: str) -> None:
+    fg.link(href=ln.self_url, rel="self", type=kind, replace=True)
+    fg.link(href=spec.link or base_url, rel="alternate", type="text/html")
+    fg.agg.links = ln
+
+
 def atom(
     spec: FeedSpec,
     entries: Sequence[Entry],
@@ -121,11 +292,9 @@ def atom(
     ln: Links | None = None,
 ) -> bytes:
     """The Atom document for ``spec`` holding ``entries`` in the order given."""
-    from aggregator import feedmodel
-
-    fg, _ = feedmodel.build(spec, entries, base_url, sources, source_feeds)
+    fg, _ = _build(spec, entries, base_url, sources, source_feeds)
     ln = ln or links(spec, base_url, "atom")
-    feedmodel.set_links(fg, spec, base_url, ln, ATOM_TYPE)
+    _set_links(fg, spec, base_url, ln, ATOM_TYPE)
     doc = bytes(fg.atom_str(pretty=True, encoding="UTF-8", xml_declaration=True))
     # The readable page for browsers: the stylesheet instruction right after the declaration,
     # relative to where this document sits (an archive page is two folders down).
@@ -146,16 +315,14 @@ def rss(
 ) -> bytes:
     """The RSS 2.0 twin: the same entries, ``guid`` = the Atom id (not a permalink),
     ``description`` the plain-text summary as HTML, ``content:encoded`` the full text."""
-    from aggregator import feedmodel
-
-    fg, _ = feedmodel.build(spec, entries, base_url, sources, source_feeds)
+    fg, _ = _build(spec, entries, base_url, sources, source_feeds)
     # RSS 2.0 requires a channel description; the title stands in when there is no subtitle.
     fg.description(spec.subtitle or spec.title)
     for fe, e in zip(fg.entry(), entries, strict=True):
         if e.summary:
             # RSS description is HTML: the plain-text summary is escaped once for it.
             fe.description(html.escape(e.summary, quote=False), isSummary=True)
-    feedmodel.set_links(fg, spec, base_url, ln or links(spec, base_url, "rss"), RSS_TYPE)
+    _set_links(fg, spec, base_url, ln or links(spec, base_url, "rss"), RSS_TYPE)
     return bytes(fg.rss_str(pretty=True, encoding="UTF-8", xml_declaration=True))
 
 

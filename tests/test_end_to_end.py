@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import sqlite3
 from datetime import UTC, datetime
@@ -473,6 +474,8 @@ def test_a_changed_archive_listing_is_noticed(ws: Workspace) -> None:
          "'------' rule, or YAML front-matter between '---' lines (file unchanged)")
     ]  # fmt: skip
     (voa / "notes.txt").unlink()
+    assert voa_report(ws.run_json())["skipped"] == []
+    assert voa_report(ws.run_json())["skipped"] == []  # the same listing: not reported either
     (voa / "copy.txt").unlink()  # removed
     removed = voa_report(ws.run_json())
     assert (removed["files_seen"], removed["files_read"]) == (3, 0)
@@ -490,3 +493,15 @@ def test_a_changed_archive_listing_is_noticed(ws: Workspace) -> None:
     assert next(s for s in report.sources if s.name == "voa").files_read == 1
     assert voa_report(ws.run_json())["files_read"] == 2
     assert voa_report(ws.run_json())["files_read"] == 0
+
+
+def test_a_link_loop_in_an_archive_folder_is_read_once(ws: Workspace) -> None:
+    """A symbolic link back up the tree: its files are read once, the loop is reported, and
+    the run goes on."""
+    voa = ws.root / "seeds" / "voa"
+    (voa / "again").symlink_to(voa, target_is_directory=True)
+    proc = ws.cli("run", "--json")
+    assert proc.returncode == 0, proc.stderr
+    assert "a link to a folder already read" in proc.stderr
+    voa_report = next(s for s in json.loads(proc.stdout)["sources"] if s["name"] == "voa")
+    assert voa_report["files_seen"] == 3

@@ -465,6 +465,36 @@ def test_a_feed_that_cannot_be_put_in_place_loses_no_entry(tmp_path: Path) -> No
     assert len(walked) == len(set(walked)) == 5  # every entry reachable, none lost
 
 
+def test_an_archive_page_put_in_place_stays_when_its_feed_fails(tmp_path: Path) -> None:
+    """The page is renamed into place, then the feed's current document cannot be (a folder
+    has its name): the page stays published (readers may have fetched it; it is never
+    rewritten), the feed is reported, and the next run publishes the current document with
+    every entry reachable through the page."""
+    _, voa = _archive_setup(tmp_path)
+    ws, out = Workspace(tmp_path), tmp_path / "out"
+    for n in (1, 2, 3):
+        _voa_item(voa, n, DAY1 + timedelta(days=n), f"第{n}天的新闻。")
+    ws.run_json()
+    (out / "voa.atom").unlink()
+    (out / "voa.atom").mkdir()
+    (out / "voa.atom" / "keep").write_text("a folder in the way", encoding="utf-8")
+    for n in (4, 5):
+        _voa_item(voa, n, DAY1 + timedelta(days=n), f"第{n}天的新闻。")
+    report = ws.run_json(expect=3)
+    assert [e for e in report["errors"] if "voa.atom" in e], report["errors"]
+    page = out / "archive" / "voa" / "1.atom"
+    published = page.read_bytes()
+    with Store(tmp_path / "s.sqlite3") as store:  # still recorded: its number is spent
+        assert store.archive_pages("voa") == [1]
+    shutil.rmtree(out / "voa.atom")
+    for n in (6, 7):  # more to archive: a page cut again would hold other entries
+        _voa_item(voa, n, DAY1 + timedelta(days=n), f"第{n}天的新闻。")
+    ws.run_json()
+    assert page.read_bytes() == published  # the page was not rewritten
+    walked = _walk(out, "voa")
+    assert len(walked) == len(set(walked)) == 7  # every entry reachable, none lost
+
+
 def test_source_links_name_only_files_that_exist(ws: Workspace) -> None:
     """Per-source feeds in Atom only, a configured feed in all three formats: its RSS and
     JSON entries name their home feed by the Atom file, the one that is published."""

@@ -3,11 +3,19 @@ and the same counts as reading it in one process."""
 
 from __future__ import annotations
 
+import sqlite3
 import subprocess
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 
+import pytest
 from conftest import ROOT, Workspace
+
+from aggregator import config as config_mod
+from aggregator import pipeline
+from aggregator import store as store_module
+from aggregator.store import Store
 
 ITEMS = 700  # VOA gets ~45%: above pipeline.PARALLEL_THRESHOLD (256) for its folder
 
@@ -46,3 +54,61 @@ def test_workers_give_the_same_feeds_as_one_process(tmp_path: Path) -> None:
     assert sum(c["new"] for c in counts) > ITEMS * 0.8
     assert one.feed_bytes() == two.feed_bytes()
     assert len(one.feed_bytes()) == 4
+
+
+def test_few_and_many_articles_store_the_same(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A run expecting many articles answers "is it stored?" from in-memory sets of every key,
+    one expecting few by indexed queries (store.BULK_ITEMS decides). Over a corpus with
+    re-archives, edits and identical copies, taken in cold and then with more files on top,
+    both ways store the same rows and write the same feeds."""
+    corpus = tmp_path / "corpus"
+
+    def grow(start: int, items: int) -> None:
+        subprocess.run(
+            [sys.executable, str(ROOT / "bench" / "corpus.py"), str(corpus), "--items",
+             str(items), "--start", str(start), "--jobs", "1"],
+            check=True, capture_output=True, timeout=120,
+        )  # fmt: skip
+
+    grow(0, 300)
+    for n, original in enumerate(sorted((corpus / "voa").iterdir())[:5]):
+        # The same text under another article id: an exact duplicate.
+        text = original.read_text(encoding="utf-8")
+        link = text.split("](", 1)[1].split(")", 1)[0]
+        copy = link.rsplit("/", 1)[0] + f"/{9_000_000 + n}.html"
+        (corpus / "voa" / f"copy{n}.txt").write_text(text.replace(link, copy), encoding="utf-8")
+    ws = {mode: _workspace(tmp_path / mode, corpus, workers=1) for mode in ("sets", "queries")}
+    now = datetime(2025, 1, 1, tzinfo=UTC)
+
+    def run(mode: str) -> None:
+        monkeypatch.setattr(store_module, "BULK_ITEMS", 0 if mode == "sets" else 10**9)
+        cfg = config_mod.load(ws[mode].config)
+        with Store(cfg.state_db) as store:
+            pipeline.run_once(cfg, store, now)
+            store.commit()
+
+    def rows(mode: str) -> list[list[tuple[object, ...]]]:
+        with sqlite3.connect(ws[mode].root / "state" / "test.sqlite3") as db:
+            return [
+                db.execute(sql).fetchall()
+                for sql in (
+                    "SELECT key, atom_id, title, text_hash, published, updated FROM items"
+                    " ORDER BY key",
+                    "SELECT key, at, text_hash FROM versions ORDER BY key, at, text_hash",
+                    "SELECT key, kept_key FROM duplicates ORDER BY key",
+                )
+            ]
+
+    for mode in ws:
+        run(mode)
+    assert rows("sets") == rows("queries")
+    assert len(rows("sets")[2]) >= 3  # copies recorded as duplicates (not of a superseded text)
+    assert ws["sets"].feed_bytes() == ws["queries"].feed_bytes()
+    grow(300, 60)  # new articles and re-archives of stored ones
+    for mode in ws:
+        run(mode)
+    assert rows("sets") == rows("queries")
+    assert len(rows("sets")[1]) > len(rows("sets")[0])  # some articles have several versions
+    assert ws["sets"].feed_bytes() == ws["queries"].feed_bytes()

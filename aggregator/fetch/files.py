@@ -8,6 +8,7 @@ Errors are ``FetchError`` naming the path and the reason.
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Iterator
 from fnmatch import fnmatch
@@ -18,6 +19,7 @@ from aggregator.model import Fetched, FileStat, Source
 
 # An archive item is a few KiB (seeds/: 5-8 KiB); 16 MiB is no article and would only cost memory.
 MAX_FILE_BYTES = 16 * 1024 * 1024
+log = logging.getLogger("aggregator")
 _DIRECTORY = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
 
 
@@ -39,15 +41,25 @@ def scan(source: Source) -> Iterator[FileStat]:
     yield from _walk(str(root), include)
 
 
-def _walk(folder: str, include: tuple[str, ...] | None) -> Iterator[FileStat]:
+def _walk(
+    folder: str, include: tuple[str, ...] | None, seen: set[tuple[int, int]] | None = None
+) -> Iterator[FileStat]:
     # The hot loop of a no-change run (one pass per file of every archive): plain strings, no
-    # pattern matching for the default include, and each file stat'ed relative to its open
-    # folder (no path lookup from the root: 20% less time; see bench/run_bench.py "no-change").
+    # pattern matching for the default include, names listed and each stat'ed once relative to
+    # its open folder (no DirEntry objects, no path lookup from the root; ~25% less time, see
+    # bench/run_bench.py "no-change"). ``seen`` holds the folders entered (device, inode): a
+    # symbolic link back up the tree is not followed round again.
     try:
         fd = os.open(folder, _DIRECTORY)
     except OSError as e:
         raise FetchError(folder, f"cannot list the folder: {e.strerror or e}") from e
     try:
+        st = os.fstat(fd)
+        seen = seen if seen is not None else set()
+        if (st.st_dev, st.st_ino) in seen:
+            log.error("%s: a link to a folder already read (a loop?); not read again", folder)
+            return
+        seen.add((st.st_dev, st.st_ino))
         try:
             names = sorted(n for n in os.listdir(fd) if n[0] != ".")  # noqa: PTH208 - a folder fd
         except OSError as e:
@@ -59,7 +71,10 @@ def _walk(folder: str, include: tuple[str, ...] | None) -> Iterator[FileStat]:
             except OSError:
                 continue  # vanished or unreadable between listing and stat; the next run sees it
             if S_ISDIR(st.st_mode):
-                yield from _walk(prefix + name, include)
+                try:
+                    yield from _walk(prefix + name, include, seen)
+                except FetchError as e:  # one unreadable subfolder: say so, read the rest
+                    log.error("%s: %s; its files are left out of this run", e.origin, e.reason)
             elif S_ISREG(st.st_mode) and (
                 include is None or any(fnmatch(name, p) for p in include)
             ):

@@ -397,7 +397,8 @@ async def _fetch_all(
 ) -> None:
     overall = asyncio.Semaphore(concurrency)
     hosts: dict[str, asyncio.Semaphore] = {}
-    tls = httpx.create_ssl_context(trust_env=False)  # certifi's CA bundle, as httpx would
+    # The system's CA store (local and corporate CAs included, SSL_CERT_FILE honoured).
+    tls = ssl.create_default_context()
     # Only the clients some source needs: guarded (the address policy) and private.
     clients = {
         guarded: _client(guarded, concurrency, tls)

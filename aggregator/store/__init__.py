@@ -14,11 +14,13 @@ for ``--dry-run``). sqlite3 errors are wrapped as ``StoreError`` naming the data
 
 A cold run asks, for every new item, whether the store holds a version of it, an article with
 its text, or a duplicate record of it: three indexed SELECTs that all answer "no", ~45 us an
-item (bench/run_bench.py, 10,000 items). So the keys and text hashes those tables hold are read
-once, on the first such question, into sets (``_Known``) that answer "certainly not" for free;
-a hit still asks SQLite. The sets only ever grow, so a rollback or a deletion leaves them a
-superset, which stays correct; they are dropped when another connection has committed to the
-database since they were read (``PRAGMA data_version``, checked at every transaction start).
+item (bench/run_bench.py, 10,000 items). So when the caller says many articles are coming
+(``expect``), the keys and text hashes those tables hold are read once, on the first such
+question, into sets (``_Known``) that answer "certainly not" for free; a hit still asks SQLite.
+When few are coming, the indexed SELECTs answer: reading 100,000 keys would cost more than they
+do. The sets only ever grow, so a rollback or a deletion leaves them a superset, which stays
+correct; they are dropped when another connection has committed to the database since they
+were read (``PRAGMA data_version``, checked at every transaction start).
 """
 
 from __future__ import annotations
@@ -242,7 +244,8 @@ class Store:
             self._storied = None
 
     def expect(self, items: int) -> None:
-        """The caller is about to store ``items`` articles. Many (a cold run over an archive):
+        """The caller is about to store about ``items`` articles (archive files to read: one
+        article each). Many (a cold run over an archive):
         the sets of every stored key and text hash are read once, so each article is looked up
         in memory and most lookups end there. Few (+100 files on 100,000 stored): each is
         looked up with an indexed query instead, and the 100,000-key sets (~0.2 s to read) are

@@ -202,23 +202,19 @@ MIGRATIONS: tuple[str, ...] = (
         at       TEXT NOT NULL
     );
     """,
-    # 7: each archive source's folder listing (paths, sizes, mtimes) as it was when every file in
-    # it had been taken in: a run that finds the same listing knows no file changed without
-    # comparing 100,000 file records one by one.
+    # 7: each archive source's folder listing as it was when every file in it had been taken in:
+    # its digest (a run that finds the same listing knows no file changed, without comparing
+    # 100,000 file records one by one) and its lines ("path NUL size NUL mtime", UTF-8: a run
+    # whose listing changed looks up only the files whose line is new). And each feed's
+    # rendered-from digest (its settings and the entries it showed), so a feed whose sources
+    # changed but whose entries did not is not rendered again.
     """
     CREATE TABLE listings (
         source  TEXT PRIMARY KEY,
-        digest  TEXT NOT NULL
+        digest  TEXT NOT NULL,
+        lines   BLOB
     ) WITHOUT ROWID;
-    """,
-    # 8: the listing itself ("path NUL size NUL mtime" lines, UTF-8): a run whose listing
-    # changed compares the two and looks up only the files whose line is new.
-    """
-    ALTER TABLE listings ADD COLUMN lines BLOB;
-    """,
-    # 9: each feed's rendered-from digest (its settings and the entries it showed), so a feed
-    # whose sources changed but whose entries did not is not rendered again.
-    """
+
     ALTER TABLE feeds ADD COLUMN content TEXT;
     """,
 )
