@@ -148,6 +148,10 @@ class Staging:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Delete whatever is still staged (nothing after a ``commit``)."""
         for group in list(self._groups):
             self.discard(group)
 

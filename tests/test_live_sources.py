@@ -604,3 +604,54 @@ def test_control_characters_in_titles_and_categories_never_stop_a_feed(
     entry = setup.feed("all").entries[0]
     assert entry.title == "Title with a backspace"
     assert [t.term for t in entry.tags] == ["World"]
+
+
+def test_feeds_staged_while_others_download_are_what_the_end_writes(
+    tmp_path: Path, server: FeedServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each URL source's own feed is rendered and staged as soon as the source is taken in,
+    while the others download. When the near-duplicate pass then merges one source's articles
+    into another's stories, the staged feed is replaced: the published files are exactly
+    those of a run that renders everything at the end."""
+    import dataclasses
+    import re
+
+    from aggregator import pipeline
+
+    articles = livefeeds.voa()
+    copies = [  # the same articles under other ids, each with a sentence more
+        dataclasses.replace(
+            a,
+            link=re.sub(r"\d{6,}(?=\.html$)", str(8_000_000 + n), a.link),
+            body=a.body + "<p>编者按：本文发表后有所更新，补充了各方的最新表态。</p>",
+        )
+        for n, a in enumerate(articles)
+    ]
+    original = server.route("/voa.rss", Route(body=livefeeds.rss2(articles), headers=RSS))
+    mirror = server.route("/mirror.rss", Route(body=livefeeds.rss2(copies), headers=RSS))
+    sources = [url_source("voa", original, "voa"), url_source("mirror", mirror, "voa")]
+
+    staged: list[str] = []
+    publish_early = pipeline._Early.publish
+
+    def counting(self: Any, source: str, store: Store, now: datetime) -> None:
+        staged.append(source)
+        publish_early(self, source, store, now)
+
+    monkeypatch.setattr(pipeline._Early, "publish", counting)
+    (tmp_path / "early").mkdir()
+    early = Setup(tmp_path / "early", sources)
+    report = early.run()
+    assert sorted(staged) == ["mirror", "voa"]
+    assert sum(s.near_duplicates for s in report.sources) == len(articles)
+
+    monkeypatch.setattr(pipeline._Early, "publish", lambda *args: None)
+    (tmp_path / "late").mkdir()
+    late = Setup(tmp_path / "late", sources)
+    late.run()
+
+    def files(root: Path) -> dict[str, bytes]:
+        return {p.name: p.read_bytes() for p in sorted((root / "out").iterdir()) if p.is_file()}
+
+    assert files(tmp_path / "early") == files(tmp_path / "late")
+    assert len(files(tmp_path / "early")) >= 9  # all, voa, mirror in three formats
