@@ -297,11 +297,7 @@ def _walk(out: Path, name: str) -> list[str]:
 
 
 def test_archives_keep_every_entry_reachable_and_never_change(tmp_path: Path) -> None:
-    _, voa = _archive_setup(tmp_path)
-    ws, out = Workspace(tmp_path), tmp_path / "out"
-    for n in (1, 2, 3):
-        _voa_item(voa, n, DAY1 + timedelta(days=n), f"第{n}天的新闻。")
-    ws.run_json()
+    ws, out, voa = _three_days_published(tmp_path)
     assert len(_ids(out / "voa.atom")) == 3  # two in the window, one waiting for a page
     assert not (out / "archive").exists()
     for n in (4, 5):
@@ -419,14 +415,20 @@ def test_a_failing_hub_is_a_warning_not_a_failure(ws: Workspace, hub: FeedServer
     assert (ws.out / "all.atom").exists()
 
 
-def test_an_archive_page_that_cannot_be_written_loses_no_entry(tmp_path: Path) -> None:
-    """The page's records go back with the failed write: its entries stay in the current
-    feed, and the next run (the obstacle gone) archives them on a page that exists."""
+def _three_days_published(tmp_path: Path) -> tuple[Workspace, Path, Path]:
+    """The archive setup with three days of VOA news taken in: (workspace, output, folder)."""
     _, voa = _archive_setup(tmp_path)
-    ws, out = Workspace(tmp_path), tmp_path / "out"
+    ws = Workspace(tmp_path)
     for n in (1, 2, 3):
         _voa_item(voa, n, DAY1 + timedelta(days=n), f"第{n}天的新闻。")
     ws.run_json()
+    return ws, tmp_path / "out", voa
+
+
+def test_an_archive_page_that_cannot_be_written_loses_no_entry(tmp_path: Path) -> None:
+    """The page's records go back with the failed write: its entries stay in the current
+    feed, and the next run (the obstacle gone) archives them on a page that exists."""
+    ws, out, voa = _three_days_published(tmp_path)
     (out / "archive").mkdir()
     (out / "archive" / "voa").write_text("not a folder", encoding="utf-8")  # blocks the page
     for n in (4, 5):
@@ -445,11 +447,7 @@ def test_a_feed_that_cannot_be_put_in_place_loses_no_entry(tmp_path: Path) -> No
     rename fails (here the name of its new archive page is taken by a folder) is reported,
     the page's records are taken back, the other feeds are published, and the next run (the
     obstacle gone) archives those entries on a page that exists."""
-    _, voa = _archive_setup(tmp_path)
-    ws, out = Workspace(tmp_path), tmp_path / "out"
-    for n in (1, 2, 3):
-        _voa_item(voa, n, DAY1 + timedelta(days=n), f"第{n}天的新闻。")
-    ws.run_json()
+    ws, out, voa = _three_days_published(tmp_path)
     blocker = out / "archive" / "voa" / "1.atom"
     blocker.mkdir(parents=True)
     (blocker / "keep").write_text("a folder in the way", encoding="utf-8")
@@ -470,11 +468,7 @@ def test_an_archive_page_put_in_place_stays_when_its_feed_fails(tmp_path: Path) 
     has its name): the page stays published (readers may have fetched it; it is never
     rewritten), the feed is reported, and the next run publishes the current document with
     every entry reachable through the page."""
-    _, voa = _archive_setup(tmp_path)
-    ws, out = Workspace(tmp_path), tmp_path / "out"
-    for n in (1, 2, 3):
-        _voa_item(voa, n, DAY1 + timedelta(days=n), f"第{n}天的新闻。")
-    ws.run_json()
+    ws, out, voa = _three_days_published(tmp_path)
     (out / "voa.atom").unlink()
     (out / "voa.atom").mkdir()
     (out / "voa.atom" / "keep").write_text("a folder in the way", encoding="utf-8")
