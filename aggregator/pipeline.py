@@ -315,12 +315,7 @@ def _ingest(
     text = "\n".join(lines)
     listing = hashlib.blake2b(text.encode("utf-8", "surrogateescape"), digest_size=16).hexdigest()
     if store.listing_digest(source.name) == listing:
-        # A skipped file stays recorded after it is deleted: only the ones still listed.
-        skipped = store.skipped_files(source.name)
-        present = {stat.path for stat in stats} if skipped else set()
-        for path, reason in skipped:
-            if path in present:
-                tally.skipped.append(Skip(path, f"{reason} (file unchanged)"))
+        _skipped_again(store, source, stats, set(), tally)
         return tally.report()
     before = store.listing_lines(source.name)
     if before is None:
@@ -331,13 +326,7 @@ def _ingest(
         candidates = [stat for stat, line in zip(stats, lines, strict=True) if line not in seen]
         del seen
         known = store.file_states(source.name, [stat.path for stat in candidates])
-        # The skipped files whose line is in both listings are unchanged; say so again.
-        fresh = {stat.path for stat in candidates}
-        skipped = store.skipped_files(source.name)
-        present = {stat.path for stat in stats} if skipped else set()
-        for path, reason in skipped:
-            if path in present and path not in fresh:
-                tally.skipped.append(Skip(path, f"{reason} (file unchanged)"))
+        _skipped_again(store, source, stats, {stat.path for stat in candidates}, tally)
     del before, lines
     todo: list[tuple[FileStat, str | None]] = []
     for stat in candidates:
@@ -365,6 +354,19 @@ def _ingest(
     if complete:
         store.save_listing(source.name, listing, text)
     return tally.report()
+
+
+def _skipped_again(
+    store: Store, source: Source, stats: list[FileStat], fresh: set[str], tally: _Tally
+) -> None:
+    """Report again the files recorded as skipped that are still listed and unchanged (not in
+    ``fresh``, the ones this run looks at). A skipped file stays recorded after it is deleted:
+    only the listed ones count."""
+    skipped = store.skipped_files(source.name)
+    present = {stat.path for stat in stats} if skipped else set()
+    for path, reason in skipped:
+        if path in present and path not in fresh:
+            tally.skipped.append(Skip(path, f"{reason} (file unchanged)"))
 
 
 def _take(p: Prepared, source: Source, store: Store, now: datetime, tally: _Tally) -> None:
@@ -604,23 +606,39 @@ def _signature(
 ) -> str:
     """Everything besides the stored entries that shapes a feed's bytes: its settings, its
     sources, the per-source feeds its entries name (``atom:source``), and what every feed
-    shares (``common``, from ``_common_signature``)."""
+    shares (``common``, from ``_feed_basis``)."""
     used = [sources[name] for name in spec.sources if name in sources]
     home = [homes[name] for name in spec.sources if name in homes]
     text = repr((common, spec, used, home))
     return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
 
 
-def _common_signature(config: Config) -> str:
-    """What shapes every feed's bytes alike: the version, the public base URL, the hub, the
-    configured sources' names, the stylesheet; and the folder the files are in (a feed is not
-    rendered again while its files there are what it was rendered from, so another folder
-    must not inherit that trust). Made once a run: with 500 sources, once per feed cost
-    0.1 s (bench/fetch_bench.py)."""
-    return repr((
+@dataclass(frozen=True, slots=True)
+class _FeedBasis:
+    """What every feed of a run is built against (``_feed_basis``)."""
+
+    sources: dict[str, Source]  # by name
+    own: dict[str, FeedSpec]  # each source's own feed, by source name
+    common: str  # what shapes every feed's bytes alike (``_signature``)
+    root: Path  # the output folder, resolved: no feed file may lead outside it
+
+
+def _feed_basis(config: Config) -> _FeedBasis:
+    """The sources and per-source feeds by name, the output folder, and what shapes every
+    feed's bytes alike: the version, the public base URL, the hub, the configured sources'
+    names, the stylesheet; and the folder the files are in (a feed is not rendered again while
+    its files there are what it was rendered from, so another folder must not inherit that
+    trust). Made once a run: with 500 sources, once per feed cost 0.1 s (bench/fetch_bench.py)."""
+    common = repr((
         __version__, config.base_url, config.hub, sorted(s.name for s in config.sources),
         stylesheet.FILENAME, str(config.output_dir),
     ))  # fmt: skip
+    return _FeedBasis(
+        sources={s.name: s for s in config.sources},
+        own={spec.sources[0]: spec for spec in config.feeds if spec.sources == (spec.name,)},
+        common=common,
+        root=config.output_dir.resolve(),
+    )
 
 
 class _Early:
@@ -634,22 +652,20 @@ class _Early:
 
     def __init__(self, config: Config, staging: publish.Staging) -> None:
         self.config, self.staging = config, staging
-        self.sources = {s.name: s for s in config.sources}
-        self.own = {spec.sources[0]: spec for spec in config.feeds if spec.sources == (spec.name,)}
-        self.common = _common_signature(config)
-        self.root = config.output_dir.resolve()
+        self.basis = _feed_basis(config)
         self.published: dict[str, _Published] = {}
 
     def publish(self, source: str, store: Store, now: datetime) -> None:
-        spec = self.own.get(source)
+        b = self.basis
+        spec = b.own.get(source)
         if spec is None or spec.archive:
             return
-        if not (self.config.output_dir / spec.filename).resolve().is_relative_to(self.root):
+        if not (self.config.output_dir / spec.filename).resolve().is_relative_to(b.root):
             return  # _write_feeds reports it
-        signature = _signature(spec, self.common, self.sources, self.own)
+        signature = _signature(spec, b.common, b.sources, b.own)
         try:
             self.published[spec.name] = _publish_feed(
-                spec, self.config, store, now, self.staging, self.sources, self.own, signature
+                spec, self.config, store, now, self.staging, b.sources, b.own, signature
             )
         except (AggregatorError, ValueError):
             self.staging.discard(spec.name)  # _write_feeds renders it again and reports
@@ -674,14 +690,12 @@ def _write_feeds(
     there is left alone without being rebuilt: the same inputs give the same bytes, and
     rebuilding 500 unchanged feeds would cost seconds. A feed with a maximum age is always
     rebuilt: time alone moves entries out of it."""
-    sources = {s.name: s for s in config.sources}
-    source_feeds = {spec.sources[0]: spec for spec in config.feeds if spec.sources == (spec.name,)}
+    basis = _feed_basis(config)
+    sources, source_feeds, common, root = basis.sources, basis.own, basis.common, basis.root
     results: dict[str, FeedResult] = {}
     errors: list[str] = []
     urls: dict[str, list[str]] = {}
     pages: dict[str, list[int]] = {}  # archive pages recorded this run, by feed
-    root = config.output_dir.resolve()
-    common = _common_signature(config)
     for spec in config.feeds:
         path = config.output_dir / spec.filename
         signature = _signature(spec, common, sources, source_feeds)

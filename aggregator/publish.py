@@ -3,9 +3,9 @@
 Input: a target path and the bytes it should hold. Output: True when the file was (re)written,
 False when it already held exactly these bytes. The new content is written to a temporary file
 in the same folder, flushed to disk, then renamed over the target (a rename is atomic on POSIX
-and Windows), so a reader or web server never sees half a feed. ``write_if_changed`` does that
-for one file; ``Staging`` for all the files of a run, with one sync for all of them. Errors are
-PublishError naming the file and what to check.
+and Windows), so a reader or web server never sees half a feed. ``Staging`` does this for all
+the files of a run, with one sync for all of them. Errors are PublishError naming the file and
+what to check.
 """
 
 from __future__ import annotations
@@ -77,20 +77,6 @@ def _write_temp(path: Path, data: bytes, sync: bool) -> Path:
         _forget(tmp)
         raise _error(path, e) from e
     return tmp
-
-
-def write_if_changed(path: Path, data: bytes) -> bool:
-    """Replace ``path`` with ``data`` unless it already holds exactly that (one file, flushed
-    to disk before the rename; ``Staging`` does the same for many files at once)."""
-    if unchanged(path, data):
-        return False
-    tmp = _write_temp(path, data, sync=True)
-    try:
-        tmp.replace(path)  # atomic rename over the old feed
-    except OSError as e:
-        _forget(tmp)
-        raise _error(path, e) from e
-    return True
 
 
 class Staging:

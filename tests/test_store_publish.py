@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from aggregator.errors import PublishError, StoreError
-from aggregator.publish import write_if_changed
+from aggregator.publish import Staging
 from aggregator.store import Store
 from aggregator.store.schema import MIGRATIONS
 
@@ -56,13 +56,24 @@ def test_rollback_forgets_uncommitted_work(tmp_path: Path) -> None:
         assert store.duplicate_of("k") is None
 
 
+def _publish(target: Path, data: bytes) -> bool:
+    """One file through ``Staging``, as a run publishes: True when it was (re)written. A file
+    that could not be put in place raises its error."""
+    with Staging() as staging:
+        written = staging.write("feed", target, data)
+        failed = staging.commit()
+    if failed:
+        raise failed["feed"][0]
+    return written
+
+
 def test_publish_writes_atomically_and_only_on_change(tmp_path: Path) -> None:
     target = tmp_path / "feeds" / "all.atom"
-    assert write_if_changed(target, b"<feed/>") is True
+    assert _publish(target, b"<feed/>") is True
     mtime = target.stat().st_mtime_ns
-    assert write_if_changed(target, b"<feed/>") is False
+    assert _publish(target, b"<feed/>") is False
     assert target.stat().st_mtime_ns == mtime
-    assert write_if_changed(target, b"<feed>2</feed>") is True
+    assert _publish(target, b"<feed>2</feed>") is True
     assert target.read_bytes() == b"<feed>2</feed>"
     assert oct(target.stat().st_mode & 0o777) == "0o644"
     assert [p.name for p in target.parent.iterdir()] == ["all.atom"]  # no temporary left behind
@@ -73,7 +84,7 @@ def test_publish_failure_names_the_file(tmp_path: Path) -> None:
     blocker = tmp_path / "feeds"
     blocker.write_bytes(b"not a folder")
     with pytest.raises(PublishError, match=r"all\.atom: cannot write the feed"):
-        write_if_changed(blocker / "all.atom", b"<feed/>")
+        _publish(blocker / "all.atom", b"<feed/>")
 
 
 def test_failed_rename_leaves_no_temporary(tmp_path: Path) -> None:
@@ -82,9 +93,23 @@ def test_failed_rename_leaves_no_temporary(tmp_path: Path) -> None:
     target.mkdir()
     (target / "keep").write_bytes(b"x")
     with pytest.raises(PublishError, match=r"all\.atom"):
-        write_if_changed(target, b"<feed/>")
+        _publish(target, b"<feed/>")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["all.atom"]
     assert (target / "keep").read_bytes() == b"x"
+
+
+def test_a_discarded_or_abandoned_staging_leaves_nothing(tmp_path: Path) -> None:
+    """What a group staged goes with ``discard``, and whatever is still staged when the
+    Staging is left without a commit goes too: no temporary file, no target touched."""
+    target = tmp_path / "all.atom"
+    target.write_bytes(b"<old/>")
+    with Staging() as staging:
+        assert staging.write("a", target, b"<new/>") is True
+        assert staging.write("b", tmp_path / "dw.atom", b"<dw/>") is True
+        staging.discard("a")
+        assert len(list(tmp_path.glob(".*.tmp"))) == 1  # b's
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["all.atom"]
+    assert target.read_bytes() == b"<old/>"
 
 
 def test_rows_another_connection_commits_are_seen_after_the_next_commit(tmp_path: Path) -> None:
