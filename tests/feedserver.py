@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import gzip
 import socket
+import ssl
 import struct
 import threading
 import time
@@ -44,10 +45,12 @@ class Request:
     at: float
     method: str = "GET"
     body: bytes = b""  # POST requests (a WebSub hub stand-in reads the publish pings)
+    peer: tuple[str, int] = ("", 0)  # the client's address and port: one per connection
 
 
 class FeedServer:
-    def __init__(self) -> None:
+    def __init__(self, tls: ssl.SSLContext | None = None) -> None:
+        self.tls = tls  # serve https with this context (a trustme certificate in the tests)
         self.routes: dict[str, Route] = {}
         self.requests: list[Request] = []
         self._lock = threading.Lock()
@@ -76,7 +79,10 @@ class FeedServer:
                 with owner._lock:
                     owner.requests.append(
                         Request(
-                            self.path, {k.lower(): v for k, v in self.headers.items()}, time.time()
+                            self.path,
+                            {k.lower(): v for k, v in self.headers.items()},
+                            time.time(),
+                            peer=self.client_address[:2],
                         )
                     )
                 route = owner.routes.get(self.path)
@@ -159,10 +165,13 @@ class FeedServer:
 
         server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         server.daemon_threads = True
+        if self.tls is not None:
+            server.socket = self.tls.wrap_socket(server.socket, server_side=True)
         self._server = server
         self._thread = threading.Thread(target=server.serve_forever, daemon=True)
         self._thread.start()
-        self.base = f"http://127.0.0.1:{server.server_address[1]}"
+        port = server.server_address[1]
+        self.base = f"https://localhost:{port}" if self.tls else f"http://127.0.0.1:{port}"
         return self.base
 
     def stop(self) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import ssl
 import subprocess
 import sys
 import time
@@ -23,6 +24,7 @@ from typing import Any
 import brotli
 import feedparser
 import pytest
+import trustme
 
 from aggregator import config as config_mod
 from aggregator.dedupe import mint_atom_id
@@ -160,6 +162,74 @@ def test_etag_304_costs_nothing_and_rewrites_nothing(tmp_path: Path, server: Fee
     assert server.hits("/f")[-1].headers.get("if-none-match") == '"v1"'
     assert not any(f.written for f in second.feeds)
     assert feed_file.stat().st_mtime_ns == mtime
+
+
+def test_answers_not_read_for_a_feed_leave_the_connection_open(
+    tmp_path: Path, server: FeedServer
+) -> None:
+    """A 304 (or a short error page) is read to its end, so the next source on the same host
+    goes over the same connection: over https a new one would be a TLS handshake a feed."""
+    sources = [
+        url_source(f"f{n}", server.route(f"/f{n}", Route(body=livefeeds.rss2(livefeeds.voa()),
+                                                         headers=RSS, etag=f'"e{n}"')))
+        for n in range(3)
+    ]  # fmt: skip
+    gone = server.route("/gone", Route(status=404, body=b"<html>no such feed</html>" * 40))
+    sources.append(url_source("gone", gone))
+    setup = Setup(tmp_path, sources, fetch="concurrency = 1\nper_host = 1")
+    setup.run()
+    first = len(server.requests)
+    report = by_name(setup.run(NOW + timedelta(days=1)))
+    second = server.requests[first:]
+    assert [report[f"f{n}"].fetch.outcome for n in range(3)] == ["not-modified"] * 3  # type: ignore[union-attr]
+    assert "HTTP 404" in (report["gone"].error or "")
+    assert len(second) == 4
+    assert len({r.peer for r in second}) == 1, [(r.path, r.peer) for r in second]
+
+
+def test_https_feeds_are_verified_and_their_connection_kept(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Over https: the certificate is checked against the system's CA store (SSL_CERT_FILE
+    names one here), a feed signed by an unknown CA is refused with a reason, and several feeds
+    on one host share one TLS connection."""
+    ca = trustme.CA()
+    server_tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("localhost").configure_cert(server_tls)
+    server = FeedServer(tls=server_tls)
+    server.start()
+    try:
+        sources = [
+            url_source(f"f{n}", server.route(f"/f{n}", Route(body=livefeeds.rss2(livefeeds.voa()),
+                                                             headers=RSS, etag=f'"e{n}"')))
+            for n in range(3)
+        ]  # fmt: skip
+        setup = Setup(tmp_path, sources, fetch="concurrency = 1\nper_host = 1")
+        untrusted = by_name(setup.run())
+        assert all(
+            "certificate is not trusted" in (untrusted[f"f{n}"].error or "") for n in range(3)
+        )
+        assert not server.requests  # no request went out over an unverified connection
+
+        with ca.cert_pem.tempfile() as bundle:
+            monkeypatch.setenv("SSL_CERT_FILE", bundle)
+            first = by_name(setup.run(NOW + timedelta(days=1)))
+            assert sum(first[f"f{n}"].new for n in range(3)) == 3  # the same 3 articles thrice
+            assert len({r.peer for r in server.requests}) == 1
+    finally:
+        server.stop()
+
+
+def test_a_server_slower_than_five_seconds_is_waited_for_up_to_the_timeout(
+    tmp_path: Path, server: FeedServer
+) -> None:
+    """The source's timeout is the one deadline: no shorter per-read limit of the HTTP
+    library's own (httpx's default is 5 s) cuts off a slow but honest server."""
+    url = server.route("/slow", Route(body=livefeeds.rss2(livefeeds.voa()), headers=RSS, delay=5.5))
+    setup = Setup(tmp_path, [url_source("slow", url, timeout=15)])
+    report = by_name(setup.run())
+    assert report["slow"].error is None, report["slow"].error
+    assert report["slow"].new == 3
 
 
 def test_last_modified_is_sent_back(tmp_path: Path, server: FeedServer) -> None:

@@ -31,6 +31,7 @@ import asyncio
 import ipaddress
 import queue
 import random
+import select
 import socket
 import ssl
 import threading
@@ -42,6 +43,9 @@ from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import urljoin, urlsplit
 
+import anyio
+import anyio.abc
+import anyio.streams.tls
 import httpcore
 import httpx
 
@@ -66,6 +70,11 @@ RETRY_AFTER_MAX = 7 * 24 * 3600.0
 _REDIRECTS = (301, 302, 303, 307, 308)
 _PERMANENT = (301, 308)
 _READ_CHUNK = 64 * 1024
+# What is left of an answer that was not read (a 304, a redirect, an error page) is read to its
+# end, so that its connection can serve the next request, when it is at most this long and
+# comes within this time (see _release).
+_DRAIN_MAX = 64 * 1024
+_DRAIN_SECONDS = 1.0
 
 
 class _Refused(Exception):
@@ -115,11 +124,117 @@ def refused_reason(address: str) -> str | None:
     return None if ip.is_global else "not a public address"
 
 
-class _GuardedBackend(httpcore.AsyncNetworkBackend):
-    """httpcore's network backend with the address policy applied at connect time."""
+def _connect_error(e: OSError, host: str) -> httpcore.ConnectError:
+    return httpcore.ConnectError(f"cannot connect to {host}: {e.strerror or e}")
 
-    def __init__(self) -> None:
-        self._inner = httpcore.AnyIOBackend()
+
+class _Stream(httpcore.AsyncNetworkStream):
+    """One connection as httpcore sees it: an anyio byte stream, read and written without a
+    timeout of its own. The fetch's deadline (``asyncio.timeout`` in ``_fetch_one``) bounds
+    every read and write, so the per-call cancel scope httpcore's own anyio stream opens
+    around each of them is pure cost: with the socket lookups httpcore makes to see whether a
+    pooled connection is still open (``is_readable``), a third of its CPU per request
+    (bench/fetch_bench.py)."""
+
+    def __init__(self, stream: anyio.abc.ByteStream) -> None:
+        self._stream = stream
+        self._socket: socket.socket | None = _attr(stream, anyio.abc.SocketAttribute.raw_socket)
+
+    async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        try:
+            if timeout is None:
+                return await self._stream.receive(max_bytes)
+            with anyio.fail_after(timeout):
+                return await self._stream.receive(max_bytes)
+        except anyio.EndOfStream:
+            return b""
+        except TimeoutError as e:
+            raise httpcore.ReadTimeout(str(e)) from e
+        except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError) as e:
+            raise httpcore.ReadError(str(e) or type(e).__name__) from e
+
+    async def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        if not buffer:
+            return
+        try:
+            if timeout is None:
+                await self._stream.send(buffer)
+                return
+            with anyio.fail_after(timeout):
+                await self._stream.send(buffer)
+        except TimeoutError as e:
+            raise httpcore.WriteTimeout(str(e)) from e
+        except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError) as e:
+            raise httpcore.WriteError(str(e) or type(e).__name__) from e
+
+    async def aclose(self) -> None:
+        await self._stream.aclose()
+
+    async def start_tls(
+        self,
+        ssl_context: ssl.SSLContext,
+        server_hostname: str | None = None,
+        timeout: float | None = None,
+    ) -> httpcore.AsyncNetworkStream:
+        try:
+            with anyio.fail_after(timeout):
+                wrapped = await anyio.streams.tls.TLSStream.wrap(
+                    self._stream,
+                    ssl_context=ssl_context,
+                    hostname=server_hostname,
+                    standard_compatible=False,
+                    server_side=False,
+                )
+        except TimeoutError as e:
+            await self.aclose()
+            raise httpcore.ConnectTimeout(str(e)) from e
+        except ssl.SSLCertVerificationError as e:
+            await self.aclose()
+            raise httpcore.ConnectError(
+                f"the server's TLS certificate is not trusted ({e.verify_message}); if a private "
+                "CA signed it, add that CA to the system's store or name a CA bundle in "
+                "SSL_CERT_FILE"
+            ) from e
+        except (ssl.SSLError, anyio.BrokenResourceError, anyio.EndOfStream, OSError) as e:
+            await self.aclose()
+            raise httpcore.ConnectError(f"TLS handshake failed: {e}") from e
+        return _Stream(wrapped)
+
+    def get_extra_info(self, info: str) -> Any:
+        if info == "is_readable":  # asked of every pooled connection on every request
+            return self._socket is not None and _readable(self._socket)
+        if info == "ssl_object":
+            return _attr(self._stream, anyio.streams.tls.TLSAttribute.ssl_object)
+        if info == "client_addr":
+            return _attr(self._stream, anyio.abc.SocketAttribute.local_address)
+        if info == "server_addr":
+            return _attr(self._stream, anyio.abc.SocketAttribute.remote_address)
+        if info == "socket":
+            return self._socket
+        return None
+
+
+def _attr(stream: anyio.abc.ByteStream, attribute: Any) -> Any:
+    """One of anyio's typed attributes of ``stream`` (None when it has not got it)."""
+    return stream.extra(attribute, None)  # noqa: S610 - anyio's extra, not Django's
+
+
+def _readable(sock: socket.socket) -> bool:
+    """True when an idle connection has something to read: the server closed it (EOF) or sent
+    what it should not have. Either way httpcore drops it instead of reusing it."""
+    if sock.fileno() == -1:
+        return True
+    poller = select.poll()
+    poller.register(sock, select.POLLIN)
+    return bool(poller.poll(0))
+
+
+class _Backend(httpcore.AsyncNetworkBackend):
+    """httpcore's network backend: connections as ``_Stream``, and, when ``guarded``, the address
+    policy applied at connect time."""
+
+    def __init__(self, guarded: bool) -> None:
+        self._guarded = guarded
 
     async def connect_tcp(
         self,
@@ -129,6 +244,26 @@ class _GuardedBackend(httpcore.AsyncNetworkBackend):
         local_address: str | None = None,
         socket_options: Iterable[Any] | None = None,
     ) -> httpcore.AsyncNetworkStream:
+        addresses = [host]
+        if self._guarded:
+            addresses = await self._checked(host, port)
+        error: Exception | None = None
+        for address in addresses:  # connect to the very address that was checked
+            try:
+                with anyio.fail_after(timeout):
+                    stream = await anyio.connect_tcp(address, port, local_host=local_address)
+            except TimeoutError as e:
+                raise httpcore.ConnectTimeout(f"no connection to {host} in time") from e
+            except OSError as e:
+                error = _connect_error(e, host)
+                continue
+            raw = _attr(stream, anyio.abc.SocketAttribute.raw_socket)
+            for option in socket_options or ():
+                raw.setsockopt(*option)
+            return _Stream(stream)
+        raise error or httpcore.ConnectError(f"no address for host {host!r}")
+
+    async def _checked(self, host: str, port: int) -> list[str]:
         loop = asyncio.get_running_loop()
         try:
             infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
@@ -142,15 +277,7 @@ class _GuardedBackend(httpcore.AsyncNetworkBackend):
                     f"{host} is {address}, {why}; refused by default. If this source is yours "
                     "(a local RSSHub, say), set allow_private = true on it in config.toml"
                 )
-        error: Exception | None = None
-        for address in addresses:  # connect to the very address that was checked
-            try:
-                return await self._inner.connect_tcp(
-                    address, port, timeout, local_address, socket_options
-                )
-            except httpcore.ConnectError as e:
-                error = e
-        raise error or httpcore.ConnectError(f"no address for host {host!r}")
+        return addresses
 
     async def connect_unix_socket(
         self, path: str, timeout: float | None = None, socket_options: Iterable[Any] | None = None
@@ -158,25 +285,27 @@ class _GuardedBackend(httpcore.AsyncNetworkBackend):
         raise _Refused("unix sockets are never fetched")
 
     async def sleep(self, seconds: float) -> None:
-        await self._inner.sleep(seconds)
+        await anyio.sleep(seconds)
 
 
-def _client(guarded: bool, connections: int, tls: ssl.SSLContext) -> httpx.AsyncClient:
+def _transport(guarded: bool, connections: int, tls: ssl.SSLContext) -> httpx.AsyncHTTPTransport:
+    """httpx's transport over our backend. Requests go to the transport itself, not through an
+    ``AsyncClient``: redirects are followed in ``_get``, one checked hop at a time; a feed
+    fetcher keeps no cookies between sources; and the client's layers (cookie jar, auth, event
+    hooks, URL merging) cost a fifth of the CPU of a 304."""
     limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
-    # One TLS context for every client of a run: building one loads the CA bundle (~40 ms).
+    # One TLS context for every transport of a run: building one loads the CA bundle (~40 ms).
     transport = httpx.AsyncHTTPTransport(limits=limits, retries=0, trust_env=False, verify=tls)
-    if guarded:
-        # httpx has no public hook for the network backend; its transport's connection pool
-        # takes one. Rebuilt with the same settings httpx would use.
-        transport._pool = httpcore.AsyncConnectionPool(
-            ssl_context=tls,
-            max_connections=limits.max_connections,
-            max_keepalive_connections=limits.max_keepalive_connections,
-            keepalive_expiry=limits.keepalive_expiry,
-            network_backend=_GuardedBackend(),
-        )
-    # follow_redirects=False: redirects are followed in _get, one checked hop at a time.
-    return httpx.AsyncClient(transport=transport, follow_redirects=False, trust_env=False)
+    # httpx has no public hook for the network backend; its transport's connection pool takes
+    # one. Rebuilt with the same settings httpx would use.
+    transport._pool = httpcore.AsyncConnectionPool(
+        ssl_context=tls,
+        max_connections=limits.max_connections,
+        max_keepalive_connections=limits.max_keepalive_connections,
+        keepalive_expiry=limits.keepalive_expiry,
+        network_backend=_Backend(guarded),
+    )
+    return transport
 
 
 # -- when to ask again -----------------------------------------------------------------------
@@ -243,7 +372,7 @@ async def _read_capped(response: httpx.Response, cap: int) -> bytes | None:
 
 
 async def _get(
-    client: httpx.AsyncClient, source: Source, url: str, before: FetchState, now: datetime
+    transport: httpx.AsyncHTTPTransport, source: Source, url: str, before: FetchState, now: datetime
 ) -> HttpResult:
     policy = source.policy
     headers = {"user-agent": policy.user_agent, "accept": ACCEPT, "accept-encoding": ENCODINGS}
@@ -258,8 +387,11 @@ async def _get(
     permanent = True
     current = url
     while True:
-        response = await client.send(
-            client.build_request("GET", current, headers=headers), stream=True
+        # No timeout extension: the fetch's one deadline is asyncio.timeout in _fetch_one. (An
+        # httpx client's default, 5 s a read, cut off a server slower than that whatever the
+        # source's timeout said.)
+        response = await transport.handle_async_request(
+            httpx.Request("GET", current, headers=headers)
         )
         try:
             status = response.status_code
@@ -316,7 +448,26 @@ async def _get(
                 moved_to=moved,
             )  # fmt: skip
         finally:
-            await response.aclose()
+            await _release(response)
+
+
+async def _release(response: httpx.Response) -> None:
+    """Close ``response``, first reading what is left of a short body. httpcore puts a
+    connection back in its pool only when the answer was read to its end: a 304 closed unread
+    cost every next request a new connection (a new TLS handshake over https), 40% of the CPU
+    of a 304 pass (bench/fetch_bench.py). A body that is long, of unknown length or slow to
+    come is not worth the wait: its connection is closed."""
+    try:
+        declared = response.headers.get("content-length", "")
+        short = response.status_code == 304 or (declared.isdigit() and int(declared) <= _DRAIN_MAX)
+        if short and not response.is_stream_consumed:
+            async with asyncio.timeout(_DRAIN_SECONDS):
+                async for _ in response.aiter_raw():
+                    pass
+    except (TimeoutError, httpx.HTTPError):
+        pass  # the connection is not reused; nothing else depends on it
+    finally:
+        await response.aclose()
 
 
 def _too_big(declared: int | None, policy: FetchPolicy) -> str:
@@ -364,7 +515,7 @@ def _explain(e: BaseException, url: str, policy: FetchPolicy) -> str:
 
 
 async def _fetch_one(
-    client: httpx.AsyncClient,
+    transport: httpx.AsyncHTTPTransport,
     source: Source,
     before: FetchState,
     now: datetime,
@@ -381,7 +532,7 @@ async def _fetch_one(
     async with limits[0], limits[1]:
         try:
             async with asyncio.timeout(source.policy.timeout):
-                result = await _get(client, source, url, before, now)
+                result = await _get(transport, source, url, before, now)
         except (_Refused, TimeoutError, httpx.HTTPError) as e:
             result = _Failure(source.name, url)(_explain(e, url, source.policy))
     return replace(result, seconds=time.perf_counter() - started)
@@ -399,9 +550,9 @@ async def _fetch_all(
     hosts: dict[str, asyncio.Semaphore] = {}
     # The system's CA store (local and corporate CAs included, SSL_CERT_FILE honoured).
     tls = ssl.create_default_context()
-    # Only the clients some source needs: guarded (the address policy) and private.
-    clients = {
-        guarded: _client(guarded, concurrency, tls)
+    # Only the transports some source needs: guarded (the address policy) and private.
+    transports = {
+        guarded: _transport(guarded, concurrency, tls)
         for guarded in {not s.policy.allow_private for s in sources}
     }
     try:
@@ -409,13 +560,13 @@ async def _fetch_all(
         for s in sources:
             host = (urlsplit(s.url or "").hostname or "").lower()
             limit = hosts.setdefault(host, asyncio.Semaphore(per_host))
-            client = clients[not s.policy.allow_private]
+            transport = transports[not s.policy.allow_private]
             before = validators.get(s.name, FetchState())
-            tasks.append(_report(_fetch_one(client, s, before, now, (overall, limit)), done))
+            tasks.append(_report(_fetch_one(transport, s, before, now, (overall, limit)), done))
         await asyncio.gather(*tasks)
     finally:
-        for client in clients.values():
-            await client.aclose()
+        for transport in transports.values():
+            await transport.aclose()
 
 
 async def _report(fetch: Awaitable[HttpResult], done: Callable[[HttpResult], None]) -> None:
