@@ -37,7 +37,6 @@ import time
 import traceback
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
@@ -92,6 +91,7 @@ from aggregator.store import FileState, Store, read_status
 from aggregator.store.lock import StateLock
 
 if TYPE_CHECKING:
+    from concurrent.futures import ProcessPoolExecutor
     from pathlib import Path
 
     from aggregator.fetch.http import HttpResult
@@ -225,6 +225,8 @@ class _Workers:
         if self.count == 1 or len(todo) < PARALLEL_THRESHOLD:
             return (prepare(stat, source, digest) for stat, digest in todo)
         if self._pool is None:
+            from concurrent.futures import ProcessPoolExecutor  # ~12 ms: only when used
+
             self._pool = ProcessPoolExecutor(max_workers=self.count, initializer=_worker_init)
         args = ((stat, source, digest) for stat, digest in todo)
         return self._pool.map(_prepare_star, args, chunksize=64)
@@ -601,15 +603,15 @@ def explain(store: Store, query: str) -> dict[str, object] | None:
 _FAILED = "failed"
 
 
-def _signature(
-    spec: FeedSpec, common: str, sources: dict[str, Source], homes: dict[str, FeedSpec]
-) -> str:
+def _signature(spec: FeedSpec, basis: _FeedBasis) -> str:
     """Everything besides the stored entries that shapes a feed's bytes: its settings, its
     sources, the per-source feeds its entries name (``atom:source``), and what every feed
-    shares (``common``, from ``_feed_basis``)."""
-    used = [sources[name] for name in spec.sources if name in sources]
-    home = [homes[name] for name in spec.sources if name in homes]
-    text = repr((common, spec, used, home))
+    shares (``basis.common``). The text is the repr of ``(common, spec, [sources], [their
+    feeds])``, joined from reprs made once a run (``_FeedBasis``): the merged feed of 500
+    sources would otherwise repr all 500 again, and 500 per-source feeds their specs twice."""
+    used = ", ".join(basis.source_reprs[n] for n in spec.sources if n in basis.source_reprs)
+    home = ", ".join(basis.own_reprs[n] for n in spec.sources if n in basis.own_reprs)
+    text = f"({basis.common!r}, {spec!r}, [{used}], [{home}])"
     return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
 
 
@@ -621,6 +623,8 @@ class _FeedBasis:
     own: dict[str, FeedSpec]  # each source's own feed, by source name
     common: str  # what shapes every feed's bytes alike (``_signature``)
     root: Path  # the output folder, resolved: no feed file may lead outside it
+    source_reprs: dict[str, str]  # repr of each source, by name (``_signature``)
+    own_reprs: dict[str, str]  # repr of each source's own feed, by source name
 
 
 def _feed_basis(config: Config) -> _FeedBasis:
@@ -633,11 +637,15 @@ def _feed_basis(config: Config) -> _FeedBasis:
         __version__, config.base_url, config.hub, sorted(s.name for s in config.sources),
         stylesheet.FILENAME, str(config.output_dir),
     ))  # fmt: skip
+    sources = {s.name: s for s in config.sources}
+    own = {spec.sources[0]: spec for spec in config.feeds if spec.sources == (spec.name,)}
     return _FeedBasis(
-        sources={s.name: s for s in config.sources},
-        own={spec.sources[0]: spec for spec in config.feeds if spec.sources == (spec.name,)},
+        sources=sources,
+        own=own,
         common=common,
         root=config.output_dir.resolve(),
+        source_reprs={name: repr(s) for name, s in sources.items()},
+        own_reprs={name: repr(spec) for name, spec in own.items()},
     )
 
 
@@ -662,7 +670,7 @@ class _Early:
             return
         if not (self.config.output_dir / spec.filename).resolve().is_relative_to(b.root):
             return  # _write_feeds reports it
-        signature = _signature(spec, b.common, b.sources, b.own)
+        signature = _signature(spec, b)
         try:
             self.published[spec.name] = _publish_feed(
                 spec, self.config, store, now, self.staging, b.sources, b.own, signature
@@ -691,14 +699,14 @@ def _write_feeds(
     rebuilding 500 unchanged feeds would cost seconds. A feed with a maximum age is always
     rebuilt: time alone moves entries out of it."""
     basis = _feed_basis(config)
-    sources, source_feeds, common, root = basis.sources, basis.own, basis.common, basis.root
+    sources, source_feeds, root = basis.sources, basis.own, basis.root
     results: dict[str, FeedResult] = {}
     errors: list[str] = []
     urls: dict[str, list[str]] = {}
     pages: dict[str, list[int]] = {}  # archive pages recorded this run, by feed
     for spec in config.feeds:
         path = config.output_dir / spec.filename
-        signature = _signature(spec, common, sources, source_feeds)
+        signature = _signature(spec, basis)
         if (
             changed is not None
             and spec.max_age is None
