@@ -337,6 +337,15 @@ def test_retention_tombstone_keeps_a_removed_entry_from_coming_back(ws: Workspac
     )
     ws.run_json()
     assert all("6376677" not in e.link for e in _entries(ws, "voa.atom"))  # the oldest went
+    with sqlite3.connect(ws.db) as db:
+        # Nothing of a deleted article is left but its tombstone: no text history, no sketch
+        # or signature for later near-duplicate passes to scan.
+        live = {k for (k,) in db.execute("SELECT key FROM items")}
+        assert "voa:6376677" not in live
+        for table in ("versions", "sketches", "signatures", "merges"):
+            keys = {k for (k,) in db.execute(f"SELECT key FROM {table}")}
+            assert keys <= live, (table, keys - live)
+        assert db.execute("SELECT count(*) FROM sketches").fetchone() == (len(live),)
     src = (ws.root / "seeds" / "voa" / VOA_002).read_text(encoding="utf-8")
     (ws.root / "seeds" / "voa" / "500_recapture.txt").write_text(
         src.replace("<!--1640921943000-->", "<!--1700000000000-->"), encoding="utf-8"

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import sqlite3
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
 from aggregator.errors import PublishError, StoreError
+from aggregator.model import Cycle
 from aggregator.publish import Staging
-from aggregator.store import Store
+from aggregator.store import KEPT_CYCLES, Store, read_status
 from aggregator.store.schema import MIGRATIONS
 
 
@@ -129,3 +131,58 @@ def test_rows_another_connection_commits_are_seen_after_the_next_commit(tmp_path
         store.commit()
         assert store.duplicate_of("k") == "kept"
         assert [v.text_hash for v in store.versions("k")] == ["h"]
+
+
+def test_only_the_newest_cycles_are_kept_and_all_are_counted(tmp_path: Path) -> None:
+    """A daemon records a cycle a minute: the rows stop at KEPT_CYCLES, the totals that
+    /metrics reports as a Prometheus summary keep counting."""
+    path = tmp_path / "state.sqlite3"
+    start = datetime(2026, 11, 21, tzinfo=UTC)
+    with Store(path) as store:
+        for n in range(KEPT_CYCLES + 5):
+            store.record_cycle(Cycle(start + timedelta(minutes=n), 0.5, 3, 0))
+        store.commit()
+    status = read_status(path, recent=3)
+    assert status.cycles_total == KEPT_CYCLES + 5
+    assert status.cycle_seconds_total == pytest.approx(0.5 * (KEPT_CYCLES + 5))
+    assert [c.started for c in status.cycles] == [
+        start + timedelta(minutes=KEPT_CYCLES + 4 - n) for n in range(3)
+    ]
+    with sqlite3.connect(path) as db:
+        assert db.execute("SELECT count(*) FROM cycles").fetchone() == (KEPT_CYCLES,)
+
+
+def test_migration_8_keeps_cycle_totals_and_drops_what_retention_left(tmp_path: Path) -> None:
+    """A database from before schema 8: its cycles become the totals, and rows that retention
+    left behind for deleted articles (versions, sketch, signature, merges) go; a live
+    article's stay."""
+    path = tmp_path / "state.sqlite3"
+    with sqlite3.connect(path, isolation_level=None) as db:
+        for migration in MIGRATIONS[:7]:
+            for statement in migration.split(";"):
+                if statement.strip():
+                    db.execute(statement)
+        db.execute("PRAGMA user_version = 7")
+        db.executemany(
+            "INSERT INTO cycles (started, seconds, sources, failed) VALUES (?, ?, 1, 0)",
+            [("2026-11-20T00:00:00+00:00", 2.0), ("2026-11-20T00:01:00+00:00", 3.0)],
+        )
+        db.execute(
+            "INSERT INTO items (key, atom_id, source, outlet, title, author, lang, categories,"
+            " summary, content, text_hash, published, updated, first_seen) VALUES ('live',"
+            " 'urn:x', 's', 'o', 't', 'a', 'zh', '[]', 's', 'c', 'h', 'p', 'u', 'f')"
+        )
+        db.execute("INSERT INTO tombstones VALUES ('dead', 'urn:y', 'retention', 'now')")
+        for key in ("live", "dead"):
+            db.execute("INSERT INTO versions VALUES (?, 'at', 'h', 'p', 'o')", (key,))
+            db.execute("INSERT INTO signatures VALUES (?, x'00')", (key,))
+            db.execute("INSERT INTO sketches VALUES (?, x'00', 1, 't', 1, '', 1, 0)", (key,))
+        db.execute("INSERT INTO merges VALUES ('member', 'dead', 'r', 'm', 1, 1, 1, 0, 'at')")
+    with Store(path) as store:
+        assert store.schema_version == len(MIGRATIONS)
+    status = read_status(path)
+    assert (status.cycles_total, status.cycle_seconds_total) == (2, 5.0)
+    with sqlite3.connect(path) as db:
+        for table in ("versions", "signatures", "sketches"):
+            assert db.execute(f"SELECT key FROM {table}").fetchall() == [("live",)]
+        assert db.execute("SELECT count(*) FROM merges").fetchone() == (0,)

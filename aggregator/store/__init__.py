@@ -57,6 +57,10 @@ from aggregator.model import (
 )
 from aggregator.store.schema import MIGRATIONS
 
+# Cycles kept as rows (the status page and /metrics show the newest); all of them are counted
+# in cycle_totals. A daemon running every minute records 525,600 a year.
+KEPT_CYCLES = 1000
+
 __all__ = ["FileState", "Store", "read_status"]
 
 
@@ -588,13 +592,22 @@ class Store:
                     " SELECT key, atom_id, 'retention', ? FROM items WHERE key = ? OR story = ?",
                     (_t(now), key, key),
                 )
-                if self._known is not None:
-                    self._known.removed.update(
-                        r[0]
-                        for r in self._db.execute(
-                            "SELECT key FROM items WHERE key = ? OR story = ?", (key, key)
-                        )
+                gone = [
+                    (r[0],)
+                    for r in self._db.execute(
+                        "SELECT key FROM items WHERE key = ? OR story = ?", (key, key)
                     )
+                ]
+                if self._known is not None:
+                    self._known.removed.update(k for (k,) in gone)
+                    self._known.versions.difference_update(k for (k,) in gone)
+                # What only a live article needs goes with it: its text history, its sketch
+                # and signature (every later near-duplicate pass would scan them), and why its
+                # members were merged. The tombstone stays, and so do the exact-duplicate
+                # records, which keep other addresses of it from coming back.
+                for table in ("versions", "sketches", "signatures", "merges"):
+                    self._db.executemany(f"DELETE FROM {table} WHERE key = ?", gone)  # noqa: S608
+                self._db.execute("DELETE FROM merges WHERE story = ?", (key,))
                 self._db.execute("DELETE FROM items WHERE story = ?", (key,))
                 self._db.execute("DELETE FROM stories WHERE key = ?", (key,))
                 removed += self._db.execute("DELETE FROM items WHERE key = ?", (key,)).rowcount
@@ -971,11 +984,21 @@ class Store:
             )  # fmt: skip
 
     def record_cycle(self, cycle: Cycle) -> None:
+        """Record a run or daemon cycle: its row among the newest KEPT_CYCLES, and the totals."""
         with self._errors:
             self._db.execute(
                 "INSERT INTO cycles (started, seconds, sources, failed, error)"
                 " VALUES (?, ?, ?, ?, ?)",
                 (_t(cycle.started), cycle.seconds, cycle.sources, cycle.failed, cycle.error),
+            )
+            self._db.execute(
+                "UPDATE cycle_totals SET cycles = cycles + 1, seconds = seconds + ?",
+                (cycle.seconds,),
+            )
+            self._db.execute(
+                "DELETE FROM cycles WHERE id <= (SELECT id FROM cycles ORDER BY id DESC"
+                " LIMIT 1 OFFSET ?)",
+                (KEPT_CYCLES,),
             )
 
     def set_next_runs(self, next_runs: Mapping[str, datetime | None]) -> None:
@@ -1104,7 +1127,14 @@ def read_status(path: Path, recent: int = 20) -> Status:
                     (recent,),
                 )
             )
-            total, seconds = db.execute("SELECT count(*), total(seconds) FROM cycles").fetchone()
+            totals = db.execute(
+                "SELECT 1 FROM sqlite_master WHERE name = 'cycle_totals'"
+            ).fetchone()
+            total, seconds = db.execute(
+                "SELECT cycles, seconds FROM cycle_totals"
+                if totals  # else a database not yet migrated by a run of this version
+                else "SELECT count(*), total(seconds) FROM cycles"
+            ).fetchone()
     finally:
         db.close()
     return Status(tuple(sources), feeds, cycles, total, seconds)

@@ -217,4 +217,24 @@ MIGRATIONS: tuple[str, ...] = (
 
     ALTER TABLE feeds ADD COLUMN content TEXT;
     """,
+    # 8: a daemon records a cycle a minute, so only the newest cycles are kept as rows
+    # (store.KEPT_CYCLES) and all of them as totals (the Prometheus summary's count and sum
+    # must never go down). And what retention deleted before it also took the rows only a live
+    # article needs (its versions, sketch, signature and merge records) goes now.
+    """
+    CREATE TABLE cycle_totals (
+        id       INTEGER PRIMARY KEY CHECK (id = 1),
+        cycles   INTEGER NOT NULL,
+        seconds  REAL NOT NULL
+    );
+    INSERT INTO cycle_totals (id, cycles, seconds) SELECT 1, count(*), total(seconds) FROM cycles;
+
+    CREATE TEMP TABLE gone AS SELECT key FROM tombstones
+        WHERE reason = 'retention' AND key NOT IN (SELECT key FROM items);
+    DELETE FROM versions WHERE key IN (SELECT key FROM gone);
+    DELETE FROM sketches WHERE key IN (SELECT key FROM gone);
+    DELETE FROM signatures WHERE key IN (SELECT key FROM gone);
+    DELETE FROM merges WHERE key IN (SELECT key FROM gone) OR story IN (SELECT key FROM gone);
+    DROP TABLE gone
+    """,
 )
