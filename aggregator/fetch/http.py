@@ -124,10 +124,6 @@ def refused_reason(address: str) -> str | None:
     return None if ip.is_global else "not a public address"
 
 
-def _connect_error(e: OSError, host: str) -> httpcore.ConnectError:
-    return httpcore.ConnectError(f"cannot connect to {host}: {e.strerror or e}")
-
-
 class _Stream(httpcore.AsyncNetworkStream):
     """One connection as httpcore sees it: an anyio byte stream, read and written without a
     timeout of its own. The fetch's deadline (``asyncio.timeout`` in ``_fetch_one``) bounds
@@ -255,7 +251,7 @@ class _Backend(httpcore.AsyncNetworkBackend):
             except TimeoutError as e:
                 raise httpcore.ConnectTimeout(f"no connection to {host} in time") from e
             except OSError as e:
-                error = _connect_error(e, host)
+                error = httpcore.ConnectError(f"cannot connect to {host}: {e.strerror or e}")
                 continue
             raw = _attr(stream, anyio.abc.SocketAttribute.raw_socket)
             for option in socket_options or ():
