@@ -18,10 +18,9 @@ import logging
 import sys
 from dataclasses import asdict
 from datetime import UTC, datetime
+from functools import cache, cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-
-from rich.console import Console
 
 from aggregator import __version__, opml, pipeline
 from aggregator import config as config_mod
@@ -31,6 +30,7 @@ from aggregator.model import Config, FetchStatus, RunReport
 from aggregator.store import Store
 
 if TYPE_CHECKING:
+    from rich.console import Console
     from rich.progress import Progress
 
 EXIT_OK, EXIT_NOTHING, EXIT_CONFIG, EXIT_STATE = 0, 1, 2, 3
@@ -38,6 +38,24 @@ EXIT_OK, EXIT_NOTHING, EXIT_CONFIG, EXIT_STATE = 0, 1, 2, 3
 PROGRESS_MIN_FILES = 200
 
 log = logging.getLogger("aggregator")
+
+
+class _Consoles:
+    """The two rich consoles, each made when first written to: ``run --json`` from cron or a
+    script prints nothing rich draws, and importing rich costs about 50 ms of every start."""
+
+    # soft_wrap: a message is one line however narrow the terminal, so it can be grepped.
+    @cached_property
+    def out(self) -> Console:
+        from rich.console import Console
+
+        return Console(highlight=False, soft_wrap=True)
+
+    @cached_property
+    def err(self) -> Console:
+        from rich.console import Console
+
+        return Console(stderr=True, highlight=False, soft_wrap=True)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -452,7 +470,7 @@ def _fetch_cell(status: FetchStatus) -> str:
     return f"{text} {status.detail}" if status.detail else text
 
 
-def _cmd_run(args: argparse.Namespace, out: Console, err: Console) -> int:
+def _cmd_run(args: argparse.Namespace, con: _Consoles) -> int:
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.ERROR,
         format="aggregator: %(levelname)s: %(message)s",
@@ -461,22 +479,22 @@ def _cmd_run(args: argparse.Namespace, out: Console, err: Console) -> int:
     try:
         cfg = config_mod.load(args.config)
     except ConfigError as e:
-        return _config_error(e, err)
+        return _config_error(e, con.err)
     names = {s.name for s in cfg.sources}
     unknown = [n for n in args.source or () if n not in names]
     if unknown:
         problem = f"--source {unknown[0]}: no such source; configured: {', '.join(sorted(names))}"
-        return _config_error(ConfigError(str(args.config), (problem,)), err)
+        return _config_error(ConfigError(str(args.config), (problem,)), con.err)
 
     progress_bar: Progress | None = None
     tasks: dict[str, Any] = {}
-    # Asked once: rich's is_terminal reads the environment each time (~15 us), and this is
-    # called for every file read.
-    to_terminal = err.is_terminal
+    # Asked once, and only of a long run: rich's is_terminal reads the environment each time
+    # (~15 us), and on_progress is called for every file read.
+    to_terminal = cache(lambda: con.err.is_terminal)
 
     def on_progress(source: str, done: int, total: int) -> None:
         nonlocal progress_bar
-        if total < PROGRESS_MIN_FILES or not to_terminal:
+        if total < PROGRESS_MIN_FILES or not to_terminal():
             return
         if progress_bar is None:
             from rich.progress import (  # ~20 ms: only when a bar is shown
@@ -489,7 +507,7 @@ def _cmd_run(args: argparse.Namespace, out: Console, err: Console) -> int:
 
             progress_bar = Progress(
                 TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                TimeRemainingColumn(), console=err, transient=True,
+                TimeRemainingColumn(), console=con.err, transient=True,
             )  # fmt: skip
             progress_bar.start()
         if source not in tasks:
@@ -503,7 +521,7 @@ def _cmd_run(args: argparse.Namespace, out: Console, err: Console) -> int:
                 offline=args.offline, progress=on_progress,
             )  # fmt: skip
     except (StoreError, PublishError) as e:
-        err.print(f"[bold red]error:[/] {e}", highlight=False)
+        con.err.print(f"[bold red]error:[/] {e}", highlight=False)
         return EXIT_STATE
     finally:
         if progress_bar is not None:
@@ -512,15 +530,15 @@ def _cmd_run(args: argparse.Namespace, out: Console, err: Console) -> int:
     if args.json:
         print(json.dumps(_report_json(report), ensure_ascii=False, indent=2, default=str))
     else:
-        _print_report(report, out)
+        _print_report(report, con.out)
     if report.errors:
-        err.print("some feeds could not be written; see the errors above")
+        con.err.print("some feeds could not be written; see the errors above")
         return EXIT_STATE
     if not report.produced:
-        err.print("nothing could be produced: every feed is empty; see the reasons above")
+        con.err.print("nothing could be produced: every feed is empty; see the reasons above")
         return EXIT_NOTHING
     if args.strict and report.skipped:
-        err.print(f"--strict: {report.skipped} input(s) skipped; see the reasons above")
+        con.err.print(f"--strict: {report.skipped} input(s) skipped; see the reasons above")
         return EXIT_NOTHING
     return EXIT_OK
 
@@ -644,10 +662,11 @@ def _cmd_daemon(args: argparse.Namespace, err: Console) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    # soft_wrap: a message is one line however narrow the terminal, so it can be grepped.
-    out = Console(highlight=False, soft_wrap=True)
-    err = Console(stderr=True, highlight=False, soft_wrap=True)
+    con = _Consoles()
     try:
+        if args.command == "run":
+            return _cmd_run(args, con)
+        out, err = con.out, con.err
         if args.command == "adapters":
             return _cmd_adapters(out)
         if args.command == "check":
@@ -662,7 +681,7 @@ def main(argv: list[str] | None = None) -> int:
             return _cmd_opml(args, out, err)
         if args.command == "explain":
             return _cmd_explain(args, out, err)
-        return _cmd_run(args, out, err)
+        raise AssertionError(f"unhandled command {args.command!r}")  # argparse lists them all
     except AggregatorError as e:  # anything we raise on purpose that escaped a command
-        err.print(f"[bold red]error:[/] {e}", highlight=False)
+        con.err.print(f"[bold red]error:[/] {e}", highlight=False)
         return EXIT_NOTHING

@@ -164,6 +164,31 @@ def test_etag_304_costs_nothing_and_rewrites_nothing(tmp_path: Path, server: Fee
     assert feed_file.stat().st_mtime_ns == mtime
 
 
+def test_a_scripted_run_loads_neither_rich_nor_httpx_command_line(
+    tmp_path: Path, server: FeedServer
+) -> None:
+    """``run --json`` (cron, scripts) draws nothing, so it must not pay for rich, and httpx's
+    own command-line client (click, rich, pygments) is never needed: together about a tenth of
+    a second of every run, a tenth of a pass where every feed answers 304."""
+    url = server.route("/f", Route(body=livefeeds.rss2(livefeeds.voa()), headers=RSS, etag='"v1"'))
+    setup = Setup(tmp_path, [url_source("live", url)])
+    probe = (
+        "import contextlib, io, json, sys\n"
+        "from aggregator import cli\n"
+        "with contextlib.redirect_stdout(io.StringIO()) as out:\n"
+        f"    code = cli.main(['run', '--json', '--config', {str(setup.root / 'config.toml')!r}])\n"
+        "report = json.loads(out.getvalue())\n"
+        "print(json.dumps([code, report['sources'][0]['new'],\n"
+        "                  sorted(m for m in ('rich', 'click', 'pygments', 'httpx') if m in sys.modules)]))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == [0, 3, ["httpx"]]
+    assert len(server.hits("/f")) == 1
+
+
 def test_answers_not_read_for_a_feed_leave_the_connection_open(
     tmp_path: Path, server: FeedServer
 ) -> None:
