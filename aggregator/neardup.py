@@ -448,6 +448,50 @@ def worth_deciding(
 
 
 @dataclass(frozen=True, slots=True)
+class Candidates:
+    """The candidate pairs of an ``Index`` (``candidates``) as positions into ``keys``, which
+    holds only the articles in some pair: what the store is asked for signatures of."""
+
+    keys: list[str]
+    i: npt.NDArray[np.intp]
+    j: npt.NDArray[np.intp]
+
+
+def candidate_pairs(index: Index) -> Candidates:
+    """``candidates(index)`` over the keys of the articles involved."""
+    i, j = candidates(index)
+    involved = np.unique(np.concatenate([i, j]))
+    keys = [index.keys[k] for k in involved.tolist()]
+    return Candidates(keys, np.searchsorted(involved, i), np.searchsorted(involved, j))
+
+
+def pairs_to_decide(
+    found: Candidates, signatures: Iterable[tuple[str, bytes, int]]
+) -> list[tuple[str, str, float]]:
+    """The candidate pairs some rule could accept (``worth_deciding``), as (key, key, estimated
+    similarity). ``signatures`` gives (key, signature bytes, distinct shingles) for the keys of
+    ``found``, as ``Store.signatures`` does; a key it leaves out pairs with nothing."""
+    position = {key: n for n, key in enumerate(found.keys)}
+    sigs = np.zeros((len(found.keys), NUM_PERM), dtype=np.uint32)
+    shingles = np.zeros(len(found.keys), dtype=np.float64)
+    seen = np.zeros(len(found.keys), dtype=bool)
+    for key, sig, count in signatures:
+        at = position[key]
+        sigs[at] = np.frombuffer(sig, dtype=np.uint32)
+        shingles[at] = count
+        seen[at] = True
+    keep, sims = worth_deciding(found.i, found.j, sigs, shingles)
+    keep &= seen[found.i] & seen[found.j]
+    keys = found.keys
+    return [
+        (keys[x], keys[y], sim)
+        for x, y, sim in zip(
+            found.i[keep].tolist(), found.j[keep].tolist(), sims[keep].tolist(), strict=True
+        )
+    ]
+
+
+@dataclass(frozen=True, slots=True)
 class Assignment:
     """An article, or a whole stored story (``key`` is then its representative), that joins
     another story."""

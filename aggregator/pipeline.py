@@ -521,34 +521,17 @@ def _near_duplicates(store: Store, now: datetime, touched: set[str]) -> Counter[
     merged: Counter[str] = Counter()
     pending = store.pending_days()
     if pending is not None:
-        import numpy as np  # only in runs that have something to compare
-
-        from aggregator import neardup
+        from aggregator import neardup  # numpy: only in runs that have something to compare
 
         _, first, last = pending
         window = neardup.MAX_DAYS_APART
-        index = neardup.Index(store.band_index(first - window, last + window))
-        i, j = neardup.candidates(index)
-        # Signatures of the articles in a candidate pair only, into one array; full sketches
-        # only for the pairs whose figures some rule could accept.
-        involved = np.unique(np.concatenate([i, j]))
-        names = [index.keys[k] for k in involved.tolist()]
-        del index
-        position = {key: n for n, key in enumerate(names)}
-        sigs = np.zeros((len(names), neardup.NUM_PERM), dtype=np.uint32)
-        shingles = np.zeros(len(names), dtype=np.float64)
-        for key, sig, count in store.signatures(names):
-            sigs[position[key]] = np.frombuffer(sig, dtype=np.uint32)
-            shingles[position[key]] = count
-        pi, pj = np.searchsorted(involved, i), np.searchsorted(involved, j)
-        keep, sims = neardup.worth_deciding(pi, pj, sigs, shingles)
-        del sigs, shingles, position
-        kept = [
-            (names[x], names[y], sim)
-            for x, y, sim in zip(
-                pi[keep].tolist(), pj[keep].tolist(), sims[keep].tolist(), strict=True
-            )
-        ]
+        found = neardup.candidate_pairs(
+            neardup.Index(store.band_index(first - window, last + window))
+        )
+        # Signatures of the articles in a candidate pair only; full sketches only for the
+        # pairs whose figures some rule could accept.
+        kept = neardup.pairs_to_decide(found, store.signatures(found.keys))
+        del found
         wanted = sorted({key for x, y, _ in kept for key in (x, y)})
         rows = {
             key: neardup.Row(key, story, sketch, published, outlet, new, source)

@@ -202,6 +202,28 @@ def test_candidate_search_finds_what_a_brute_force_finds(new_share: float) -> No
     )
 
 
+def test_pairs_to_decide_keeps_copies_and_needs_both_signatures() -> None:
+    """A Traditional edition of a seed pairs with it; an unrelated seed pairs with neither; and
+    a pair whose signature the store no longer has (retention) is left out."""
+    texts = {
+        "a": (neardupset.SEEDS / "voa" / VOA_002).read_text(encoding="utf-8"),
+        "other": next((neardupset.SEEDS / "dw").iterdir()).read_text(encoding="utf-8"),
+    }
+    texts["a-hant"] = opencc.OpenCC("s2t").convert(texts["a"])
+    sketches = {k: _sketch(t) for k, t in texts.items()}
+    keys = list(sketches)
+    blob = bytearray(b"".join(sketches[k].bands for k in keys))
+    index = neardup.Index((keys, blob, [20000] * len(keys), [0] * len(keys), [1] * len(keys)))
+    found = neardup.candidate_pairs(index)
+    assert sorted(found.keys) == ["a", "a-hant"]
+    rows = [(k, sketches[k].sig, sketches[k].shingles) for k in found.keys]
+    assert [(x, y) for x, y, _ in neardup.pairs_to_decide(found, rows)] in (
+        [("a", "a-hant")],
+        [("a-hant", "a")],
+    )
+    assert neardup.pairs_to_decide(found, [r for r in rows if r[0] != "a-hant"]) == []
+
+
 def test_too_short_texts_have_no_sketch() -> None:
     assert neardup.sketch(comparable_text("短讯。" * 5), "t") is None
 
