@@ -401,7 +401,7 @@ def _cmd_explain(args: argparse.Namespace, out: Console, err: Console) -> int:
         err.print(f"{cfg.state_db}: no state database yet; run `aggregator run` first")
         return EXIT_NOTHING
     try:
-        with Store(cfg.state_db) as store:
+        with Store(cfg.state_db, readonly=True) as store:
             found = pipeline.explain(store, args.query)
     except StoreError as e:
         err.print(f"[bold red]error:[/] {e}", highlight=False)

@@ -43,6 +43,34 @@ def test_database_from_a_newer_version_is_refused(tmp_path: Path) -> None:
         Store(path)
 
 
+def test_readonly_store_reads_and_never_writes(tmp_path: Path) -> None:
+    """What ``explain`` opens: it reads beside a writer, any write is refused, a database of
+    an older schema is left as it is (with what to do), and none is created."""
+    path = tmp_path / "state.sqlite3"
+    Store(path).close()
+    with sqlite3.connect(path) as db:
+        db.execute("INSERT INTO duplicates VALUES ('dup', 'kept', 's', NULL, 'o', 'r', 't')")
+    writer = sqlite3.connect(path, isolation_level=None)
+    writer.execute("BEGIN IMMEDIATE")  # a run holding the write lock
+    try:
+        with Store(path, readonly=True) as store:
+            assert store.duplicate_of("dup") == "kept"
+            with pytest.raises(StoreError, match=str(path)):
+                store.forget_duplicate("dup")
+    finally:
+        writer.execute("ROLLBACK")
+        writer.close()
+    with sqlite3.connect(path) as db:
+        db.execute(f"PRAGMA user_version = {len(MIGRATIONS) - 1}")
+    with pytest.raises(StoreError, match="run `aggregator run` once to migrate"):
+        Store(path, readonly=True)
+    with sqlite3.connect(path) as db:
+        assert db.execute("PRAGMA user_version").fetchone() == (len(MIGRATIONS) - 1,)
+    with pytest.raises(StoreError, match="cannot open the state database to read it"):
+        Store(tmp_path / "missing.sqlite3", readonly=True)
+    assert not (tmp_path / "missing.sqlite3").exists()
+
+
 def test_damaged_database_is_reported_with_its_path(tmp_path: Path) -> None:
     path = tmp_path / "state.sqlite3"
     path.write_bytes(b"this is not a database" * 100)

@@ -137,9 +137,16 @@ class _Errors:
 
 
 class Store:
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, readonly: bool = False) -> None:
+        """Open (and create, and migrate) the database at ``path``. ``readonly``: open an
+        existing database of this version to read it only (``aggregator explain``): nothing
+        is created or migrated, so it works beside a running daemon, on a copy of someone
+        else's file or on read-only storage; any write raises StoreError."""
         self.path = path
         self._errors = _Errors(path)
+        if readonly:
+            self._open_readonly()
+            return
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             self._db = sqlite3.connect(path, isolation_level=None)
@@ -167,6 +174,31 @@ class Store:
                 f"{path}: cannot open the state database ({e}); check the path and permissions "
                 "(state_db in config.toml), or move a damaged file aside to start afresh"
             ) from e
+
+    def _open_readonly(self) -> None:
+        self._known = None
+        self._storied = None
+        self._storied_version = 0
+        self._bulk = False
+        try:
+            self._db = sqlite3.connect(
+                f"{self.path.resolve().as_uri()}?mode=ro", uri=True, isolation_level=None
+            )
+            version = self.schema_version
+        except sqlite3.Error as e:
+            raise StoreError(
+                f"{self.path}: cannot open the state database to read it ({e}); check the path "
+                "(state_db in config.toml) and that the file is readable"
+            ) from e
+        if version != len(MIGRATIONS):
+            self._db.close()
+            newer = version > len(MIGRATIONS)
+            raise StoreError(
+                f"{self.path}: schema {version}, this version of aggregator reads "
+                f"{len(MIGRATIONS)}; "
+                + ("upgrade aggregator" if newer else "run `aggregator run` once to migrate it")
+            )
+        self._db.execute("BEGIN")  # one snapshot for everything read
 
     # -- lifecycle ---------------------------------------------------------------------------
 
