@@ -618,18 +618,17 @@ class Store:
                             (source, retention.max_items_per_source),
                         )
                     ]
+            at = _t(now)
             for key in dict.fromkeys(doomed):
-                self._db.execute(
+                members = self._db.execute(
+                    "SELECT key, atom_id FROM items WHERE key = ? OR story = ?", (key, key)
+                ).fetchall()
+                self._db.executemany(
                     "INSERT OR REPLACE INTO tombstones (key, atom_id, reason, at)"
-                    " SELECT key, atom_id, 'retention', ? FROM items WHERE key = ? OR story = ?",
-                    (_t(now), key, key),
+                    " VALUES (?, ?, 'retention', ?)",
+                    [(k, atom_id, at) for k, atom_id in members],
                 )
-                gone = [
-                    (r[0],)
-                    for r in self._db.execute(
-                        "SELECT key FROM items WHERE key = ? OR story = ?", (key, key)
-                    )
-                ]
+                gone = [(k,) for k, _ in members]
                 if self._known is not None:
                     self._known.removed.update(k for (k,) in gone)
                     self._known.versions.difference_update(k for (k,) in gone)
