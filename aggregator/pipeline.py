@@ -323,13 +323,25 @@ def _ingest(
     if before is None:
         candidates = stats
         known = store.file_states(source.name)
+        recorded = list(known)
     else:
         seen = set(before)
         candidates = [stat for stat, line in zip(stats, lines, strict=True) if line not in seen]
         del seen
         known = store.file_states(source.name, [stat.path for stat in candidates])
         _skipped_again(store, source, stats, {stat.path for stat in candidates}, tally)
-    del before, lines
+        # Lines of the old listing missing from this one: files changed or deleted. Only then
+        # is the old listing's every path looked at (not in a run that only adds files).
+        vanished = len(before) - (len(lines) - len(candidates))
+        recorded = [line.partition("\0")[0] for line in before] if vanished else []
+    # The records of deleted files go, so the state does not grow with every file an archive
+    # ever held. Not when the folder lists empty (an unmounted or emptied disk, say): its
+    # files coming back would all be read again. Their articles stay either way.
+    if recorded and stats and not dry_run:
+        listed = {stat.path for stat in stats}
+        store.forget_files(source.name, [path for path in recorded if path not in listed])
+        del listed
+    del before, lines, recorded
     todo: list[tuple[FileStat, str | None]] = []
     for stat in candidates:
         state = known.get(stat.path)

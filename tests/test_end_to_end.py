@@ -6,6 +6,7 @@ import json
 import os
 import sqlite3
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import feedparser
@@ -493,6 +494,42 @@ def test_a_changed_archive_listing_is_noticed(ws: Workspace) -> None:
     assert next(s for s in report.sources if s.name == "voa").files_read == 1
     assert voa_report(ws.run_json())["files_read"] == 2
     assert voa_report(ws.run_json())["files_read"] == 0
+
+
+def test_records_of_deleted_files_go_unless_the_folder_lists_empty(ws: Workspace) -> None:
+    """The state keeps no record of a file deleted from its archive (it would grow with every
+    file the archive ever held), and its article stays. A folder that lists empty (a disk not
+    mounted, say) keeps its records, so its files coming back are not read again."""
+    voa = ws.root / "seeds" / "voa"
+    first = sorted(voa.iterdir())[0]
+    (voa / "copy.txt").write_bytes(first.read_bytes().replace(b"6800196", b"7700001"))
+    (voa / "notes.txt").write_text("not an archive item\n", encoding="utf-8")  # skipped
+    ws.run_json()
+
+    def recorded() -> list[str]:
+        with sqlite3.connect(ws.db) as db:
+            rows = db.execute("SELECT path FROM files WHERE source = 'voa' ORDER BY path")
+            return [Path(r[0]).name for r in rows]
+
+    names = sorted(p.name for p in voa.iterdir())
+    assert recorded() == names
+    (voa / "copy.txt").unlink()
+    (voa / "notes.txt").unlink()
+    ws.run_json()
+    assert recorded() == sorted(set(names) - {"copy.txt", "notes.txt"})
+    with sqlite3.connect(ws.db) as db:  # what the deleted file brought (a copy of 000) stays
+        row = db.execute("SELECT kept_key FROM duplicates WHERE key = 'voa:7700001'").fetchone()
+    assert row == ("voa:6800196",)
+
+    away = ws.root / "away"
+    voa.rename(away)
+    voa.mkdir()
+    ws.run_json()
+    assert len(recorded()) == 3
+    voa.rmdir()
+    away.rename(voa)
+    back = next(s for s in ws.run_json()["sources"] if s["name"] == "voa")
+    assert (back["files_seen"], back["files_read"]) == (3, 0)
 
 
 def test_a_link_loop_in_an_archive_folder_is_read_once(ws: Workspace) -> None:

@@ -385,6 +385,14 @@ class Store:
                     (source, digest, blob),
                 )
 
+    def forget_files(self, source: str, paths: Sequence[str]) -> None:
+        """Drop the records of the source's files at ``paths`` (deleted from its folder)."""
+        if paths:
+            with self._errors:
+                self._db.executemany(
+                    "DELETE FROM files WHERE source = ? AND path = ?", ((source, p) for p in paths)
+                )
+
     def record_file(self, source: str, path: str, state: FileState, now: datetime) -> None:
         with self._errors:
             self._db.execute(
