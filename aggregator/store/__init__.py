@@ -859,34 +859,27 @@ class Store:
             row = db.execute("SELECT COALESCE(story, key) FROM items WHERE key = ?", (key,))
             found = row.fetchone()
             story = found[0] if found else key
-            cols = "key, atom_id, source, title, link, published, updated, story, text_hash"
-            members = [
-                dict(zip(cols.split(", "), r, strict=True))
-                for r in db.execute(
-                    f"SELECT {cols} FROM items WHERE key = ? OR story = ?"  # noqa: S608
-                    " ORDER BY key != ?, key",
-                    (story, story, story),
-                )
-            ]
-            mcols = "key, story, rule, matched, similarity, containment, title_similarity, days_apart, merged_at"
+            members = _records(
+                db, "key, atom_id, source, title, link, published, updated, story, text_hash",
+                "FROM items WHERE key = ? OR story = ? ORDER BY key != ?, key",
+                (story, story, story),
+            )  # fmt: skip
             merges = {
-                r[0]: dict(zip(mcols.split(", "), r, strict=True))
-                for r in db.execute(
-                    f"SELECT {mcols} FROM merges WHERE story = ?",  # noqa: S608 - columns only
+                m["key"]: m
+                for m in _records(
+                    db,
+                    "key, story, rule, matched, similarity, containment, title_similarity,"
+                    " days_apart, merged_at",
+                    "FROM merges WHERE story = ?",
                     (story,),
                 )
             }
             keys = [m["key"] for m in members] or [story]
             marks = ", ".join("?" for _ in keys)
-            dcols = "key, kept_key, source, link, origin, reason, seen_at"
-            duplicates = [
-                dict(zip(dcols.split(", "), r, strict=True))
-                for r in db.execute(
-                    f"SELECT {dcols} FROM duplicates WHERE kept_key IN ({marks})"  # noqa: S608
-                    " ORDER BY key",
-                    keys,
-                )
-            ]
+            duplicates = _records(
+                db, "key, kept_key, source, link, origin, reason, seen_at",
+                f"FROM duplicates WHERE kept_key IN ({marks}) ORDER BY key", keys,
+            )  # fmt: skip
             tombstone = db.execute(
                 "SELECT reason, at FROM tombstones WHERE key = ?", (asked,)
             ).fetchone()
@@ -1117,6 +1110,16 @@ class Store:
                     "DELETE FROM archive_entries WHERE feed = ? AND page = ?", (feed, page)
                 )
         return pages
+
+
+def _records(
+    db: sqlite3.Connection, columns: str, rest: str, params: Sequence[object]
+) -> list[dict[str, Any]]:
+    """``SELECT columns rest`` as one dict a row, keyed by the column names (for explain's
+    plain data). ``columns`` and ``rest`` are our own SQL, never input; values are bound."""
+    names = [c.strip() for c in columns.split(",")]
+    rows = db.execute(f"SELECT {columns} {rest}", params)
+    return [dict(zip(names, row, strict=True)) for row in rows]
 
 
 def read_status(path: Path, recent: int = 20) -> Status:
