@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -107,6 +108,23 @@ def test_publish_writes_atomically_and_only_on_change(tmp_path: Path) -> None:
     assert target.read_bytes() == b"<feed>2</feed>"
     assert oct(target.stat().st_mode & 0o777) == "0o644"
     assert [p.name for p in target.parent.iterdir()] == ["all.atom"]  # no temporary left behind
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="syncfs(2) is Linux's")
+def test_publishing_flushes_the_output_filesystem_not_every_disk(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A run waits for its own files to reach the disk, not for every other writer on the
+    host: Staging flushes with syncfs on the output's filesystem, never a global sync()."""
+    from aggregator import publish
+
+    def refuse() -> None:
+        raise AssertionError("sync() of every filesystem")
+
+    monkeypatch.setattr(publish.os, "sync", refuse)
+    assert _publish(tmp_path / "a" / "all.atom", b"<feed/>") is True
+    assert _publish(tmp_path / "b" / "all.atom", b"<feed/>") is True  # a second folder
+    assert (tmp_path / "a" / "all.atom").read_bytes() == b"<feed/>"
 
 
 def test_publish_failure_names_the_file(tmp_path: Path) -> None:
