@@ -489,8 +489,9 @@ def _cmd_run(args: argparse.Namespace, con: _Consoles) -> int:
     progress_bar: Progress | None = None
     tasks: dict[str, Any] = {}
     # Asked once, and only of a long run: rich's is_terminal reads the environment each time
-    # (~15 us), and on_progress is called for every file read.
-    to_terminal = cache(lambda: con.err.is_terminal)
+    # (~15 us), and on_progress is called for every file read. A stderr that is no terminal
+    # (cron, a pipe) never loads rich for it.
+    to_terminal = cache(lambda: sys.stderr.isatty() and con.err.is_terminal)
 
     def on_progress(source: str, done: int, total: int) -> None:
         nonlocal progress_bar

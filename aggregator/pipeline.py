@@ -39,6 +39,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from aggregator import (
@@ -92,7 +93,6 @@ from aggregator.store.lock import StateLock
 
 if TYPE_CHECKING:
     from concurrent.futures import ProcessPoolExecutor
-    from pathlib import Path
 
     from aggregator.fetch.http import HttpResult
 
@@ -309,6 +309,7 @@ def _ingest(
         log.error("source %s: %s: %s", source.name, e.origin, e.reason)
         return tally.report()
     tally.files_seen = len(stats)
+    stats = _named(stats, tally)
     # The listing (every path, size and mtime) as it was when all its files had been taken
     # in: the same listing means no file changed, without 100,000 file records compared; a
     # changed one is compared line by line with it, and only the files whose line is new are
@@ -335,12 +336,9 @@ def _ingest(
         vanished = len(before) - (len(lines) - len(candidates))
         recorded = [line.partition("\0")[0] for line in before] if vanished else []
     # The records of deleted files go, so the state does not grow with every file an archive
-    # ever held. Not when the folder lists empty (an unmounted or emptied disk, say): its
-    # files coming back would all be read again. Their articles stay either way.
+    # ever held (their articles stay).
     if recorded and stats and not dry_run:
-        listed = {stat.path for stat in stats}
-        store.forget_files(source.name, [path for path in recorded if path not in listed])
-        del listed
+        store.forget_files(source.name, _deleted(recorded, stats))
     del before, lines, recorded
     todo: list[tuple[FileStat, str | None]] = []
     for stat in candidates:
@@ -365,17 +363,77 @@ def _ingest(
             store.commit()
         if progress is not None:
             progress(source.name, done, len(todo))
-    if complete:
+    if complete and stats:  # (an empty listing is not kept: see _deleted)
         store.save_listing(source.name, listing, text)
     return tally.report()
+
+
+def _named(stats: list[FileStat], tally: _Tally) -> list[FileStat]:
+    """``stats`` without the files whose names are not valid UTF-8 (the state database and the
+    report hold text): each is skipped, with what to do, on every run until it is renamed."""
+    bad = [stat for stat in stats if not stat.path.isascii() and not _utf8(stat.path)]
+    if not bad:
+        return stats
+    for stat in bad:
+        shown = stat.path.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+        tally.skipped.append(
+            Skip(shown, "the file name is not valid UTF-8; rename the file (convmv converts a "
+                 "whole folder's names from their old encoding)")
+        )  # fmt: skip
+    keep = set(map(id, bad))
+    return [stat for stat in stats if id(stat) not in keep]
+
+
+def _utf8(path: str) -> bool:
+    try:
+        path.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _folder(path: str) -> str:
+    # os.path on str, not Path objects: this runs for every file of a listing (~10x cheaper).
+    return os.path.dirname(path)  # noqa: PTH120
+
+
+def _deleted(recorded: Iterable[str], stats: list[FileStat]) -> list[str]:
+    """The recorded paths whose files are gone for good: not listed, and in a folder that still
+    lists files, or in a folder deleted from one. A folder that is there but lists nothing (a
+    disk not mounted, a folder that cannot be read) keeps its records, so its files coming
+    back are not read again; so does a folder emptied of every file."""
+    listed = {stat.path for stat in stats}
+    live: set[str] = set()  # every folder that holds a listed file, and their parents
+    for stat in stats:
+        folder = _folder(stat.path)
+        while folder not in live:
+            live.add(folder)
+            parent = _folder(folder)
+            if parent == folder:
+                break
+            folder = parent
+    verdict: dict[str, bool] = {}
+
+    def gone_for_good(folder: str) -> bool:
+        if folder not in verdict:
+            probe = folder
+            while probe not in live and not Path(probe).is_dir():  # deleted: ask its parent
+                parent = _folder(probe)
+                if parent == probe:
+                    break
+                probe = parent
+            verdict[folder] = probe in live
+        return verdict[folder]
+
+    return [path for path in recorded if path not in listed and gone_for_good(_folder(path))]
 
 
 def _skipped_again(
     store: Store, source: Source, stats: list[FileStat], fresh: set[str], tally: _Tally
 ) -> None:
     """Report again the files recorded as skipped that are still listed and unchanged (not in
-    ``fresh``, the ones this run looks at). A skipped file stays recorded after it is deleted:
-    only the listed ones count."""
+    ``fresh``, the ones this run looks at). Only the listed ones count: the record of a deleted
+    one can stay (see ``_deleted``)."""
     skipped = store.skipped_files(source.name)
     present = {stat.path for stat in stats} if skipped else set()
     for path, reason in skipped:

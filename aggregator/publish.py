@@ -11,6 +11,7 @@ what to check.
 from __future__ import annotations
 
 import contextlib
+import errno
 import itertools
 import os
 import secrets
@@ -62,25 +63,35 @@ def _syncfs() -> Callable[[int], int] | None:
 _SYNC_ALL = hasattr(os, "sync")
 
 
+# syncfs errors that mean "cannot do it here" (no such call, a filesystem that refuses it):
+# sync() instead. Any other (EIO, ENOSPC: data that did not reach the disk) fails the commit.
+_NOT_SUPPORTED = frozenset({errno.ENOSYS, errno.EINVAL, errno.EPERM, errno.EACCES})
+
+
 def _flush(folders: Iterable[Path]) -> None:
     """Everything written on the filesystems that hold ``folders`` put on disk: one syncfs a
-    filesystem, or sync() when there is no syncfs or one fails."""
+    filesystem, or sync() where there is no syncfs. OSError when the data did not get there."""
     syncfs = _syncfs()
     if syncfs is not None:
+        import ctypes
+
         done: set[int] = set()
-        try:
-            for folder in folders:
-                fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-                try:
-                    device = os.fstat(fd).st_dev
-                    if device not in done and syncfs(fd) != 0:
-                        raise OSError("syncfs failed")
-                    done.add(device)
-                finally:
-                    os.close(fd)
+        for folder in folders:
+            fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+            try:
+                device = os.fstat(fd).st_dev
+                if device in done:
+                    continue
+                if syncfs(fd) != 0:
+                    code = ctypes.get_errno()
+                    if code in _NOT_SUPPORTED:
+                        break
+                    raise OSError(code, f"{os.strerror(code)} while flushing it to disk")
+                done.add(device)
+            finally:
+                os.close(fd)
+        else:
             return
-        except OSError:
-            pass  # a folder gone, or syncfs refused: flush everything instead
     os.sync()
 
 
@@ -156,14 +167,24 @@ class Staging:
     def commit(self) -> dict[str, tuple[PublishError, list[Path]]]:
         """Sync, rename every staged file over its target, group by group in the order staged,
         and sync again. A group whose rename fails stops there (its later files are dropped)
-        and is returned with the error and the targets it did put in place; the others go on."""
+        and is returned with the error and the targets it did put in place; the others go on.
+        When the disk reports that the data did not reach it, every group fails: before the
+        renames none is put in place; after them, each is returned with all its targets."""
         failed: dict[str, tuple[PublishError, list[Path]]] = {}
         if not self._groups:
             return failed
-        folders = {path.parent for files in self._groups.values() for _, path in files}
+        groups, self._groups = self._groups, {}
+        folders = {path.parent for files in groups.values() for _, path in files}
         if _SYNC_ALL:
-            _flush(folders)
-        for group, files in self._groups.items():
+            try:
+                _flush(folders)
+            except OSError as e:
+                for group, files in groups.items():
+                    failed[group] = (_error(files[0][1], e), [])
+                    for tmp, _ in files:
+                        _forget(tmp)
+                return failed
+        for group, files in groups.items():
             for i, (tmp, path) in enumerate(files):
                 try:
                     tmp.replace(path)
@@ -172,11 +193,15 @@ class Staging:
                     for left, _ in files[i:]:
                         _forget(left)
                     break
-        self._groups.clear()
         if _SYNC_ALL:
             # The renames on disk too, before the caller records what it published: after a
             # power cut the state must not say a file is current when the old one came back.
-            _flush(folders)
+            try:
+                _flush(folders)
+            except OSError as e:
+                for group, files in groups.items():
+                    if group not in failed:
+                        failed[group] = (_error(files[0][1], e), [path for _, path in files])
         return failed
 
     def __enter__(self) -> Staging:

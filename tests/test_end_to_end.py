@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sqlite3
+import subprocess
+import sys
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -302,18 +305,23 @@ def test_bad_files_are_reported_and_the_run_goes_on(ws: Workspace) -> None:
     (ws.root / "seeds" / "aljazeera" / "broken.md").write_text(
         "---\ntitle: [unclosed\n---\n<p>x</p>\n", encoding="utf-8"
     )
+    # A name that is not UTF-8 (written by a tool using GBK, say): the state holds text.
+    first = sorted(bad.iterdir())[0]
+    with open(bytes(bad) + b"/" + "旧".encode("gbk") + b".txt", "wb") as f:
+        f.write(first.read_bytes().replace(b"6800196", b"7700002"))
     proc = ws.cli("run")
     assert proc.returncode == 0, proc.stderr
     assert "empty.txt: the file is empty" in proc.stdout
     assert "notes.txt: not an archive item" in proc.stdout
     assert "broken.md: front-matter is not valid YAML" in proc.stdout
+    assert "\\xbe\\xc9.txt: the file name is not valid UTF-8; rename the file" in proc.stdout
     report = ws.run_json()
-    assert report["skipped"] == 3  # still reported, not re-read
+    assert report["skipped"] == 4  # still reported, not re-read
     assert sum(s["files_read"] for s in report["sources"]) == 0
     assert {f["name"]: f["entries"] for f in report["feeds"]}["all"] == 5
     strict = ws.cli("run", "--strict")
     assert strict.returncode == 1
-    assert "--strict: 3 input(s) skipped" in strict.stderr
+    assert "--strict: 4 input(s) skipped" in strict.stderr
 
 
 def test_missing_source_folder_keeps_the_others(ws: Workspace) -> None:
@@ -409,6 +417,36 @@ def test_progress_free_human_summary(ws: Workspace) -> None:
         assert rule in out
 
 
+def test_a_long_run_shows_progress_on_a_terminal_only(ws: Workspace) -> None:
+    """Reading 200 files or more draws a progress bar when stderr is a terminal (here a
+    pseudo-terminal), and nothing when it is a pipe (cron, scripts)."""
+    import pty
+
+    voa = ws.root / "seeds" / "voa"
+    first = sorted(voa.iterdir())[0].read_bytes()
+    for n in range(210):
+        (voa / f"more{n:03}.txt").write_bytes(first.replace(b"6800196", b"88%05d" % n))
+    leader, follower = pty.openpty()
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-m", "aggregator", "run", "--json"], cwd=ws.root, stdout=subprocess.PIPE,
+            stderr=follower, timeout=300, check=False,
+        )  # fmt: skip
+        os.close(follower)
+        drawn = b""
+        with contextlib.suppress(OSError):  # EIO once the terminal has nothing left
+            while chunk := os.read(leader, 65536):
+                drawn += chunk
+    finally:
+        os.close(leader)
+    assert proc.returncode == 0
+    assert b"reading voa" in drawn and b"/213" in drawn, drawn[-500:]
+    for n in range(210, 420):
+        (voa / f"more{n:03}.txt").write_bytes(first.replace(b"6800196", b"88%05d" % n))
+    piped = ws.cli("run", "--json")
+    assert piped.returncode == 0 and "reading voa" not in piped.stderr
+
+
 def test_opml_lists_every_output_feed(ws: Workspace) -> None:
     """feeds.opml beside the feeds names each one at its public URL, for a reader's import."""
     import xml.etree.ElementTree as ET
@@ -496,40 +534,63 @@ def test_a_changed_archive_listing_is_noticed(ws: Workspace) -> None:
     assert voa_report(ws.run_json())["files_read"] == 0
 
 
-def test_records_of_deleted_files_go_unless_the_folder_lists_empty(ws: Workspace) -> None:
+def test_records_of_deleted_files_go_unless_their_folder_lists_nothing(ws: Workspace) -> None:
     """The state keeps no record of a file deleted from its archive (it would grow with every
-    file the archive ever held), and its article stays. A folder that lists empty (a disk not
-    mounted, say) keeps its records, so its files coming back are not read again."""
+    file the archive ever held), nor of a subfolder deleted whole, and their articles stay. A
+    folder that is there but lists nothing (a disk not mounted, say) keeps its records, so its
+    files coming back are not read again."""
     voa = ws.root / "seeds" / "voa"
     first = sorted(voa.iterdir())[0]
     (voa / "copy.txt").write_bytes(first.read_bytes().replace(b"6800196", b"7700001"))
     (voa / "notes.txt").write_text("not an archive item\n", encoding="utf-8")  # skipped
+    for month in ("2024-01", "2024-02"):
+        (voa / month).mkdir()
+        (voa / month / "a.txt").write_bytes(
+            first.read_bytes().replace(b"6800196", b"77%s" % month[-2:].encode())
+        )
     ws.run_json()
 
     def recorded() -> list[str]:
         with sqlite3.connect(ws.db) as db:
             rows = db.execute("SELECT path FROM files WHERE source = 'voa' ORDER BY path")
-            return [Path(r[0]).name for r in rows]
+            return [str(Path(r[0]).relative_to(voa)) for r in rows]
 
-    names = sorted(p.name for p in voa.iterdir())
-    assert recorded() == names
+    def voa_run() -> dict[str, Any]:
+        return next(s for s in ws.run_json()["sources"] if s["name"] == "voa")
+
+    originals = sorted(p.name for p in voa.iterdir() if p.suffix == ".txt" and p.stem[0] == "0")
+    assert recorded() == sorted(
+        [*originals, "copy.txt", "notes.txt", "2024-01/a.txt", "2024-02/a.txt"]
+    )
     (voa / "copy.txt").unlink()
     (voa / "notes.txt").unlink()
-    ws.run_json()
-    assert recorded() == sorted(set(names) - {"copy.txt", "notes.txt"})
+    (voa / "2024-01" / "a.txt").unlink()
+    (voa / "2024-01").rmdir()  # a month deleted whole
+    (voa / "2024-02").rename(ws.root / "away-02")
+    (voa / "2024-02").mkdir()  # a month whose disk is not mounted: there, and empty
+    voa_run()
+    assert recorded() == sorted([*originals, "2024-02/a.txt"])
     with sqlite3.connect(ws.db) as db:  # what the deleted file brought (a copy of 000) stays
         row = db.execute("SELECT kept_key FROM duplicates WHERE key = 'voa:7700001'").fetchone()
     assert row == ("voa:6800196",)
+    (voa / "2024-02").rmdir()
+    (ws.root / "away-02").rename(voa / "2024-02")
+    assert (voa_run()["files_read"], len(recorded())) == (0, 4)  # back, and not read again
 
+    # The whole folder listing empty keeps every record too; a month deleted meanwhile loses
+    # its record once the folder lists files again.
     away = ws.root / "away"
     voa.rename(away)
     voa.mkdir()
-    ws.run_json()
-    assert len(recorded()) == 3
+    voa_run()
+    assert len(recorded()) == 4
     voa.rmdir()
+    (away / "2024-02" / "a.txt").unlink()
+    (away / "2024-02").rmdir()
     away.rename(voa)
-    back = next(s for s in ws.run_json()["sources"] if s["name"] == "voa")
+    back = voa_run()
     assert (back["files_seen"], back["files_read"]) == (3, 0)
+    assert recorded() == originals
 
 
 def test_a_link_loop_in_an_archive_folder_is_read_once(ws: Workspace) -> None:

@@ -222,6 +222,7 @@ def test_pairs_to_decide_keeps_copies_and_needs_both_signatures() -> None:
         [("a-hant", "a")],
     )
     assert neardup.pairs_to_decide(found, [r for r in rows if r[0] != "a-hant"]) == []
+    assert neardup.pairs_to_decide(found, []) == []  # two missing signatures are not alike
 
 
 def test_too_short_texts_have_no_sketch() -> None:

@@ -127,6 +127,37 @@ def test_publishing_flushes_the_output_filesystem_not_every_disk(
     assert (tmp_path / "a" / "all.atom").read_bytes() == b"<feed/>"
 
 
+def test_a_disk_that_loses_the_data_fails_the_feed_and_keeps_the_old_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """syncfs reporting a write error (EIO) means the new bytes may not be on disk: nothing is
+    put in place and the feed fails (it is rebuilt next run). A filesystem that cannot syncfs
+    (ENOSYS) is flushed with sync() instead."""
+    import ctypes
+    import errno
+
+    from aggregator import publish
+
+    target = tmp_path / "all.atom"
+    target.write_bytes(b"<old/>")
+    answer = {"errno": errno.EIO}
+
+    def syncfs(fd: int) -> int:
+        ctypes.set_errno(answer["errno"])
+        return -1
+
+    synced = []
+    monkeypatch.setattr(publish, "_syncfs", lambda: syncfs)
+    monkeypatch.setattr(publish.os, "sync", lambda: synced.append(1))
+    with pytest.raises(PublishError, match=r"all\.atom: cannot write the feed \(Input/output"):
+        _publish(target, b"<new/>")
+    assert target.read_bytes() == b"<old/>"
+    assert [p.name for p in tmp_path.iterdir()] == ["all.atom"]  # no temporary left
+    answer["errno"] = errno.ENOSYS
+    assert _publish(target, b"<new/>") is True
+    assert target.read_bytes() == b"<new/>" and synced == [1, 1]  # before and after the rename
+
+
 def test_publish_failure_names_the_file(tmp_path: Path) -> None:
     # The output "folder" is a file: nothing can be written under it, even as root.
     blocker = tmp_path / "feeds"

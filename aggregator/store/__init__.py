@@ -140,8 +140,8 @@ class Store:
     def __init__(self, path: Path, *, readonly: bool = False) -> None:
         """Open (and create, and migrate) the database at ``path``. ``readonly``: open an
         existing database of this version to read it only (``aggregator explain``): nothing
-        is created or migrated, so it works beside a running daemon, on a copy of someone
-        else's file or on read-only storage; any write raises StoreError."""
+        is created or migrated, it reads beside a running daemon, and any write raises
+        StoreError. (SQLite still needs the folder writable, for the WAL index.)"""
         self.path = path
         self._errors = _Errors(path)
         if readonly:
@@ -188,7 +188,8 @@ class Store:
         except sqlite3.Error as e:
             raise StoreError(
                 f"{self.path}: cannot open the state database to read it ({e}); check the path "
-                "(state_db in config.toml) and that the file is readable"
+                "(state_db in config.toml), that the file is readable and that its folder is "
+                "writable (SQLite keeps a WAL index beside it)"
             ) from e
         if version != len(MIGRATIONS):
             self._db.close()
