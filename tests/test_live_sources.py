@@ -28,6 +28,7 @@ import trustme
 
 from aggregator import config as config_mod
 from aggregator.dedupe import mint_atom_id
+from aggregator.fetch import http
 from aggregator.model import RunReport, SourceReport
 from aggregator.pipeline import run_once
 from aggregator.store import Store
@@ -189,6 +190,16 @@ def test_a_scripted_run_loads_neither_rich_nor_httpx_command_line(
     assert len(server.hits("/f")) == 1
 
 
+def test_http_feeds_never_load_the_ca_store(tmp_path: Path, server: FeedServer) -> None:
+    """Loading the system's CA store costs ~40 ms of CPU a run: feeds over plain http (a local
+    RSSHub, say) never need it."""
+    url = server.route("/f", Route(body=livefeeds.rss2(livefeeds.voa()), headers=RSS))
+    setup = Setup(tmp_path, [url_source("live", url)])
+    http._system_tls.cache_clear()
+    assert by_name(setup.run())["live"].new == 3
+    assert http._system_tls.cache_info().currsize == 0
+
+
 def test_answers_not_read_for_a_feed_leave_the_connection_open(
     tmp_path: Path, server: FeedServer
 ) -> None:
@@ -241,6 +252,11 @@ def test_https_feeds_are_verified_and_their_connection_kept(
             first = by_name(setup.run(NOW + timedelta(days=1)))
             assert sum(first[f"f{n}"].new for n in range(3)) == 3  # the same 3 articles thrice
             assert len({r.peer for r in server.requests}) == 1
+            # The CA store is loaded once per SSL_CERT_FILE, not once a run: a daemon's next
+            # cycle reuses it.
+            loaded = http._system_tls.cache_info().currsize
+            setup.run(NOW + timedelta(days=2))
+            assert http._system_tls.cache_info().currsize == loaded
     finally:
         server.stop()
 

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import os
 import queue
 import random
 import select
@@ -41,6 +42,7 @@ from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
+from functools import cache
 from typing import Any
 from urllib.parse import urljoin, urlsplit
 
@@ -132,6 +134,19 @@ def refused_reason(address: str) -> str | None:
     return None if ip.is_global else "not a public address"
 
 
+@cache
+def _system_tls(cert_file: str | None, cert_dir: str | None) -> ssl.SSLContext:
+    """The system's CA store (local and corporate CAs included) as a TLS client context.
+    Loading it costs about 40 ms of CPU, so it is made when the first https connection needs
+    it (a run over http feeds, a local RSSHub say, never pays) and kept for the daemon's later
+    cycles. SSL_CERT_FILE and SSL_CERT_DIR, which OpenSSL reads while loading, key it."""
+    return ssl.create_default_context()
+
+
+def system_tls() -> ssl.SSLContext:
+    return _system_tls(os.environ.get("SSL_CERT_FILE"), os.environ.get("SSL_CERT_DIR"))
+
+
 class _Stream(httpcore.AsyncNetworkStream):
     """One connection as httpcore sees it: an anyio byte stream, read and written without a
     timeout of its own. The fetch's deadline (``asyncio.timeout`` in ``_fetch_one``) bounds
@@ -180,11 +195,13 @@ class _Stream(httpcore.AsyncNetworkStream):
         server_hostname: str | None = None,
         timeout: float | None = None,
     ) -> httpcore.AsyncNetworkStream:
+        # httpcore hands over the pool's context, a stand-in (see _transport): certificates
+        # are verified against system_tls(), loaded only now that one is needed.
         try:
             with anyio.fail_after(timeout):
                 wrapped = await anyio.streams.tls.TLSStream.wrap(
                     self._stream,
-                    ssl_context=ssl_context,
+                    ssl_context=system_tls(),
                     hostname=server_hostname,
                     standard_compatible=False,
                     server_side=False,
@@ -292,13 +309,16 @@ class _Backend(httpcore.AsyncNetworkBackend):
         await anyio.sleep(seconds)
 
 
-def _transport(guarded: bool, connections: int, tls: ssl.SSLContext) -> httpx.AsyncHTTPTransport:
+def _transport(guarded: bool, connections: int) -> httpx.AsyncHTTPTransport:
     """httpx's transport over our backend. Requests go to the transport itself, not through an
     ``AsyncClient``: redirects are followed in ``_get``, one checked hop at a time; a feed
     fetcher keeps no cookies between sources; and the client's layers (cookie jar, auth, event
     hooks, URL merging) cost about 15% of the CPU of a 304."""
     limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
-    # One TLS context for every transport of a run: building one loads the CA bundle (~40 ms).
+    # A context without certificates, for httpx and httpcore to hold (given none, httpcore
+    # would load certifi's bundle for every https connection): _Stream.start_tls verifies
+    # against system_tls() instead, loaded once and only when an https connection opens.
+    tls = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     transport = httpx.AsyncHTTPTransport(limits=limits, retries=0, trust_env=False, verify=tls)
     # httpx has no public hook for the network backend; its transport's connection pool takes
     # one. Rebuilt with the same settings httpx would use.
@@ -552,11 +572,9 @@ async def _fetch_all(
 ) -> None:
     overall = asyncio.Semaphore(concurrency)
     hosts: dict[str, asyncio.Semaphore] = {}
-    # The system's CA store (local and corporate CAs included, SSL_CERT_FILE honoured).
-    tls = ssl.create_default_context()
     # Only the transports some source needs: guarded (the address policy) and private.
     transports = {
-        guarded: _transport(guarded, concurrency, tls)
+        guarded: _transport(guarded, concurrency)
         for guarded in {not s.policy.allow_private for s in sources}
     }
     try:
@@ -640,7 +658,10 @@ def ping_hub(hub: str, urls: Sequence[str], user_agent: str) -> list[str]:
     config.toml, so no address guard applies. Never raises for a network failure."""
     problems = []
     with httpx.Client(
-        timeout=HUB_TIMEOUT, headers={"user-agent": user_agent}, follow_redirects=False
+        timeout=HUB_TIMEOUT,
+        headers={"user-agent": user_agent},
+        follow_redirects=False,
+        verify=system_tls(),  # the system's CA store, as for the feeds
     ) as client:
         for url in urls:
             try:
