@@ -40,6 +40,14 @@ PROGRESS_MIN_FILES = 200
 log = logging.getLogger("aggregator")
 
 
+def _m(text: object) -> str:
+    """``text`` (a title, a path, a reason: what the input says) shown as it is, never read
+    as rich markup: "[/x]" in a file name must not stop the report."""
+    from rich.markup import escape
+
+    return escape(str(text))
+
+
 class _Consoles:
     """The two rich consoles, each made when first written to: ``run --json`` from cron or a
     script prints nothing rich draws, and importing rich costs about 50 ms of every start."""
@@ -223,9 +231,9 @@ def _port(text: str) -> int:
 
 
 def _config_error(e: ConfigError, err: Console) -> int:
-    err.print(f"[bold red]config error:[/] {e}", highlight=False)
+    err.print(f"[bold red]config error:[/] {_m(e)}", highlight=False)
     for problem in e.problems:
-        err.print(f"  - {problem}", highlight=False)
+        err.print(f"  - {_m(problem)}", highlight=False)
     return EXIT_CONFIG
 
 
@@ -294,9 +302,9 @@ def _cmd_opml(args: argparse.Namespace, out: Console, err: Console) -> int:
     plan = opml.plan(cfg, found)
     verb = "would add" if args.dry_run else "added"
     for name, f in plan.added:
-        out.print(f"{verb} source {name}: {f.title} <{f.url}>", highlight=False)
+        out.print(_m(f"{verb} source {name}: {f.title} <{f.url}>"), highlight=False)
     for f, why in plan.skipped:
-        out.print(f"skipped {f.title or f.url}: {why}", highlight=False)
+        out.print(_m(f"skipped {f.title or f.url}: {why}"), highlight=False)
     if plan.added and not args.dry_run:
         rows = [(name, f.title or name, f.url or "", f.homepage) for name, f in plan.added]
         try:
@@ -309,9 +317,9 @@ def _cmd_opml(args: argparse.Namespace, out: Console, err: Console) -> int:
             )
             return EXIT_STATE
         except ConfigError as e:
-            err.print(f"[bold red]config.toml left as it was:[/] {e}", highlight=False)
+            err.print(f"[bold red]config.toml left as it was:[/] {_m(e)}", highlight=False)
             for problem in e.problems:
-                err.print(f"  - {problem}", highlight=False)
+                err.print(f"  - {_m(problem)}", highlight=False)
             return EXIT_CONFIG
     out.print(
         f"{args.file}: {len(plan.added)} {verb}, {len(plan.skipped)} skipped"
@@ -357,14 +365,14 @@ def _print_report(report: RunReport, out: Console) -> None:
     for s in report.sources:
         if s.fetch is not None and s.fetch.moved_to:
             out.print(
-                f"[yellow]source {s.name} moved permanently[/] to {s.fetch.moved_to}; "
+                f"[yellow]source {s.name} moved permanently[/] to {_m(s.fetch.moved_to)}; "
                 "it is fetched there from now on: update its url in config.toml",
                 highlight=False,
             )
         if s.error:
-            out.print(f"[bold red]source {s.name} failed:[/] {s.error}", highlight=False)
+            out.print(f"[bold red]source {s.name} failed:[/] {_m(s.error)}", highlight=False)
         for skip in s.skipped:
-            out.print(f"[yellow]skipped[/] {skip.origin}: {skip.reason}", highlight=False)
+            out.print(f"[yellow]skipped[/] {_m(skip.origin)}: {_m(skip.reason)}", highlight=False)
     rules = sorted({name for s in report.sources for name, _ in s.rules})
     if rules:
         fired = Table(title="Cleaning rules fired")
@@ -381,14 +389,14 @@ def _print_report(report: RunReport, out: Console) -> None:
     feeds.add_column("")
     for f in report.feeds:
         state = ("would change" if report.dry_run else "written") if f.written else "unchanged"
-        feeds.add_row(f.name, str(f.entries), str(f.path), state)
+        feeds.add_row(f.name, str(f.entries), _m(f.path), state)
     out.print(feeds)
     if report.retention_removed:
         out.print(f"retention removed {report.retention_removed} old item(s)")
     for error in report.errors:
-        out.print(f"[bold red]error:[/] {error}", highlight=False)
+        out.print(f"[bold red]error:[/] {_m(error)}", highlight=False)
     for warning in report.warnings:
-        out.print(f"[yellow]warning:[/] {warning}", highlight=False)
+        out.print(f"[yellow]warning:[/] {_m(warning)}", highlight=False)
     out.print(f"done in {report.seconds:.2f} s", highlight=False)
 
 
@@ -404,7 +412,7 @@ def _cmd_explain(args: argparse.Namespace, out: Console, err: Console) -> int:
         with Store(cfg.state_db, readonly=True) as store:
             found = pipeline.explain(store, args.query)
     except StoreError as e:
-        err.print(f"[bold red]error:[/] {e}", highlight=False)
+        err.print(f"[bold red]error:[/] {_m(e)}", highlight=False)
         return EXIT_STATE
     if found is None:
         err.print(
@@ -423,18 +431,22 @@ def _cmd_explain(args: argparse.Namespace, out: Console, err: Console) -> int:
 def _print_explanation(found: dict[str, Any], out: Console) -> None:
     members, merges = found["members"], found["merges"]
     if not members:
-        out.print(f"{found['asked']}: no longer stored", highlight=False)
+        out.print(f"{_m(found['asked'])}: no longer stored", highlight=False)
     else:
         entry = members[0]
-        out.print(f"[bold]entry[/] {entry['atom_id']}  ({entry['key']}, source {entry['source']})")
+        out.print(
+            f"[bold]entry[/] {entry['atom_id']}  ({_m(entry['key'])}, source {entry['source']})"
+        )
         shown = next((m for m in members if m["key"] == found["shown"]), entry)
-        out.print(f"  title      {shown['title']}", highlight=False)
-        out.print(f"  link       {entry['link']}", highlight=False)
+        out.print(f"  title      {_m(shown['title'])}", highlight=False)
+        out.print(f"  link       {_m(entry['link'])}", highlight=False)
         out.print(f"  published  {entry['published']}   updated {entry['updated']}")
         own = "its own" if shown["key"] == entry["key"] else shown["key"]
-        out.print(f"  shows the title and text of {own} (the fullest)", highlight=False)
+        out.print(f"  shows the title and text of {_m(own)} (the fullest)", highlight=False)
         if found["asked"] != entry["key"]:
-            out.print(f"  asked for {found['asked']}, which belongs to this entry", highlight=False)
+            out.print(
+                f"  asked for {_m(found['asked'])}, which belongs to this entry", highlight=False
+            )
     out.print(f"articles in this story ({len(members)}):")
     for m in members:
         shingles = found["sketches"].get(m["key"], {}).get("shingles", "-")
@@ -446,20 +458,24 @@ def _print_explanation(found: dict[str, Any], out: Console) -> None:
                 f" {g['similarity']:.2f}, containment {g['containment']:.2f}, title"
                 f" {g['title_similarity']:.2f}, {g['days_apart']:g} days apart; at {g['merged_at']}"
             )
-        out.print(f"  {m['key']}  ({m['source']}, {shingles} shingles)  {why}", highlight=False)
-        out.print(f"      {m['link'] or '(no link)'}", highlight=False)
+        out.print(f"  {_m(m['key'])}  ({m['source']}, {shingles} shingles)  {why}", highlight=False)
+        out.print(f"      {_m(m['link'] or '(no link)')}", highlight=False)
     if found["duplicates"]:
         out.print(f"exact copies recorded as duplicates ({len(found['duplicates'])}):")
         for d in found["duplicates"]:
             out.print(
-                f"  {d['key']}  ({d['source']})  {d['reason']} as {d['kept_key']}; read from"
-                f" {d['origin']}",
+                _m(
+                    f"  {d['key']}  ({d['source']})  {d['reason']} as {d['kept_key']}; read from"
+                    f" {d['origin']}"
+                ),
                 highlight=False,
             )
-            out.print(f"      {d['link'] or '(no link)'}", highlight=False)
+            out.print(f"      {_m(d['link'] or '(no link)')}", highlight=False)
     if found["tombstone"]:
         t = found["tombstone"]
-        out.print(f"{found['asked']}: tombstone ({t['reason']}, {t['at']})", highlight=False)
+        out.print(
+            f"{_m(found['asked'])}: tombstone ({_m(t['reason'])}, {t['at']})", highlight=False
+        )
 
 
 def _fetch_cell(status: FetchStatus) -> str:
@@ -522,7 +538,7 @@ def _cmd_run(args: argparse.Namespace, con: _Consoles) -> int:
                 offline=args.offline, progress=on_progress,
             )  # fmt: skip
     except (StoreError, PublishError) as e:
-        con.err.print(f"[bold red]error:[/] {e}", highlight=False)
+        con.err.print(f"[bold red]error:[/] {_m(e)}", highlight=False)
         return EXIT_STATE
     finally:
         if progress_bar is not None:
@@ -566,7 +582,7 @@ def _cmd_status(args: argparse.Namespace, out: Console, err: Console) -> int:
         sources.add_column(column, no_wrap=True)
     sources.add_column("last error", overflow="fold")
     for s in state.sources:
-        error = f"{_when(s.last_error_at)}: {s.last_error}" if s.last_error else ""
+        error = _m(f"{_when(s.last_error_at)}: {s.last_error}") if s.last_error else ""
         sources.add_row(
             s.name, _when(s.last_run), _when(s.next_run),
             f"{s.new}/{s.updated}/{s.duplicates}", f"{s.errors}/{s.runs}", error,
@@ -577,10 +593,10 @@ def _cmd_status(args: argparse.Namespace, out: Console, err: Console) -> int:
         feeds.add_column(column, no_wrap=True)
     feeds.add_column("url", overflow="fold")
     for f in state.feeds:
-        feeds.add_row(f.name, str(f.entries), _when(f.updated), f.url)
+        feeds.add_row(f.name, str(f.entries), _when(f.updated), _m(f.url))
     out.print(feeds)
     colour = "green" if healthy else "red"
-    out.print(f"[{colour}]{'healthy' if healthy else 'unhealthy'}[/]: {why}")
+    out.print(f"[{colour}]{'healthy' if healthy else 'unhealthy'}[/]: {_m(why)}")
     return EXIT_OK if healthy else EXIT_NOTHING
 
 
@@ -601,7 +617,7 @@ def _server(args: argparse.Namespace, cfg: Config, err: Console) -> Any:
     try:
         address = server.bind()
     except ServeError as e:
-        err.print(f"[bold red]error:[/] {e}", highlight=False)
+        err.print(f"[bold red]error:[/] {_m(e)}", highlight=False)
         return None
     err.print(f"serving {cfg.output_dir} at {address} (Ctrl+C stops)", highlight=False)
     return server
@@ -656,7 +672,7 @@ def _cmd_daemon(args: argparse.Namespace, err: Console) -> int:
         if server is None:
             return EXIT_STATE
     except StoreError as e:
-        err.print(f"[bold red]error:[/] {e}", highlight=False)
+        err.print(f"[bold red]error:[/] {_m(e)}", highlight=False)
         return EXIT_STATE
     return EXIT_OK
 
@@ -684,5 +700,5 @@ def main(argv: list[str] | None = None) -> int:
             return _cmd_explain(args, out, err)
         raise AssertionError(f"unhandled command {args.command!r}")  # argparse lists them all
     except AggregatorError as e:  # anything we raise on purpose that escaped a command
-        con.err.print(f"[bold red]error:[/] {e}", highlight=False)
+        con.err.print(f"[bold red]error:[/] {_m(e)}", highlight=False)
         return EXIT_NOTHING

@@ -14,6 +14,7 @@ from __future__ import annotations
 import ipaddress
 import re
 import tomllib
+from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 from typing import Annotated, Any
 from urllib.parse import urlsplit
@@ -338,6 +339,28 @@ def _problems(e: ValidationError) -> list[str]:
     return problems
 
 
+# Characters XML 1.0 cannot hold (a TOML escape like "\u0001" writes one): a title holding one
+# would stop its feeds from being written.
+_CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f]")
+
+
+def _unwritable(value: Any, where: str = "") -> Iterator[str]:
+    """Key paths of strings that no feed or HTTP request could carry: control characters
+    anywhere, and anything but printable ASCII in a header (user_agent, headers)."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            yield from _unwritable(item, f"{where}.{key}" if where else str(key))
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            yield from _unwritable(item, f"{where}[{i}]")
+    elif isinstance(value, str):
+        header = where.endswith("user_agent") or ".headers." in f".{where}"
+        if _CONTROL.search(value):
+            yield f"{where}: {value!r} holds a control character; remove it"
+        elif header and not (value.isascii() and value.isprintable()):
+            yield f"{where}: {value!r} is sent as an HTTP header: printable ASCII only"
+
+
 def _cross_checks(raw: _Config) -> list[str]:
     problems = []
     seen: dict[str, int] = {}
@@ -385,6 +408,9 @@ def load(path: Path = DEFAULT_CONFIG) -> Config:
         raise ConfigError(f"{path}: cannot read it: {e}") from e
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"{path}: not valid TOML: {e}") from e
+    unwritable = tuple(_unwritable(data))
+    if unwritable:
+        raise ConfigError(f"{path}: {len(unwritable)} problem(s)", unwritable)
     try:
         raw = _Config.model_validate(data)
     except ValidationError as e:

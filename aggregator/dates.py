@@ -150,7 +150,10 @@ def parse_date(text: str, tz: tzinfo = UTC) -> datetime | None:
             return None
         if dt.tzinfo is None or dt.tzinfo.utcoffset(dt) is None:
             dt = dt.replace(tzinfo=tz)
-        return dt.astimezone(UTC)
+        try:
+            return dt.astimezone(UTC)
+        except (ValueError, OverflowError):  # an offset no zone has ("+9999"): not a date
+            return None
     return None
 
 
@@ -176,6 +179,8 @@ def coerce(value: object, tz: tzinfo = UTC) -> datetime | None:
             return None
         return dt.astimezone(UTC) if _MIN_YEAR <= dt.year <= _MAX_YEAR else None
     if isinstance(value, int | float) and not isinstance(value, bool):
+        if value != value or value in (float("inf"), float("-inf")):  # YAML .nan, .inf
+            return None
         # Epoch seconds or milliseconds.
         return from_epoch_ms(int(value * 1000 if value < 10**11 else value))
     if isinstance(value, str):

@@ -40,7 +40,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from aggregator import (
     __version__,
@@ -54,7 +54,7 @@ from aggregator import (
     stylesheet,
     writer,
 )
-from aggregator.clean import clean
+from aggregator.clean import clean, xml_text
 from aggregator.dedupe import (
     MIN_FINGERPRINT_CHARS,
     Outcome,
@@ -566,6 +566,12 @@ def _take_feed(
         tally.error = f"{e.origin}: {e.reason}"
         log.error("source %s: %s", source.name, tally.error)
         return
+    except Exception as e:  # a bug: this source fails with its reason, the others go on
+        log.error("bug while reading %s:\n%s", fetched.origin, traceback.format_exc())
+        tally.error = (
+            f"{fetched.origin}: internal error ({type(e).__name__}: {e}); please report it"
+        )
+        return
     tally.files_seen = tally.files_read = len(items) + len(skipped)
     tally.skipped.extend(skipped)
     for skip in skipped:
@@ -871,7 +877,9 @@ def _publish_feed(
                 else None,
                 current=writer.feed_url(base, spec),
             )
-            data = writer.atom(spec, _script(spec, entries), base, sources, source_feeds, ln)
+            data = _render(
+                writer.atom, spec, _script(spec, entries), base, sources, source_feeds, ln
+            )
             if staging is not None:  # a new page: its number was never used, its file never written
                 staging.write(
                     spec.name, config.output_dir / archive.filename(spec.name, number), data
@@ -904,7 +912,7 @@ def _publish_feed(
     for fmt in spec.formats:
         newest = base + archive.filename(spec.name, prev_archive) if prev_archive else None
         ln = writer.links(spec, base, fmt, config.hub, newest if fmt == "atom" else None)
-        data = writer.RENDER[fmt](spec, entries, base, sources, source_feeds, ln)
+        data = _render(writer.RENDER[fmt], spec, entries, base, sources, source_feeds, ln)
         target = config.output_dir / writer.filename(spec, fmt)
         if staging is None:
             written |= not publish.unchanged(target, data)
@@ -912,6 +920,29 @@ def _publish_feed(
             written = True
             urls.append(ln.self_url)
     return _Published(len(entries), updated, written, urls, numbers, content)
+
+
+def _render(
+    render: Callable[..., bytes], spec: FeedSpec, entries: list[Entry], *rest: Any
+) -> bytes:
+    """``render(spec, entries, *rest)``; when lxml refuses a character XML cannot hold (in an
+    entry stored by an earlier version, which let control characters through), the entries
+    again without such characters, so that one entry does not stop its feeds for good."""
+    try:
+        return render(spec, entries, *rest)
+    except ValueError:
+        return render(spec, [_xml_safe(e) for e in entries], *rest)
+
+
+def _xml_safe(e: Entry) -> Entry:
+    image = e.image
+    if image is not None:
+        image = replace(image, url=xml_text(image.url), caption=xml_text(image.caption))
+    return replace(
+        e, title=xml_text(e.title), link=e.link and xml_text(e.link),
+        author=xml_text(e.author), summary=xml_text(e.summary), content=xml_text(e.content),
+        categories=tuple(map(xml_text, e.categories)), image=image,
+    )  # fmt: skip
 
 
 def _script(spec: FeedSpec, entries: list[Entry]) -> list[Entry]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import sqlite3
 import subprocess
 import sys
@@ -322,6 +323,59 @@ def test_bad_files_are_reported_and_the_run_goes_on(ws: Workspace) -> None:
     strict = ws.cli("run", "--strict")
     assert strict.returncode == 1
     assert "--strict: 4 input(s) skipped" in strict.stderr
+
+
+def test_characters_xml_cannot_hold_never_stop_a_feed(ws: Workspace) -> None:
+    """Control characters in a body, raw or as "&#1;", and in a title, are dropped on the way
+    in; an entry stored with one by an earlier version is published without it; a path that
+    reads as rich markup is reported as it is; an impossible YAML date skips its file with a
+    reason, not as an internal error."""
+    voa = ws.root / "seeds" / "voa"
+    first = sorted(voa.iterdir())[0].read_bytes()
+    odd = first.replace(b"6800196", b"7700003").replace(b"<p>", b"<p>a&#1;b\x07c", 1)
+    (voa / "odd[").mkdir()  # its files' paths read "odd[/x].txt": rich markup, if read as such
+    (voa / "odd[" / "x].txt").write_bytes(odd.replace(b"](https", b"\x1b](https", 1))
+    (ws.root / "seeds" / "aljazeera" / "bad-date.md").write_text(
+        "---\ntitle: t\ndate: 2022-13-45\n---\n<p>x</p>\n", encoding="utf-8"
+    )
+    proc = ws.cli("run")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "odd[/x].txt" not in proc.stdout  # read: it is no skipped file
+    assert "bad-date.md: front-matter holds an impossible date" in proc.stdout
+    for path in ws.out.glob("*.atom"):
+        assert not re.search(rb"[\x00-\x08\x0b\x0c\x0e-\x1f]|&#1;", path.read_bytes()), path
+
+    # An entry an earlier version stored with a control character.
+    with sqlite3.connect(ws.db) as db:
+        db.execute("UPDATE items SET title = title || char(1) WHERE key = 'voa:6376677'")
+    for path in ws.out.glob("*.atom"):
+        path.unlink()
+    again = ws.cli("run")
+    assert again.returncode == 0, again.stdout + again.stderr
+    titles = [e.title for e in feedparser.parse(ws.out / "voa.atom").entries]
+    assert len(titles) == 3 and not any("\x01" in t for t in titles)
+
+    # A file name holding rich markup, skipped: the report shows it as it is.
+    (voa / "[").mkdir()
+    (voa / "[" / "y].txt").write_text("not an archive item\n", encoding="utf-8")
+    shown = ws.cli("run")
+    assert shown.returncode == 0, shown.stderr
+    assert "[/y].txt: not an archive item" in shown.stdout
+
+
+def test_config_strings_no_feed_or_request_could_carry_are_named(ws: Workspace) -> None:
+    text = ws.config.read_text(encoding="utf-8")
+    ws.config.write_text(
+        text.replace('title = "VOA', 'title = "\\u0001VOA', 1)
+        + '\n[fetch]\nuser_agent = "读者/1.0"\n',
+        encoding="utf-8",
+    )
+    proc = ws.cli("check")
+    assert proc.returncode == 2
+    assert (
+        "sources[0].title: '\\x01VOA" in proc.stderr and "holds a control character" in proc.stderr
+    )
+    assert "fetch.user_agent: '读者/1.0' is sent as an HTTP header" in proc.stderr
 
 
 def test_missing_source_folder_keeps_the_others(ws: Workspace) -> None:

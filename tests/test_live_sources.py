@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import re
 import ssl
 import subprocess
 import sys
@@ -495,6 +496,52 @@ def test_malformed_but_readable_feed_is_read(tmp_path: Path, server: FeedServer)
     url = server.route("/f", Route(body=doc, headers=RSS))
     setup = Setup(tmp_path, [url_source("live", url)])
     assert by_name(setup.run())["live"].new == 3
+
+
+def test_hostile_feed_values_skip_an_entry_or_fail_a_source_never_the_run(
+    tmp_path: Path, server: FeedServer
+) -> None:
+    """Values no real feed should carry (wrongly typed JSON Feed members, a lone surrogate, a
+    port out of range, a zone offset of +9999, JSON nested 100,000 deep, a redirect to a
+    malformed URL) cost at most their entry or their source, with a reason; the others go on."""
+    item = {"id": "1", "url": "https://example.com/a/1.html", "title": "fine",
+            "content_html": "<p>" + "正文。" * 40 + "</p>", "date_published": "2026-11-20T10:00:00Z"}  # fmt: skip
+    odd = [
+        {**item, "id": "2", "url": "https://example.com/a/2.html", "tags": 5, "authors": 7},
+        {**item, "id": "3", "url": "https://example.com/a/3.html", "title": "bad \ud800 title"},
+        {**item, "id": "4", "url": "https://example.com:99999/a/4.html"},
+    ]
+    for n, entry in enumerate(odd, start=2):  # texts of their own, or they are duplicates
+        entry["content_html"] = f"<p>{f'第{n}篇。' * 40}</p>"
+    doc = {"version": "https://jsonfeed.org/version/1.1", "title": "t", "items": [item, *odd]}
+    rss = re.sub(
+        rb"<pubDate>[^<]*</pubDate>",
+        b"<pubDate>Fri, 21 Oct 2022 19:39:42 +9999</pubDate>",
+        livefeeds.rss2(livefeeds.voa()),
+        count=1,
+    )
+    deep = (
+        b'{"version": "https://jsonfeed.org/version/1.1", "items": '
+        + b"[" * 100_000
+        + b"]" * 100_000
+        + b"}"
+    )
+    sources = [
+        url_source("json", server.route("/j", Route(body=json.dumps(doc).encode(), headers=JSON))),
+        url_source("rss", server.route("/r", Route(body=rss, headers=RSS))),
+        url_source("deep", server.route("/d", Route(body=deep, headers=JSON))),
+        url_source("moved", server.route("/m", Route(status=301, headers={"location": "http://[::1"}))),
+    ]  # fmt: skip
+    report = by_name(Setup(tmp_path, sources).run())
+    assert report["json"].new == 3 and not report["json"].error
+    assert [k.reason for k in report["json"].skipped] == [
+        "the article link 'https://example.com:99999/a/4.html' is not an http(s) URL"
+    ]
+    titles = {e.title for e in Setup(tmp_path, sources).feed("json").entries}
+    assert "bad  title" not in titles and any(t.startswith("bad") for t in titles)
+    assert report["rss"].new == 3  # the +9999 date is no date: the entry is dated when seen
+    assert "nested too deeply" in (report["deep"].error or "")
+    assert "not a fetchable URL" in (report["moved"].error or "")
 
 
 @pytest.mark.parametrize(

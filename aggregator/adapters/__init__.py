@@ -9,6 +9,9 @@ the article link belongs to, else ``generic``.
 
 from __future__ import annotations
 
+import logging
+from traceback import format_exc
+
 from aggregator.adapters import aljazeera, dw, generic, voa
 from aggregator.adapters.base import Profile
 from aggregator.adapters.containers import read_post
@@ -20,6 +23,7 @@ ADAPTERS: dict[str, Profile] = {
     p.key: p for p in (voa.PROFILE, dw.PROFILE, aljazeera.PROFILE, generic.PROFILE)
 }
 AUTO = "auto"
+log = logging.getLogger("aggregator")
 # Front-matter keys whose URLs tell the outlet when a post has no archive link line.
 _URL_KEYS = ("link", "url", "permalink", "headimg", "image", "thumbnail", "cover")
 
@@ -60,11 +64,17 @@ def parse_feed(
     for n, post in enumerate(posts[:max_items], start=1):
         meta_urls = (v for k, v in post.meta.items() if k in _URL_KEYS and isinstance(v, str))
         profile = ADAPTERS[adapter] if adapter != AUTO else detect(post.link, *meta_urls)
+        label = post.title or post.link or "untitled"
         try:
             items.append(profile.to_item(post, fetched))
         except ParseError as e:
-            label = post.title or post.link or "untitled"
             skipped.append(Skip(f"{fetched.origin} entry {n} ({label})", e.reason))
+        except Exception as e:  # a bug: this entry is skipped with its reason, the rest go on
+            log.error("bug while reading %s entry %d:\n%s", fetched.origin, n, format_exc())
+            skipped.append(
+                Skip(f"{fetched.origin} entry {n} ({label})",
+                     f"internal error ({type(e).__name__}: {e}); please report it")
+            )  # fmt: skip
     if len(posts) > max_items:
         skipped.append(
             Skip(

@@ -11,7 +11,7 @@ from __future__ import annotations
 import html
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, tzinfo
 from functools import cached_property
 from typing import Any
@@ -20,6 +20,7 @@ from zoneinfo import ZoneInfo
 
 from aggregator import dates, script
 from aggregator.adapters.containers import Post, read_post
+from aggregator.clean import xml_text
 from aggregator.clean.rules import Rule
 from aggregator.dedupe import canonical_url, identity_key
 from aggregator.errors import ParseError
@@ -52,7 +53,7 @@ def _text_value(meta: Mapping[str, Any], *keys: str) -> str | None:
         if isinstance(value, bool) or value is None:
             continue
         if isinstance(value, str | int | float):
-            text = str(value).strip()
+            text = xml_text(str(value)).strip()
             if text:
                 return text
     return None
@@ -65,23 +66,38 @@ def _categories(meta: Mapping[str, Any], drop: set[str]) -> tuple[str, ...]:
         values = value if isinstance(value, list) else [value]
         for v in values:
             if isinstance(v, str | int | float) and not isinstance(v, bool):
-                text = " ".join(str(v).split())
+                text = " ".join(xml_text(str(v)).split())
                 if text and text not in out and text not in drop:
                     out.append(text)
     return tuple(out)
 
 
 def _http_url(value: str | None) -> str | None:
+    """``value`` when it is an http(s) URL with a host (and a port that can be), else None.
+    Whitespace, control characters or lone surrogates inside make it no URL."""
     if not value:
         return None
     value = value.strip()
     if value.startswith("//"):
         value = "https:" + value
+    if _NOT_IN_URL.search(value):
+        return None
     try:
         parts = urlsplit(value)
+        parts.port  # noqa: B018 - raises ValueError for a port out of range (:99999)
     except ValueError:
         return None
     return value if parts.scheme in ("http", "https") and parts.netloc else None
+
+
+# Character references to what XML cannot hold ("&#1;", "&#x1b"): the HTML parser decodes them
+# into the tree, where lxml then refuses them. (libxml2 itself turns &#0; and surrogates into
+# U+FFFD.) Decimal 0-8, 11, 12, 14-31; hex 0-8, b, c, e-1f; the ";" is optional in HTML.
+_CONTROL_REF = re.compile(
+    r"&#(?:[xX]0*(?:[0-8bBcCeEfF]|1[0-9a-fA-F])(?![0-9a-fA-F])"
+    r"|0*(?:[0-8]|1[124-9]|2[0-9]|3[01])(?![0-9]));?"
+)
+_NOT_IN_URL = re.compile("[\x00-\x20\x7f\ud800-\udfff\ufffe\uffff]")
 
 
 @dataclass(frozen=True)
@@ -116,7 +132,16 @@ class Profile:
     def to_item(self, post: Post, fetched: Fetched) -> Item:
         origin = fetched.origin
         meta = post.meta
+        # What XML cannot hold (control characters, lone surrogates a JSON feed can encode)
+        # goes here, at the way in: downstream, lxml refuses to write a feed holding one, and
+        # SQLite cannot store a surrogate.
+        body = xml_text(post.body)
+        if "&#" in body:
+            body = _CONTROL_REF.sub("", body)
+        if body != post.body:
+            post = replace(post, body=body)
         title = post.title or _text_value(meta, "title")
+        title = xml_text(title) if title else title
         if not title:
             raise ParseError(
                 origin, "the item has no title; add one (the '[title](url)' line or title:)"

@@ -152,6 +152,8 @@ def _load_yaml(source: str, origin: str) -> Mapping[str, Any]:
     loader = bounded if _MAYBE_ALIAS.search(source) else fast
     try:
         data = yaml.load(source, Loader=loader)  # noqa: S506 - both loaders are safe loaders
+    except (ValueError, OverflowError) as e:  # a timestamp YAML cannot build (2022-13-45)
+        raise ParseError(origin, f"front-matter holds an impossible date or number ({e})") from e
     except yaml.YAMLError as e:
         where = getattr(e, "problem_mark", None)
         at = f" (front-matter line {where.line + 1})" if where is not None else ""

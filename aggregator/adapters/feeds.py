@@ -165,6 +165,8 @@ def _json_feed(data: bytes, url: str) -> tuple[Post, ...]:
         doc = json.loads(data.decode("utf-8-sig"))
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
         raise ParseError(url, f"not valid JSON ({e}); JSON Feeds are UTF-8 JSON") from e
+    except RecursionError as e:
+        raise ParseError(url, "JSON nested too deeply to be a feed") from e
     if not isinstance(doc, dict) or not str(doc.get("version", "")).startswith(_JSON_FEED):
         raise ParseError(
             url, 'JSON but not a JSON Feed (no "version": "https://jsonfeed.org/version/1.1")'
@@ -180,29 +182,48 @@ def _str(value: Any) -> str | None:
     return value.strip() or None if isinstance(value, str) else None
 
 
+def _join(base: str, url: str | None) -> str | None:
+    """``url`` resolved against ``base``; a malformed one ("http://[::1") is returned as it
+    is, for the adapter to refuse with its reason."""
+    if not url:
+        return None
+    try:
+        return urljoin(base, url)
+    except ValueError:
+        return url
+
+
+def _list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
 def _json_item(item: Mapping[str, Any], base: str) -> Post:
     link = _str(item.get("url")) or _str(item.get("external_url"))
     body = _str(item.get("content_html")) or ""
     if not body:
         text = _str(item.get("content_text")) or _str(item.get("summary")) or ""
         body = _text_html(text)
-    authors = item.get("authors") or (
+    # Wrongly typed members (a number where a list belongs) are ignored, as front-matter's are.
+    authors = _list(item.get("authors")) or (
         [item["author"]] if isinstance(item.get("author"), dict) else []
     )
-    author = next((a.get("name") for a in authors if isinstance(a, dict) and a.get("name")), None)
-    tags = [t for t in item.get("tags") or [] if isinstance(t, str)]
+    author = next(
+        (a["name"] for a in authors if isinstance(a, dict) and isinstance(a.get("name"), str)),
+        None,
+    )
+    tags = [t for t in _list(item.get("tags")) if isinstance(t, str)]
     image = _str(item.get("image")) or _str(item.get("banner_image"))
     meta: dict[str, Any] = {
         "date": _str(item.get("date_published")) or _str(item.get("date_modified")),
         "categories": tags,
         "author": author,
         "guid": str(item["id"]) if isinstance(item.get("id"), str | int) else None,
-        "headimg": urljoin(base, image) if image else None,
+        "headimg": _join(base, image),
     }
     return Post(
         container="feed",
         title=_title(item.get("title"), body),
-        link=urljoin(base, link) if link else None,
+        link=_join(base, link),
         archived=dates.coerce(_str(item.get("date_modified"))),
         body=body,
         meta={k: v for k, v in meta.items() if v},

@@ -533,7 +533,7 @@ def _explain(e: BaseException, url: str, policy: FetchPolicy) -> str:
         return f"the connection broke off mid-answer ({e or type(e).__name__}); will retry"
     if isinstance(e, httpx.DecodingError):
         return f"the body's Content-Encoding is broken ({e})"
-    if isinstance(e, httpx.UnsupportedProtocol | httpx.InvalidURL):
+    if isinstance(e, httpx.UnsupportedProtocol | httpx.InvalidURL | ValueError):
         return f"not a fetchable URL: {e}"
     return f"{type(e).__name__}: {e}"
 
@@ -557,7 +557,8 @@ async def _fetch_one(
         try:
             async with asyncio.timeout(source.policy.timeout):
                 result = await _get(transport, source, url, before, now)
-        except (_Refused, TimeoutError, httpx.HTTPError) as e:
+        except (_Refused, TimeoutError, httpx.HTTPError, httpx.InvalidURL, ValueError) as e:
+            # (ValueError: a redirect to a malformed URL, "http://[::1".)
             result = _Failure(source.name, url)(_explain(e, url, source.policy))
     return replace(result, seconds=time.perf_counter() - started)
 
