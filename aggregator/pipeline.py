@@ -371,17 +371,17 @@ def _ingest(
 def _named(stats: list[FileStat], tally: _Tally) -> list[FileStat]:
     """``stats`` without the files whose names are not valid UTF-8 (the state database and the
     report hold text): each is skipped, with what to do, on every run until it is renamed."""
-    bad = [stat for stat in stats if not stat.path.isascii() and not _utf8(stat.path)]
-    if not bad:
-        return stats
-    for stat in bad:
+    good: list[FileStat] = []
+    for stat in stats:
+        if stat.path.isascii() or _utf8(stat.path):
+            good.append(stat)
+            continue
         shown = stat.path.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
         tally.skipped.append(
             Skip(shown, "the file name is not valid UTF-8; rename the file (convmv converts a "
                  "whole folder's names from their old encoding)")
         )  # fmt: skip
-    keep = set(map(id, bad))
-    return [stat for stat in stats if id(stat) not in keep]
+    return good
 
 
 def _utf8(path: str) -> bool:

@@ -150,9 +150,8 @@ def clean(item: Item, outlet_rules: tuple[Rule, ...] = (), tz: tzinfo | None = N
         if n:
             fired.append((rule.name, n))
     image = _lead_image(root, item.image, ctx)
-    # xml_text: a character reference like "&#1;" decodes to a control character in the tree.
-    content = xml_text(sanitize(_serialise(root)))
-    text = xml_text(_text(root))
+    content = sanitize(_serialise(root))
+    text = _text(root)
     return replace(
         item,
         title=clean_title(item.title),
