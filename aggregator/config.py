@@ -46,7 +46,7 @@ _NAME = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")]
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d)?\s*$")
@@ -537,6 +537,15 @@ def check_paths(config: Config) -> list[str]:
     for i, s in enumerate(config.sources):
         if s.path is not None and not s.path.exists():
             problems.append(f"sources[{i}].path: {s.path} does not exist")
+    if config.output_dir.exists() and not config.output_dir.is_dir():
+        problems.append(
+            f"output_dir: {config.output_dir} is a file, not a folder; name a folder for the feeds"
+        )
+    if config.state_db.is_dir():
+        problems.append(
+            f"state_db: {config.state_db} is a folder; name the database file, "
+            "e.g. 'state/aggregator.sqlite3'"
+        )
     # A folder inside output_dir may be a symbolic link that leads out of it.
     root = config.output_dir.resolve()
     defaults = 1 + len(config.sources)

@@ -303,7 +303,9 @@ def _ingest(
 ) -> SourceReport:  # fmt: skip
     tally = _Tally(source.name, run=run)
     try:
-        stats = list(fetch.scan(source))
+        stats = list(
+            fetch.scan(source, lambda path, why: tally.skipped.append(Skip(_shown(path), why)))
+        )
     except SourceError as e:
         tally.error = e.reason
         log.error("source %s: %s: %s", source.name, e.origin, e.reason)
@@ -376,12 +378,19 @@ def _named(stats: list[FileStat], tally: _Tally) -> list[FileStat]:
         if stat.path.isascii() or _utf8(stat.path):
             good.append(stat)
             continue
-        shown = stat.path.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
         tally.skipped.append(
-            Skip(shown, "the file name is not valid UTF-8; rename the file (convmv converts a "
+            Skip(_shown(stat.path), "the file name is not valid UTF-8; rename the file (convmv converts a "
                  "whole folder's names from their old encoding)")
         )  # fmt: skip
     return good
+
+
+def _shown(path: str) -> str:
+    """``path`` as text that can be printed and stored: the bytes of a name that is not valid
+    UTF-8 as backslash escapes."""
+    if path.isascii() or _utf8(path):
+        return path
+    return path.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
 def _utf8(path: str) -> bool:
@@ -579,6 +588,10 @@ def _take_feed(
     for item in items:
         try:
             ready = _ready(_clean(item, source))
+        except SourceError as e:
+            tally.skipped.append(Skip(item.origin, e.reason))
+            log.warning("skipped %s: %s", item.origin, e.reason)
+            continue
         except Exception as e:  # a bug: report it with its traceback, keep the run going
             log.error("bug while cleaning %s:\n%s", item.origin, traceback.format_exc())
             tally.skipped.append(Skip(item.origin, f"internal error ({type(e).__name__}: {e})"))

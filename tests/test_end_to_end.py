@@ -453,6 +453,26 @@ def test_check_names_problems_by_key_path(ws: Workspace) -> None:
     assert "sources[0].path:" in proc.stderr and "does not exist" in proc.stderr
     ws.config.write_text("base_url = [", encoding="utf-8")
     assert "not valid TOML" in ws.cli("check").stderr
+    # TOML has types: a boolean or a quoted number is not a count, whatever Python would coerce.
+    for value in ("true", '"100"', "100.0"):
+        ws.config.write_text(
+            f'base_url = "http://x/"\n[output]\nmax_entries = {value}\n'
+            '[[sources]]\nname = "a"\npath = "seeds"\n',
+            encoding="utf-8",
+        )
+        proc = ws.cli("check")
+        assert proc.returncode == 2 and "output.max_entries:" in proc.stderr, (value, proc.stderr)
+    (ws.root / "state").mkdir(exist_ok=True)
+    (ws.root / "out.txt").write_text("not a folder", encoding="utf-8")
+    ws.config.write_text(
+        'base_url = "http://x/"\noutput_dir = "out.txt"\nstate_db = "state"\n'
+        '[[sources]]\nname = "a"\npath = "seeds"\n',
+        encoding="utf-8",
+    )
+    proc = ws.cli("check")
+    assert proc.returncode == 2
+    assert "output_dir:" in proc.stderr and "is a file, not a folder" in proc.stderr
+    assert "state_db:" in proc.stderr and "is a folder" in proc.stderr
 
 
 def test_help_and_adapters(ws: Workspace) -> None:
@@ -647,13 +667,31 @@ def test_records_of_deleted_files_go_unless_their_folder_lists_nothing(ws: Works
     assert recorded() == originals
 
 
-def test_a_link_loop_in_an_archive_folder_is_read_once(ws: Workspace) -> None:
-    """A symbolic link back up the tree: its files are read once, the loop is reported, and
-    the run goes on."""
+def test_what_an_archive_folder_holds_besides_files_is_reported(ws: Workspace) -> None:
+    """Links back up the tree (to the folder itself, to '..' which holds the other sources), a
+    link to nothing and a FIFO: none is read or followed round, each is reported with its path
+    and what to do, on every run, and the run goes on. ``--strict`` counts them."""
     voa = ws.root / "seeds" / "voa"
     (voa / "again").symlink_to(voa, target_is_directory=True)
-    proc = ws.cli("run", "--json")
-    assert proc.returncode == 0, proc.stderr
-    assert "a link to a folder already read" in proc.stderr
-    voa_report = next(s for s in json.loads(proc.stdout)["sources"] if s["name"] == "voa")
-    assert voa_report["files_seen"] == 3
+    (voa / "up").symlink_to("..", target_is_directory=True)
+    (voa / "gone.txt").symlink_to(ws.root / "nowhere.txt")
+    os.mkfifo(voa / "pipe.txt")
+    (voa / ".hidden-gone").symlink_to(ws.root / "nowhere.txt")  # hidden: not looked at
+    expected = [
+        (str(voa / "again"), "a link to a folder this source already reads (a loop?); not read twice"),
+        (str(voa / "gone.txt"), f"a symbolic link to {ws.root / 'nowhere.txt'}, which does not "
+         "exist; fix or remove the link"),
+        (str(voa / "pipe.txt"), "not a regular file (a FIFO); left out: move it out of the "
+         "archive folder"),
+        (str(voa / "up"), "a link to a folder that holds this source (a loop); not followed: "
+         "remove the link, or point the source at a folder that does not contain it"),
+    ]  # fmt: skip
+    for _ in range(2):  # the second run: the same listing, the same report
+        proc = ws.cli("run", "--json")
+        assert proc.returncode == 0, proc.stderr
+        report = next(s for s in json.loads(proc.stdout)["sources"] if s["name"] == "voa")
+        assert report["files_seen"] == 3  # the three seeds, read once each, no other source's
+        assert [(s["origin"], s["reason"]) for s in report["skipped"]] == expected
+        others = [s for s in json.loads(proc.stdout)["sources"] if s["name"] != "voa"]
+        assert all(s["skipped"] == [] for s in others)
+    assert ws.cli("run", "--json", "--strict").returncode != 0

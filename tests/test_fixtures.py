@@ -12,7 +12,8 @@ Expected JSON, every key but ``adapter`` optional:
 * ``rules_fired``: a subset of the cleaning rules that fired, each with its exact count;
 * ``content_contains`` / ``content_excludes``: strings that must / must not be in the cleaned HTML;
 * ``summary_startswith``: the start of the plain-text summary;
-* ``error_contains``: the file must be rejected with a ``ParseError`` whose message holds this.
+* ``error_contains``: the file must be rejected (by its adapter or by cleaning) with a ``ParseError``
+  whose message holds this.
 """
 
 from __future__ import annotations
@@ -124,8 +125,9 @@ def test_fixture(path: Path) -> None:
     assert expected.get("adapter") == adapter, "the JSON's adapter must be the fixture's folder"
 
     if "error_contains" in expected:
-        with pytest.raises(ParseError) as info:
-            _parse(path, adapter)
+        with pytest.raises(ParseError) as info:  # by the adapter, or in cleaning
+            for item in _parse(path, adapter):
+                _clean(item)
         assert expected["error_contains"] in str(info.value)
         assert str(path) in str(info.value), "a ParseError names the file it is about"
         return

@@ -463,6 +463,7 @@ BAD = [
     ("not-xml", Route(body=b"\x89PNG\r\n\x1a\n binary nonsense", headers=RSS), "not an RSS or Atom feed"),
     ("html-page", Route(body=b"<!DOCTYPE html><html><body>Log in</body></html>", headers={"content-type": "text/html"}), "HTML page"),
     ("empty", Route(body=b"", headers=RSS), "empty body"),
+    ("brotli-cut-short", Route(body=brotli.compress(livefeeds.rss2(livefeeds.voa()))[:12], headers={**RSS, "content-encoding": "br"}), "12 bytes of br-compressed body that decompress to nothing"),
     ("not-found", Route(status=404, body=b"gone"), "HTTP 404"),
     ("server-error", Route(status=500), "HTTP 500"),
     ("reset", Route(body=livefeeds.rss2(livefeeds.voa()), headers=RSS, behaviour="reset"), "broke off mid-answer"),
@@ -502,17 +503,19 @@ def test_hostile_feed_values_skip_an_entry_or_fail_a_source_never_the_run(
     tmp_path: Path, server: FeedServer
 ) -> None:
     """Values no real feed should carry (wrongly typed JSON Feed members, a lone surrogate, a
-    port out of range, a zone offset of +9999, JSON nested 100,000 deep, a redirect to a
-    malformed URL) cost at most their entry or their source, with a reason; the others go on."""
+    port out of range, a zone offset of +9999, JSON nested 100,000 deep, a body nested 300
+    deep, a redirect to a malformed URL) cost at most their entry or their source, with a reason; the others go on."""
     item = {"id": "1", "url": "https://example.com/a/1.html", "title": "fine",
             "content_html": "<p>" + "正文。" * 40 + "</p>", "date_published": "2026-11-20T10:00:00Z"}  # fmt: skip
     odd = [
         {**item, "id": "2", "url": "https://example.com/a/2.html", "tags": 5, "authors": 7},
         {**item, "id": "3", "url": "https://example.com/a/3.html", "title": "bad \ud800 title"},
         {**item, "id": "4", "url": "https://example.com:99999/a/4.html"},
+        {**item, "id": "5", "url": "https://example.com/a/5.html"},
     ]
     for n, entry in enumerate(odd, start=2):  # texts of their own, or they are duplicates
         entry["content_html"] = f"<p>{f'第{n}篇。' * 40}</p>"
+    odd[-1]["content_html"] = "<div>" * 300 + str(odd[-1]["content_html"]) + "</div>" * 300
     doc = {"version": "https://jsonfeed.org/version/1.1", "title": "t", "items": [item, *odd]}
     rss = re.sub(
         rb"<pubDate>[^<]*</pubDate>",
@@ -535,7 +538,9 @@ def test_hostile_feed_values_skip_an_entry_or_fail_a_source_never_the_run(
     report = by_name(Setup(tmp_path, sources).run())
     assert report["json"].new == 3 and not report["json"].error
     assert [k.reason for k in report["json"].skipped] == [
-        "the article link 'https://example.com:99999/a/4.html' is not an http(s) URL"
+        "the article link 'https://example.com:99999/a/4.html' is not an http(s) URL",
+        "the body nests its elements more than 255 deep, where the HTML parser stops and the "
+        "rest would be lost; no real article does: the body is broken or hostile",
     ]
     titles = {e.title for e in Setup(tmp_path, sources).feed("json").entries}
     assert "bad  title" not in titles and any(t.startswith("bad") for t in titles)

@@ -187,9 +187,45 @@ def read_post(data: bytes, origin: str) -> Post:
     text = decode(data, origin)
     post = read_front_matter(text, origin) or read_archive(text, origin)
     if post is None:
-        raise ParseError(
-            origin,
-            "not an archive item: expected a '[title](url)' line and a '------' rule, "
-            "or YAML front-matter between '---' lines",
-        )
+        raise ParseError(origin, _why_not(text))
     return post
+
+
+_COMMENT_LINE = re.compile(r"<!--(.*?)-->")
+
+
+def _why_not(text: str) -> str:
+    """Why ``text`` is in neither container, as precisely as its first lines allow."""
+    lines = [line.strip() for line in text.splitlines()]
+    filled = [line for line in lines if line]
+    first = filled[0] if filled else ""
+    if first == "---" and "---" not in filled[1:] and "..." not in filled[1:]:
+        return (
+            "its front-matter opens with '---' but is never closed; "
+            "add a '---' line after its last key"
+        )
+    comment = _COMMENT_LINE.fullmatch(first)
+    if comment and not _STAMP.fullmatch(first):
+        return (
+            f"its first line {_clip(first)} is not an archive timestamp "
+            "(epoch milliseconds, 9 to 16 digits, like <!--1666382342000-->); fix or delete it"
+        )
+    link = next((line for line in filled if line.startswith("[") and "](" in line), None)
+    if link is not None and not _LINK_LINE.match(link):
+        url = link.rpartition("](")[2].rstrip(")").strip()
+        why = (
+            "its URL holds a space (write it as %20)"
+            if re.search(r"\s", url.split(' "')[0])
+            else "is a ')' missing, or a character a URL cannot hold there?"
+        )
+        return f"its link line {_clip(link)} is not '[title](url)': {why}"
+    if link is not None:
+        return "it has no '------' rule line between its '[title](url)' line and its body"
+    return (
+        "not an archive item: expected a '[title](url)' line and a '------' rule, "
+        "or YAML front-matter between '---' lines"
+    )
+
+
+def _clip(line: str, width: int = 80) -> str:
+    return repr(line if len(line) <= width else line[: width - 3] + "...")

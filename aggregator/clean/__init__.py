@@ -31,6 +31,7 @@ from aggregator.clean.rules import (
     squash,
 )
 from aggregator.clean.sanitize import sanitize
+from aggregator.errors import ParseError
 from aggregator.model import Image, Item
 
 __all__ = ["Rule", "clean", "clean_title", "summarize"]
@@ -38,6 +39,7 @@ __all__ = ["Rule", "clean", "clean_title", "summarize"]
 # The plain libxml2 HTML parser: lxml.html's element classes cost a Python call per element
 # touched, a quarter of the cleaning time (bench/profile_run.py).
 _PARSER = etree.HTMLParser(remove_comments=True, remove_pis=True, no_network=True)
+_RESOURCE_LIMIT = etree.ErrorTypes.ERR_RESOURCE_LIMIT
 _TAGS = re.compile(r"<[^>]*>")
 # Characters XML 1.0 forbids (section 2.2): C0 controls but tab, newline and return, lone
 # surrogates, U+FFFE/U+FFFF. One in a title (a feed entry's "&#8;" decodes to one) made lxml
@@ -83,9 +85,18 @@ def summarize(text: str, limit: int = SUMMARY_CHARS) -> str:
     return head.rstrip() + "…"
 
 
-def _parse(body: str) -> _Element:
-    """The body as a tree under one ``<div>`` (the document's ``<body>``, renamed)."""
+def _parse(body: str, origin: str = "") -> _Element:
+    """The body as a tree under one ``<div>`` (the document's ``<body>``, renamed).
+    ParseError when libxml2 gave up part way (elements nested more than 255 deep): what
+    followed would be lost without a word."""
     doc = etree.fromstring(f"<html><body>{body}</body></html>", _PARSER)
+    last = _PARSER.error_log.last_error
+    if last is not None and last.type == _RESOURCE_LIMIT:
+        raise ParseError(
+            origin,
+            "the body nests its elements more than 255 deep, where the HTML parser stops and "
+            "the rest would be lost; no real article does: the body is broken or hostile",
+        )
     root = doc.find("body") if doc is not None else None
     if root is None:  # nothing parseable at all
         root = etree.Element("div")
@@ -143,7 +154,7 @@ def _lead_image(root: _Element, given: Image | None, ctx: Context) -> Image | No
 def clean(item: Item, outlet_rules: tuple[Rule, ...] = (), tz: tzinfo | None = None) -> Item:
     """``item`` with its body cleaned and sanitised; see the module docstring."""
     ctx = Context(base_url=item.link, tz=tz or UTC, raw=item.content)
-    root = _parse(item.content)
+    root = _parse(item.content, item.origin)
     fired: list[tuple[str, int]] = []
     for rule in (*BEFORE_OUTLET, *outlet_rules, *AFTER_OUTLET):
         n = rule.apply(root, ctx)

@@ -8,11 +8,12 @@ Errors are ``FetchError`` naming the path and the reason.
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from fnmatch import fnmatch
-from stat import S_ISDIR, S_ISREG
+from stat import S_IFBLK, S_IFCHR, S_IFIFO, S_IFMT, S_IFSOCK, S_ISDIR, S_ISREG
 
 from aggregator.errors import FetchError
 from aggregator.model import Fetched, FileStat, Source
@@ -23,8 +24,12 @@ log = logging.getLogger("aggregator")
 _DIRECTORY = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
 
 
-def scan(source: Source) -> Iterator[FileStat]:
-    """Every matching file under the source's path, in a stable (sorted) order."""
+def scan(source: Source, left_out: Callable[[str, str], None] | None = None) -> Iterator[FileStat]:
+    """Every matching file under the source's path, in a stable (sorted) order.
+
+    What matches the include patterns but cannot be read as a file (a symbolic link to nothing,
+    a FIFO, a socket, a subfolder that cannot be listed, a link back up to a folder holding the
+    source) is passed to ``left_out(path, reason)``; without one, it is logged."""
     root = source.path
     if root is None:
         raise FetchError(source.where, "not a local source (it has a url, not a path)")
@@ -35,14 +40,25 @@ def scan(source: Source) -> Iterator[FileStat]:
             return
         if not root.is_dir():
             raise FetchError(str(root), "no such file or folder; fix sources.path in config.toml")
+        # The folders that hold the source: a link inside it to one of them (to '..', say)
+        # would read other sources' files as this source's, and the whole tree again.
+        above = {(st.st_dev, st.st_ino) for st in map(os.stat, root.resolve().parents)}
     except OSError as e:
         raise FetchError(str(root), f"cannot look at it: {e.strerror or e}") from e
     include = None if source.include == ("*",) else source.include
-    yield from _walk(str(root), include)
+    yield from _walk(str(root), include, left_out or _log_left_out, set(), above)
+
+
+def _log_left_out(path: str, reason: str) -> None:
+    log.error("%s: %s", path, reason)
 
 
 def _walk(
-    folder: str, include: tuple[str, ...] | None, seen: set[tuple[int, int]] | None = None
+    folder: str,
+    include: tuple[str, ...] | None,
+    left_out: Callable[[str, str], None],
+    seen: set[tuple[int, int]],
+    above: set[tuple[int, int]],
 ) -> Iterator[FileStat]:
     # The hot loop of a no-change run (one pass per file of every archive): plain strings, no
     # pattern matching for the default include, names listed and each stat'ed once relative to
@@ -55,11 +71,20 @@ def _walk(
         raise FetchError(folder, f"cannot list the folder: {e.strerror or e}") from e
     try:
         st = os.fstat(fd)
-        seen = seen if seen is not None else set()
-        if (st.st_dev, st.st_ino) in seen:
-            log.error("%s: a link to a folder already read (a loop?); not read again", folder)
+        here = (st.st_dev, st.st_ino)
+        if here in above:
+            left_out(
+                folder,
+                "a link to a folder that holds this source (a loop); not followed: remove the "
+                "link, or point the source at a folder that does not contain it",
+            )
             return
-        seen.add((st.st_dev, st.st_ino))
+        if here in seen:
+            left_out(
+                folder, "a link to a folder this source already reads (a loop?); not read twice"
+            )
+            return
+        seen.add(here)
         try:
             names = sorted(n for n in os.listdir(fd) if n[0] != ".")  # noqa: PTH208 - a folder fd
         except OSError as e:
@@ -68,19 +93,45 @@ def _walk(
         for name in names:
             try:
                 st = os.stat(name, dir_fd=fd)
-            except OSError:
-                continue  # vanished or unreadable between listing and stat; the next run sees it
+            except OSError as e:
+                if include is None or any(fnmatch(name, p) for p in include):
+                    _unstatable(prefix + name, name, fd, e, left_out)
+                continue
             if S_ISDIR(st.st_mode):
                 try:
-                    yield from _walk(prefix + name, include, seen)
+                    yield from _walk(prefix + name, include, left_out, seen, above)
                 except FetchError as e:  # one unreadable subfolder: say so, read the rest
-                    log.error("%s: %s; its files are left out of this run", e.origin, e.reason)
-            elif S_ISREG(st.st_mode) and (
-                include is None or any(fnmatch(name, p) for p in include)
-            ):
-                yield FileStat(prefix + name, st.st_size, st.st_mtime_ns)
+                    left_out(e.origin, f"{e.reason}; its files are left out of this run")
+            elif include is None or any(fnmatch(name, p) for p in include):
+                if S_ISREG(st.st_mode):
+                    yield FileStat(prefix + name, st.st_size, st.st_mtime_ns)
+                else:
+                    left_out(
+                        prefix + name,
+                        f"not a regular file (a {_KINDS.get(S_IFMT(st.st_mode), 'special file')}); "
+                        "left out: move it out of the archive folder",
+                    )
     finally:
         os.close(fd)
+
+
+_KINDS = {S_IFIFO: "FIFO", S_IFSOCK: "socket", S_IFCHR: "character device", S_IFBLK: "block device"}
+
+
+def _unstatable(
+    path: str, name: str, fd: int, error: OSError, left_out: Callable[[str, str], None]
+) -> None:
+    """Say why a listed name could not be looked at, unless it was simply deleted meanwhile."""
+    try:
+        link = os.readlink(name, dir_fd=fd)
+    except OSError:
+        link = None
+    if link is not None and error.errno == errno.ENOENT:
+        left_out(path, f"a symbolic link to {link}, which does not exist; fix or remove the link")
+    elif link is not None and error.errno == errno.ELOOP:
+        left_out(path, f"a symbolic link to {link} that loops back on itself; remove it")
+    elif error.errno != errno.ENOENT:  # (ENOENT without a link: deleted since the listing)
+        left_out(path, f"cannot look at it: {error.strerror or error}")
 
 
 def read(stat: FileStat, source: str) -> Fetched:

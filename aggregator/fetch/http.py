@@ -465,7 +465,7 @@ async def _get(
             if data is None:
                 return fail(_too_big(None, policy), status)
             if not data.strip():
-                return fail("the server answered 200 with an empty body", status)
+                return fail(_empty(data, response), status)
             return HttpResult(
                 source.name, url, "fetched", current, status, data,
                 tuple((k.lower(), v) for k, v in response.headers.multi_items()),
@@ -492,6 +492,18 @@ async def _release(response: httpx.Response) -> None:
         pass  # the connection is not reused; nothing else depends on it
     finally:
         await response.aclose()
+
+
+def _empty(data: bytes, response: httpx.Response) -> str:
+    coding = response.headers.get("content-encoding", "").strip().lower()
+    if not data and coding not in ("", "identity") and response.num_bytes_downloaded:
+        # (A brotli stream cut short decodes to nothing, without an error.)
+        return (
+            f"the server answered 200 with {response.num_bytes_downloaded} bytes of "
+            f"{coding}-compressed body that decompress to nothing: the compression is broken "
+            "or cut short (a fault of the server or of a proxy on the way)"
+        )
+    return "the server answered 200 with an empty body"
 
 
 def _too_big(declared: int | None, policy: FetchPolicy) -> str:
