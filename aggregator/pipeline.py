@@ -40,7 +40,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from aggregator import (
     __version__,
@@ -691,8 +691,7 @@ def _signature(spec: FeedSpec, basis: _FeedBasis) -> str:
 class _FeedBasis:
     """What every feed of a run is built against (``_feed_basis``)."""
 
-    sources: dict[str, Source]  # by name
-    own: dict[str, FeedSpec]  # each source's own feed, by source name
+    site: writer.Site  # the base URL, the sources and their own feeds, by source name
     common: str  # what shapes every feed's bytes alike (``_signature``)
     root: Path  # the output folder, resolved: no feed file may lead outside it
     source_reprs: dict[str, str]  # repr of each source, by name (``_signature``)
@@ -712,8 +711,7 @@ def _feed_basis(config: Config) -> _FeedBasis:
     sources = {s.name: s for s in config.sources}
     own = {spec.sources[0]: spec for spec in config.feeds if spec.sources == (spec.name,)}
     return _FeedBasis(
-        sources=sources,
-        own=own,
+        site=writer.Site(config.base_url, sources, own),
         common=common,
         root=config.output_dir.resolve(),
         source_reprs={name: repr(s) for name, s in sources.items()},
@@ -737,7 +735,7 @@ class _Early:
 
     def publish(self, source: str, store: Store, now: datetime) -> None:
         b = self.basis
-        spec = b.own.get(source)
+        spec = b.site.source_feeds.get(source)
         if spec is None or spec.archive:
             return
         if not (self.config.output_dir / spec.filename).resolve().is_relative_to(b.root):
@@ -745,7 +743,7 @@ class _Early:
         signature = _signature(spec, b)
         try:
             self.published[spec.name] = _publish_feed(
-                spec, self.config, store, now, self.staging, b.sources, b.own, signature
+                spec, self.config, store, now, self.staging, b.site, signature
             )
         except (AggregatorError, ValueError):
             self.staging.discard(spec.name)  # _write_feeds renders it again and reports
@@ -771,7 +769,7 @@ def _write_feeds(
     rebuilding 500 unchanged feeds would cost seconds. A feed with a maximum age is always
     rebuilt: time alone moves entries out of it."""
     basis = _feed_basis(config)
-    sources, source_feeds, root = basis.sources, basis.own, basis.root
+    root = basis.root
     results: dict[str, FeedResult] = {}
     errors: list[str] = []
     urls: dict[str, list[str]] = {}
@@ -800,7 +798,7 @@ def _write_feeds(
             # feed for pages that do not exist.
             with store.savepoint():
                 published = _publish_feed(
-                    spec, config, store, now, staging, sources, source_feeds, signature,
+                    spec, config, store, now, staging, basis.site, signature,
                     (early or {}).get(spec.name),
                 )  # fmt: skip
         except (AggregatorError, ValueError) as e:
@@ -869,7 +867,7 @@ class _Published:
 
 def _publish_feed(
     spec: FeedSpec, config: Config, store: Store, now: datetime, staging: publish.Staging | None,
-    sources: dict[str, Source], source_feeds: dict[str, FeedSpec], signature: str,
+    site: writer.Site, signature: str,
     early: _Published | None = None,
 ) -> _Published:  # fmt: skip
     """Select the feed's entries (filters, age, archives), convert their script, render every
@@ -890,9 +888,7 @@ def _publish_feed(
                 else None,
                 current=writer.feed_url(base, spec),
             )
-            data = _render(
-                writer.atom, spec, _script(spec, entries), base, sources, source_feeds, ln
-            )
+            data = _render(writer.atom, spec, _script(spec, entries), site, ln)
             if staging is not None:  # a new page: its number was never used, its file never written
                 staging.write(
                     spec.name, config.output_dir / archive.filename(spec.name, number), data
@@ -925,7 +921,7 @@ def _publish_feed(
     for fmt in spec.formats:
         newest = base + archive.filename(spec.name, prev_archive) if prev_archive else None
         ln = writer.links(spec, base, fmt, config.hub, newest if fmt == "atom" else None)
-        data = _render(writer.RENDER[fmt], spec, entries, base, sources, source_feeds, ln)
+        data = _render(writer.RENDER[fmt], spec, entries, site, ln)
         target = config.output_dir / writer.filename(spec, fmt)
         if staging is None:
             written |= not publish.unchanged(target, data)
@@ -936,15 +932,16 @@ def _publish_feed(
 
 
 def _render(
-    render: Callable[..., bytes], spec: FeedSpec, entries: list[Entry], *rest: Any
-) -> bytes:
-    """``render(spec, entries, *rest)``; when lxml refuses a character XML cannot hold (in an
+    render: writer.Render, spec: FeedSpec, entries: list[Entry], site: writer.Site,
+    ln: writer.Links,
+) -> bytes:  # fmt: skip
+    """``render(spec, entries, site, ln)``; when lxml refuses a character XML cannot hold (in an
     entry stored by an earlier version, which let control characters through), the entries
     again without such characters, so that one entry does not stop its feeds for good."""
     try:
-        return render(spec, entries, *rest)
+        return render(spec, entries, site, ln)
     except ValueError:
-        return render(spec, [_xml_safe(e) for e in entries], *rest)
+        return render(spec, [_xml_safe(e) for e in entries], site, ln)
 
 
 def _xml_safe(e: Entry) -> Entry:

@@ -25,7 +25,7 @@ import html
 import json
 import mimetypes
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cache
@@ -220,14 +220,20 @@ def _feedgen() -> tuple[Any, Any, Any]:
     return FeedGenerator, Ext, EntryExt
 
 
-def _build(
-    spec: FeedSpec,
-    entries: Sequence[Entry],
-    base_url: str,
-    sources: Mapping[str, Source],
-    source_feeds: Mapping[str, FeedSpec],
-) -> tuple[Any, str]:
+@dataclass(frozen=True, slots=True)
+class Site:
+    """What every feed of a run is rendered against: the public URL the feeds are published
+    under, the sources by name, and each source's own feed by source name (what an entry's
+    ``atom:source`` names)."""
+
+    base_url: str
+    sources: Mapping[str, Source]
+    source_feeds: Mapping[str, FeedSpec]
+
+
+def _build(spec: FeedSpec, entries: Sequence[Entry], site: Site) -> tuple[Any, str]:
     """feedgen's model of the feed (without links) and its language."""
+    base_url, sources, source_feeds = site.base_url, site.sources, site.source_feeds
     feed_generator, ext_class, entry_ext_class = _feedgen()
     fg = feed_generator()
     fg.register_extension("agg", ext_class, entry_ext_class, atom=True, rss=True)
@@ -285,16 +291,10 @@ def _set_links(fg: Any, spec: FeedSpec, base_url: str, ln: Links, kind: str) -> 
     fg.agg.links = ln
 
 
-def atom(
-    spec: FeedSpec,
-    entries: Sequence[Entry],
-    base_url: str,
-    sources: Mapping[str, Source],
-    source_feeds: Mapping[str, FeedSpec],
-    ln: Links | None = None,
-) -> bytes:
+def atom(spec: FeedSpec, entries: Sequence[Entry], site: Site, ln: Links | None = None) -> bytes:
     """The Atom document for ``spec`` holding ``entries`` in the order given."""
-    fg, _ = _build(spec, entries, base_url, sources, source_feeds)
+    base_url = site.base_url
+    fg, _ = _build(spec, entries, site)
     ln = ln or links(spec, base_url, "atom")
     _set_links(fg, spec, base_url, ln, ATOM_TYPE)
     doc = bytes(fg.atom_str(pretty=True, encoding="UTF-8", xml_declaration=True))
@@ -307,17 +307,11 @@ def atom(
     return b"\n".join((declaration, stylesheet.instruction(where), rest))
 
 
-def rss(
-    spec: FeedSpec,
-    entries: Sequence[Entry],
-    base_url: str,
-    sources: Mapping[str, Source],
-    source_feeds: Mapping[str, FeedSpec],
-    ln: Links | None = None,
-) -> bytes:
+def rss(spec: FeedSpec, entries: Sequence[Entry], site: Site, ln: Links | None = None) -> bytes:
     """The RSS 2.0 twin: the same entries, ``guid`` = the Atom id (not a permalink),
     ``description`` the plain-text summary as HTML, ``content:encoded`` the full text."""
-    fg, _ = _build(spec, entries, base_url, sources, source_feeds)
+    base_url = site.base_url
+    fg, _ = _build(spec, entries, site)
     # RSS 2.0 requires a channel description; the title stands in when there is no subtitle.
     fg.description(spec.subtitle or spec.title)
     for fe, e in zip(fg.entry(), entries, strict=True):
@@ -333,17 +327,13 @@ def _rfc3339(dt: datetime) -> str:
 
 
 def json_feed(
-    spec: FeedSpec,
-    entries: Sequence[Entry],
-    base_url: str,
-    sources: Mapping[str, Source],
-    source_feeds: Mapping[str, FeedSpec],
-    ln: Links | None = None,
+    spec: FeedSpec, entries: Sequence[Entry], site: Site, ln: Links | None = None
 ) -> bytes:
     """The JSON Feed 1.1 twin. What JSON Feed has no field for (the other formats, an
     entry's home feed) goes in an ``_aggregator`` extension object, as the spec provides."""
+    base_url, source_feeds = site.base_url, site.source_feeds
     ln = ln or links(spec, base_url, "json")
-    lang = feed_lang(spec, entries, sources)
+    lang = feed_lang(spec, entries, site.sources)
     doc: dict[str, Any] = {
         "version": JSON_FEED_VERSION,
         "title": spec.title,
@@ -395,4 +385,6 @@ def json_feed(
     return (json.dumps(doc, ensure_ascii=False, separators=(",", ":")) + "\n").encode()
 
 
-RENDER = {"atom": atom, "rss": rss, "json": json_feed}
+# A feed format's renderer: (spec, entries in order, site, links) -> the document's bytes.
+Render = Callable[[FeedSpec, Sequence[Entry], Site, Links | None], bytes]
+RENDER: dict[str, Render] = {"atom": atom, "rss": rss, "json": json_feed}
