@@ -15,7 +15,7 @@ source never runs twice at once, and each batch regenerates the feeds its source
 not once per source. Jobs coalesce with no misfire limit: a run missed while the machine slept,
 or while a long batch ran, runs once when it can, not once per missed time.
 
-Stopping (SIGTERM, SIGINT, or ``stop()``): no new batch starts; a batch in progress takes in
+Stopping (SIGTERM, SIGINT, SIGHUP, or ``stop()``): no new batch starts; a batch in progress takes in
 the fetches under way (each bounded by its source's timeout), reads no further archive files,
 commits what it did and writes its feeds; then the process exits 0. The state database stays
 consistent because every write is a transaction and every feed file is replaced atomically; a
@@ -53,6 +53,9 @@ log = logging.getLogger("aggregator.daemon")
 # milliseconds of each other (seen: under 5 ms for 3 sources); jitter spreads interval sources
 # on purpose and they may run apart.
 BATCH_WINDOW = 0.25
+# What stops the daemon cleanly: systemd's stop, Ctrl-C, and the terminal it ran in closing
+# (SIGHUP's default would end it at once, mid-batch, leaving its schedule and workers behind).
+_STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 # Jitter: each run moves by up to this share of the source's interval, at most JITTER_MAX
 # seconds, so 500 sources set to "30m" do not all hit their servers in the same second.
 JITTER_SHARE = 0.1
@@ -140,17 +143,17 @@ class Daemon:
         log.info("daemon stopped")
 
     def shutdown(self) -> None:
-        """``stop`` and ``join`` with SIGTERM and SIGINT only asking again: a second signal
+        """``stop`` and ``join`` with the stop signals only asking again: a second signal
         while the batch in progress finishes must not cut it short."""
         if threading.current_thread() is threading.main_thread():
-            for sig in (signal.SIGTERM, signal.SIGINT):
+            for sig in _STOP_SIGNALS:
                 signal.signal(sig, lambda signum, frame: self.stop())
         self.stop()
         self.join()
 
     def run(self) -> None:
-        """Start, then block until SIGTERM or SIGINT; stop cleanly."""
-        previous = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
+        """Start, then block until SIGTERM, SIGINT or SIGHUP; stop cleanly."""
+        previous = {sig: signal.getsignal(sig) for sig in _STOP_SIGNALS}
 
         def on_signal(signum: int, frame: FrameType | None) -> None:
             log.info("received %s", signal.Signals(signum).name)

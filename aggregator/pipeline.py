@@ -47,6 +47,7 @@ from aggregator import (
     adapters,
     archive,
     fetch,
+    linux,
     opml,
     publish,
     script,
@@ -89,7 +90,7 @@ from aggregator.model import (
     by_fields,
 )
 from aggregator.store import FileState, Store, read_status
-from aggregator.store.lock import StateLock
+from aggregator.store.lock import StateLock, close_inherited
 
 if TYPE_CHECKING:
     from concurrent.futures import ProcessPoolExecutor
@@ -227,7 +228,9 @@ class _Workers:
         if self._pool is None:
             from concurrent.futures import ProcessPoolExecutor  # ~12 ms: only when used
 
-            self._pool = ProcessPoolExecutor(max_workers=self.count, initializer=_worker_init)
+            self._pool = ProcessPoolExecutor(
+                max_workers=self.count, initializer=_worker_init, initargs=(os.getpid(),)
+            )
         args = ((stat, source, digest) for stat, digest in todo)
         return self._pool.map(_prepare_star, args, chunksize=64)
 
@@ -236,10 +239,17 @@ class _Workers:
             self._pool.shutdown(cancel_futures=cancel)
 
 
-def _worker_init() -> None:
+def _worker_init(parent: int) -> None:
     # Ctrl-C reaches every process of the terminal's group; the main process decides how to
     # stop (it stops taking results and cancels the rest), the workers must not die mid-item.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # The daemon's handlers (which only ask a batch to stop) came with the fork: a worker
+    # told to terminate terminates. And it goes when the run or daemon that started it dies,
+    # even by SIGKILL, without keeping the state lock held through its inherited descriptor.
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGHUP, signal.SIG_DFL)
+    close_inherited()
+    linux.die_with_parent(parent)
 
 
 def _merge(ready: Ready, store: Store, now: datetime, tally: _Tally) -> None:

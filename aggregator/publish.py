@@ -15,9 +15,7 @@ import errno
 import itertools
 import os
 import secrets
-import sys
 from collections.abc import Callable, Iterable
-from functools import cache
 from pathlib import Path
 
 from aggregator.errors import PublishError
@@ -38,22 +36,11 @@ _counter = itertools.count()
 _TOKEN = secrets.token_hex(4)
 
 
-@cache
 def _syncfs() -> Callable[[int], int] | None:
-    """Linux's syncfs(2) from the C library (Python has no ``os.syncfs``), else None. Looked
-    up when first needed: ctypes costs ~10 ms to import, which a run that writes nothing
-    should not pay."""
-    if not sys.platform.startswith("linux"):
-        return None
-    try:
-        import ctypes
+    """Linux's syncfs(2) (Python has no ``os.syncfs``), else None."""
+    from aggregator import linux
 
-        fn = ctypes.CDLL(None, use_errno=True).syncfs
-    except (OSError, AttributeError):
-        return None
-    fn.argtypes = [ctypes.c_int]
-    fn.restype = ctypes.c_int
-    return fn
+    return linux.syncfs()
 
 
 # One flush for a whole batch of files: syncfs(2) of the filesystem that holds the output (it
@@ -73,7 +60,7 @@ def _flush(folders: Iterable[Path]) -> None:
     filesystem, or sync() where there is no syncfs. OSError when the data did not get there."""
     syncfs = _syncfs()
     if syncfs is not None:
-        import ctypes
+        from aggregator import linux
 
         done: set[int] = set()
         for folder in folders:
@@ -83,7 +70,7 @@ def _flush(folders: Iterable[Path]) -> None:
                 if device in done:
                     continue
                 if syncfs(fd) != 0:
-                    code = ctypes.get_errno()
+                    code = linux.last_errno()
                     if code in _NOT_SUPPORTED:
                         break
                     raise OSError(code, f"{os.strerror(code)} while flushing it to disk")

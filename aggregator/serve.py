@@ -156,7 +156,7 @@ def _since(header: bytes) -> float | None:
     RFC 9110 13.1.3)."""
     try:
         when = parsedate_to_datetime(header.decode("latin-1"))
-    except (TypeError, ValueError, IndexError):
+    except (TypeError, ValueError, IndexError, OverflowError):  # (year 9999999999: overflow)
         return None
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)

@@ -147,6 +147,21 @@ def test_new_items_reach_the_feed_and_sigterm_exits_0(
     assert "received SIGTERM" in log and log.rstrip().endswith("daemon stopped")
 
 
+def test_a_hang_up_stops_the_daemon_cleanly(
+    tmp_path: Path, server: FeedServer, daemons: list[Daemon]
+) -> None:
+    """SIGHUP (the terminal the daemon ran in closed) stops it as SIGTERM does: exit 0, its
+    lock released, not killed mid-batch by the signal's default action."""
+    url = server.route("/voa.xml", Route(body=livefeeds.rss2(livefeeds.voa()), headers=RSS))
+    write_config(tmp_path, [url_source("voa", url)])
+    d = Daemon(tmp_path)
+    daemons.append(d)
+    d.wait_for(lambda: len(titles(tmp_path / "out" / "all.atom")) == 3, why="the articles")
+    assert d.stop(signal.SIGHUP) == 0
+    assert "received SIGHUP" in d.log and d.log.rstrip().endswith("daemon stopped")
+    assert cli(tmp_path, "run", "--json").returncode == 0  # the state is free
+
+
 def test_sigterm_mid_cycle_finishes_cleanly_and_loses_nothing(
     tmp_path: Path, server: FeedServer, daemons: list[Daemon]
 ) -> None:

@@ -3,9 +3,12 @@ and the same counts as reading it in one process."""
 
 from __future__ import annotations
 
+import os
+import signal
 import sqlite3
 import subprocess
 import sys
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -112,3 +115,61 @@ def test_few_and_many_articles_store_the_same(
     assert rows("sets") == rows("queries")
     assert len(rows("sets")[1]) > len(rows("sets")[0])  # some articles have several versions
     assert ws["sets"].feed_bytes() == ws["queries"].feed_bytes()
+
+
+def _children(pid: int) -> list[int]:
+    """The processes whose parent is ``pid`` (from /proc)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                found.append(int(entry.name))
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc (Linux)")
+def test_a_killed_run_leaves_no_worker_holding_the_state_lock(tmp_path: Path) -> None:
+    """A run killed outright (SIGKILL, the OOM killer) while its worker processes read files:
+    the workers go too, so the next run is not refused as "in use" by a process that is gone."""
+    corpus = tmp_path / "corpus"
+    subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "corpus.py"), str(corpus), "--items", "4000",
+         "--jobs", "1"],
+        check=True, capture_output=True, timeout=120,
+    )  # fmt: skip
+    ws = _workspace(tmp_path / "ws", corpus, workers=2)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "aggregator", "run", "--json"], cwd=ws.root,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        workers: list[int] = []
+        while len(workers) < 2 and proc.poll() is None and time.monotonic() < deadline:
+            workers = _children(proc.pid)
+            time.sleep(0.005)
+        assert len(workers) == 2, "the run ended before its workers could be seen"
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
+        deadline = time.monotonic() + 10
+        while any(map(_alive, workers)) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not any(map(_alive, workers)), "a worker outlived the run"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    again = ws.cli("run", "--json")
+    assert again.returncode == 0, again.stderr

@@ -258,6 +258,8 @@ def test_conditional_get(served: Served) -> None:
         {"If-None-Match": etag[:-2] + '"'},
         {"If-Modified-Since": formatdate(mtime - 1, usegmt=True)},
         {"If-Modified-Since": "yesterday"},  # not an HTTP-date: ignored
+        {"If-Modified-Since": "Sat, 01 Jan 9999999999 00:00:00 GMT"},  # no datetime can hold it
+        {"If-Modified-Since": "Sat, 01 Jan 2022 99999999999:00:00 GMT"},
         # If-None-Match decides when both are sent (RFC 9110 13.2.2).
         {"If-None-Match": '"other"', "If-Modified-Since": modified},
     ]

@@ -10,6 +10,7 @@ holder exits for any reason, SIGKILL included: a crashed daemon never leaves a s
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import threading
@@ -21,6 +22,21 @@ from aggregator.errors import StateBusy, StoreError
 
 # How often a waiting process tries the lock again.
 POLL_SECONDS = 0.2
+
+# The descriptors of the locks this process holds. A forked worker inherits them, and with
+# them the lock (a flock belongs to the open file, shared by every copy of the descriptor):
+# ``close_inherited`` lets go of the worker's copies, so that the lock goes with the process
+# that took it and never outlives it in an orphaned worker.
+_HELD: set[int] = set()
+
+
+def close_inherited() -> None:
+    """Close this (forked) process's copies of the lock descriptors its parent held. The
+    parent's own stay open: its locks are unchanged."""
+    for fd in list(_HELD):
+        with contextlib.suppress(OSError):
+            os.close(fd)
+    _HELD.clear()
 
 
 def lock_path(state_db: Path, kind: str = "") -> Path:
@@ -78,6 +94,7 @@ class StateLock:
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()} {self.purpose}\n".encode(), 0)
         self._fd = fd
+        _HELD.add(fd)
         return self
 
     def _refusal(self, holder: str) -> str:
@@ -98,6 +115,7 @@ class StateLock:
         self, kind: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
     ) -> None:
         if self._fd is not None:
+            _HELD.discard(self._fd)
             os.ftruncate(self._fd, 0)
             os.close(self._fd)  # closing releases the lock
             self._fd = None
