@@ -15,6 +15,7 @@ import ipaddress
 import re
 import tomllib
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 from typing import Annotated, Any
 from urllib.parse import urlsplit
@@ -53,15 +54,23 @@ _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d)?\s*$")
 _UNIT = {"s": 1, "m": 60, "h": 3600, "d": 86400, None: 1}
 
 
-def _seconds(v: object) -> float:
-    """A duration: a number of seconds, or text like "90s", "30m", "2h", "1d"."""
+def _seconds(v: object, at_most_days: int) -> float:
+    """A duration: a number of seconds, or text like "90s", "30m", "2h", "1d"; at most
+    ``at_most_days`` (a schedule or an age of centuries is a typo, and past a date's range)."""
     if isinstance(v, int | float) and not isinstance(v, bool):
-        return float(v)
-    m = _DURATION.match(v) if isinstance(v, str) else None
-    if not m:
-        raise ValueError('must be seconds (1800) or a duration like "30m", "2h", "1d"')
-    return float(m.group(1)) * _UNIT[m.group(2)]
+        seconds = float(v)
+    else:
+        m = _DURATION.match(v) if isinstance(v, str) else None
+        if not m:
+            raise ValueError('must be seconds (1800) or a duration like "30m", "2h", "1d"')
+        seconds = float(m.group(1)) * _UNIT[m.group(2)]
+    if seconds > at_most_days * 86400:
+        raise ValueError(f'must be at most {at_most_days} days ("{at_most_days}d")')
+    return seconds
 
+
+MAX_INTERVAL_DAYS = 366  # a source polled less than yearly is not a live source
+MAX_AGE_DAYS = 36500  # a century: further back than any entry's date
 
 Duration = Annotated[float, Field(gt=0)]
 
@@ -82,7 +91,7 @@ class _FetchSettings(_Strict):
     @field_validator("interval", "timeout", mode="before")
     @classmethod
     def _duration(cls, v: object) -> float | None:
-        return None if v is None else _seconds(v)
+        return None if v is None else _seconds(v, MAX_INTERVAL_DAYS)
 
     @field_validator("cron")
     @classmethod
@@ -91,13 +100,21 @@ class _FetchSettings(_Strict):
             from aggregator.daemon import cron_trigger  # APScheduler's own reading of it
 
             try:
-                cron_trigger(v)
+                trigger = cron_trigger(v)
             except ValueError as e:
                 raise ValueError(
                     f'{e}; write a crontab line "minute hour day month weekday" in UTC, '
                     'e.g. "*/20 * * * *"'
                 ) from None
+            if trigger.get_next_fire_time(None, datetime.now(UTC)) is None:
+                raise ValueError("never comes: no such date (February 30th?)")
         return v
+
+    @model_validator(mode="after")
+    def _one_schedule(self) -> _FetchSettings:
+        if self.cron is not None and self.interval is not None:
+            raise ValueError("give either interval or cron, not both")
+        return self
 
     @field_validator("headers")
     @classmethod
@@ -228,7 +245,7 @@ class _Feed(_Strict):
     @field_validator("max_age", mode="before")
     @classmethod
     def _duration(cls, v: object) -> float | None:
-        return None if v is None else _seconds(v)
+        return None if v is None else _seconds(v, MAX_AGE_DAYS)
 
     @field_validator("script")
     @classmethod
@@ -266,7 +283,7 @@ def _file_problem(name: str) -> str | None:
 
 
 class _Retention(_Strict):
-    max_age_days: int = Field(default=0, ge=0)
+    max_age_days: int = Field(default=0, ge=0, le=MAX_AGE_DAYS)
     max_items_per_source: int = Field(default=0, ge=0)
 
 

@@ -28,6 +28,7 @@ the health page), log lines. Nothing here parses, cleans or writes feeds itself.
 from __future__ import annotations
 
 import logging
+import re
 import signal
 import threading
 import time
@@ -37,6 +38,7 @@ from types import FrameType
 
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.base import BaseTrigger
+from apscheduler.triggers.combining import OrTrigger
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
@@ -64,12 +66,58 @@ JITTER_MAX = 300.0
 LOCK_WAIT = 600.0
 
 
-def cron_trigger(expr: str, jitter: float | None = None) -> CronTrigger:
-    """A crontab line (``minute hour day month weekday``), in UTC. Raises ValueError with
-    APScheduler's reason when the line is not one."""
-    trigger = CronTrigger.from_crontab(expr, timezone=UTC)
-    trigger.jitter = jitter  # from_crontab takes no jitter; the attribute is what it reads
-    return trigger
+# crontab's weekday numbers: 0 and 7 are Sunday. APScheduler numbers Monday 0, so each is
+# handed over as a name.
+_WEEKDAY_NAMES = ("sun", "mon", "tue", "wed", "thu", "fri", "sat", "sun")
+_WEEKDAY_PART = re.compile(r"^(\*|\d+)(?:-(\d+))?(?:/(\d+))?$")
+
+
+def _weekdays(field: str) -> str:
+    """A crontab weekday field in APScheduler's terms: every numbered part (``0``, ``1-5``,
+    ``*/2``, ``0,6``) as the day names it means; named parts (``mon-fri``) as they are."""
+    if field == "*":
+        return field
+    out: list[str] = []
+    for part in field.split(","):
+        m = _WEEKDAY_PART.match(part)
+        if m is None:  # names, or something APScheduler will name the problem of
+            out.append(part)
+            continue
+        start, end, step = m.group(1), m.group(2), m.group(3)
+        if start == "*":
+            if end is not None:
+                raise ValueError(f"weekday {part!r} is not a crontab weekday")
+            first, last = 0, 6
+        else:
+            first = int(start)
+            last = int(end) if end is not None else (7 if step else first)
+        if not (0 <= first <= 7 and 0 <= last <= 7 and first <= last):
+            raise ValueError(f"weekday {part!r} is out of range: 0-7, 0 and 7 are Sunday")
+        out += [_WEEKDAY_NAMES[d] for d in range(first, last + 1, int(step or 1))]
+    return ",".join(dict.fromkeys(out))
+
+
+def cron_trigger(expr: str, jitter: float | None = None) -> BaseTrigger:
+    """A crontab line (``minute hour day month weekday``), in UTC, meaning what cron means:
+    weekday 0 and 7 are Sunday, and when both the day of the month and the weekday are
+    restricted, either one matching is enough (``0 0 1 * 1``: the 1st, and every Monday).
+    APScheduler's own reading differs on both (its weekday 0 is Monday, and it requires both
+    days to match). Raises ValueError with the reason when the line is not one."""
+    fields = expr.split()
+    if len(fields) != 5:
+        raise ValueError(f"wrong number of fields; got {len(fields)}, expected 5")
+    minute, hour, day, month, weekday = fields
+    weekday = _weekdays(weekday)
+
+    def cron(day: str, weekday: str, jitter: float | None = None) -> CronTrigger:
+        return CronTrigger(
+            minute=minute, hour=hour, day=day, month=month, day_of_week=weekday,
+            timezone=UTC, jitter=jitter,
+        )  # fmt: skip
+
+    if day.startswith("*") or weekday.startswith("*"):
+        return cron(day, weekday, jitter)
+    return OrTrigger([cron(day, "*"), cron("*", weekday)], jitter=jitter)
 
 
 def jitter_for(source: Source) -> float:

@@ -16,12 +16,14 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import feedparser
 import pytest
 
+from aggregator.daemon import cron_trigger
 from tests import livefeeds
 from tests.atomcheck import check_feed
 from tests.feedserver import FeedServer, Route
@@ -300,6 +302,49 @@ def test_bad_cron_is_a_config_error(tmp_path: Path) -> None:
     assert proc.returncode == 2
     assert "sources[0].cron" in proc.stdout + proc.stderr
     assert "crontab line" in proc.stdout + proc.stderr
+
+
+@pytest.mark.parametrize(
+    ("line", "first_four"),
+    [
+        ("0 0 * * 0", ["Sun 22", "Sun 29", "Sun 06", "Sun 13"]),  # 0 is Sunday, as is 7
+        ("0 0 * * 7", ["Sun 22", "Sun 29", "Sun 06", "Sun 13"]),
+        ("0 0 * * 1-5", ["Mon 23", "Tue 24", "Wed 25", "Thu 26"]),
+        ("0 0 * * */2", ["Sat 21", "Sun 22", "Tue 24", "Thu 26"]),  # Sun, Tue, Thu, Sat
+        ("0 0 * * mon-fri", ["Mon 23", "Tue 24", "Wed 25", "Thu 26"]),
+        ("0 0 1 * 1", ["Mon 23", "Mon 30", "Tue 01", "Mon 07"]),  # the 1st, or a Monday
+        ("0 0 1 * *", ["Tue 01", "Fri 01", "Mon 01", "Mon 01"]),
+    ],
+)
+def test_a_cron_line_means_what_crontab_means(line: str, first_four: list[str]) -> None:
+    """Weekday 0 and 7 are Sunday, and a restricted day of the month and weekday are either
+    one, as in crontab(5); APScheduler alone reads 0 as Monday and requires both."""
+    trigger = cron_trigger(line)
+    when, previous, days = datetime(2026, 11, 21, tzinfo=UTC), None, []  # a Saturday
+    for _ in range(4):
+        fire = trigger.get_next_fire_time(previous, when)
+        assert fire is not None
+        days.append(fire.strftime("%a %d"))
+        previous, when = fire, fire + timedelta(seconds=1)
+    assert days == first_four
+
+
+@pytest.mark.parametrize(
+    ("settings", "problem"),
+    [
+        ({"cron": "0 0 31 2 *"}, "never comes"),
+        ({"cron": "0 0 * * 8"}, "weekday '8' is out of range"),
+        ({"cron": "0 0 * * *", "interval": "1h"}, "give either interval or cron, not both"),
+        ({"interval": "99999999d"}, "must be at most 366 days"),
+    ],
+)
+def test_schedules_a_daemon_could_not_keep_are_config_errors(
+    tmp_path: Path, settings: dict[str, str], problem: str
+) -> None:
+    write_config(tmp_path, [url_source("voa", "http://127.0.0.1:9/feed", **settings)])
+    proc = cli(tmp_path, "check")
+    assert proc.returncode == 2
+    assert "sources[0]" in proc.stderr and problem in proc.stderr, proc.stderr
 
 
 def test_status_shows_each_source_last_error_and_health(
