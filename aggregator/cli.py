@@ -280,7 +280,16 @@ def _cmd_opml(args: argparse.Namespace, out: Console, err: Console) -> int:
     if args.opml_command == "export":
         data = opml.export(cfg)
         if args.output is None:
-            sys.stdout.buffer.write(data)
+            try:
+                sys.stdout.buffer.write(data)
+                sys.stdout.buffer.flush()
+            except OSError as e:  # a full disk or a closed pipe behind the redirection
+                err.print(
+                    f"[bold red]error:[/] cannot write the OPML to standard output "
+                    f"({_m(e.strerror or str(e))}); use -o FILE to name a file",
+                    highlight=False,
+                )
+                return EXIT_STATE
         else:
             try:
                 args.output.write_bytes(data)
@@ -419,6 +428,15 @@ def _cmd_explain(args: argparse.Namespace, out: Console, err: Console) -> int:
         return _config_error(e, err)
     if not cfg.state_db.exists():
         err.print(f"{cfg.state_db}: no state database yet; run `aggregator run` first")
+        return EXIT_NOTHING
+    try:
+        args.query.encode("utf-8")
+    except UnicodeEncodeError:  # bytes the terminal's locale could not decode
+        err.print(
+            "the query is not valid UTF-8 text, so no entry, key or URL can be it; "
+            "copy the id or URL from a feed",
+            highlight=False,
+        )
         return EXIT_NOTHING
     try:
         with Store(cfg.state_db, readonly=True) as store:

@@ -75,6 +75,25 @@ MAX_AGE_DAYS = 36500  # a century: further back than any entry's date
 Duration = Annotated[float, Field(gt=0)]
 
 
+_NOT_IN_URL = re.compile(r"[\x00-\x20\x7f]")
+
+
+def feed_url_problem(url: str) -> str | None:
+    """Why ``url`` cannot be a feed's address (config.toml's ``url``, an OPML import), or
+    None when it can: an absolute http(s) URL with a host, a port that can be, and no
+    space or control character."""
+    if _NOT_IN_URL.search(url):
+        return "must be an absolute http(s) URL of a feed; it holds a space or control character"
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError for a port out of range (:99999)
+    except ValueError as e:
+        return f"must be an absolute http(s) URL of a feed; it is malformed ({e})"
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return "must be an absolute http(s) URL of a feed"
+    return None
+
+
 class _FetchSettings(_Strict):
     """Settings of URL sources; [fetch] holds the defaults, a source may override each."""
 
@@ -153,10 +172,9 @@ class _Source(_FetchSettings):
     @field_validator("url")
     @classmethod
     def _http_url(cls, v: str | None) -> str | None:
-        if v is not None:
-            parts = urlsplit(v)
-            if parts.scheme not in ("http", "https") or not parts.hostname:
-                raise ValueError("must be an absolute http(s) URL of a feed")
+        problem = None if v is None else feed_url_problem(v)
+        if problem:
+            raise ValueError(problem)
         return v
 
     @model_validator(mode="after")
@@ -308,6 +326,12 @@ class _Serve(_Strict):
     # 0 asks the system for any free port (the address is printed at start).
     port: int = Field(default=ServeSettings().port, ge=0, le=65535)
     access_log: bool = False
+    header_timeout: Duration = ServeSettings().header_timeout
+
+    @field_validator("header_timeout", mode="before")
+    @classmethod
+    def _duration(cls, v: object) -> float:
+        return _seconds(v, 1)
 
     @field_validator("host")
     @classmethod
@@ -544,7 +568,9 @@ def _build(raw: _Config, root: Path, path: Path) -> Config:
         concurrency=raw.fetch.concurrency,
         per_host=raw.fetch.per_host,
         hub=raw.output.hub,
-        serve=ServeSettings(raw.serve.host, raw.serve.port, raw.serve.access_log),
+        serve=ServeSettings(
+            raw.serve.host, raw.serve.port, raw.serve.access_log, raw.serve.header_timeout
+        ),
     )
 
 

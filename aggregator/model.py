@@ -121,6 +121,7 @@ class ServeSettings:
     host: str = "127.0.0.1"  # loopback: put a reverse proxy in front, or set "0.0.0.0"
     port: int = 8080  # matches the default base_url, http://localhost:8080/
     access_log: bool = False  # one line per request on stderr
+    header_timeout: float = 10.0  # seconds a client has to send a request's head (slowloris)
 
 
 @dataclass(frozen=True, slots=True)

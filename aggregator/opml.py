@@ -22,6 +22,8 @@ from urllib.parse import urlsplit
 from lxml import etree
 
 from aggregator import writer
+from aggregator.adapters.feeds import declares_entities
+from aggregator.config import feed_url_problem
 from aggregator.errors import ConfigError
 from aggregator.model import Config
 
@@ -29,7 +31,6 @@ from aggregator.model import Config
 FILENAME = "feeds.opml"
 # Longest source name config.toml accepts (sources[].name).
 MAX_NAME = 64
-_ENTITY = re.compile(rb"<!ENTITY", re.IGNORECASE)
 
 
 def _feed_outlines(parent: ET.Element, config: Config) -> None:
@@ -100,7 +101,7 @@ class Plan:
 def read(data: bytes, origin: str) -> list[Found]:
     """Every ``<outline>`` with an ``xmlUrl`` or a ``type`` of rss/atom, in document order,
     through nested folders. ConfigError naming ``origin`` when it is not OPML."""
-    if _ENTITY.search(data):
+    if declares_entities(data):
         # libxml2 expands internal entities in attribute values whatever the parser options:
         # a file declaring them is refused, as feeds are (adapters/feeds.py).
         raise ConfigError(
@@ -146,21 +147,22 @@ def plan(config: Config, found: list[Found]) -> Plan:
     listed: dict[str, str] = {}
     added: list[tuple[str, Found]] = []
     skipped: list[tuple[Found, str]] = []
+    counters: dict[str, int] = {}  # the next number to try after each base name
     for f in found:
-        parts = urlsplit(f.url or "")
         if f.url is None:
             skipped.append((f, "no xmlUrl: the outline names no feed address"))
-        elif parts.scheme not in ("http", "https") or not parts.hostname:
+        elif feed_url_problem(f.url):
             skipped.append((f, f"{f.url!r} is not an http(s) feed URL"))
         elif f.url in known:
             skipped.append((f, f"already configured as source {known[f.url]!r}"))
         elif f.url in listed:
             skipped.append((f, f"listed twice in the file (added once, as {listed[f.url]!r})"))
         else:
-            name, n = _slug(f), 2
-            base = name
+            name = base = _slug(f)
+            n = counters.get(base, 2)  # (counting on from the last: 20,000 alike stay linear)
             while name in taken:
                 name, n = f"{base}-{n}", n + 1
+            counters[base] = n
             taken.add(name)
             listed[f.url] = name
             added.append((name, f))

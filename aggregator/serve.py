@@ -48,10 +48,11 @@ from urllib.parse import urlsplit
 
 import brotli
 import uvicorn
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from aggregator import metrics, pages, pipeline, stylesheet
 from aggregator.errors import ServeError
-from aggregator.model import Config
+from aggregator.model import Config, ServeSettings
 
 log = logging.getLogger("aggregator")
 
@@ -510,6 +511,96 @@ _PAGES: dict[str, Callable[[App, Send, bool], Awaitable[None]]] = {
 }
 
 
+# The limits uvicorn's httptools protocol does not set. A request's head (request line and
+# headers) is a few hundred bytes; 64 KiB is far past any real client (nginx's default buffers
+# hold 8 KiB a line) and bounds what one connection can make the parser chew.
+MAX_HEAD = 64 * 1024
+_LINGER_SECONDS = 1.0
+
+
+class _GuardedHttp(HttpToolsProtocol):
+    """uvicorn's HTTP/1.1 protocol (httptools), with a cap on a request's head and a deadline
+    for it. Without them, one client sending a 100 MB header held the event loop for seconds,
+    and clients that open a connection and send nothing, or a byte a second, kept it forever
+    until the open-file limit was reached (slowloris). A head over ``MAX_HEAD`` is answered 431,
+    one not complete within ``header_timeout`` 408, and the connection is closed. Idle time
+    between kept-alive requests is uvicorn's own keep-alive timeout."""
+
+    header_timeout = ServeSettings().header_timeout
+    _deadline: asyncio.TimerHandle | None = None
+    _head = 0  # bytes of the current request's head received so far
+    _reading_head = True
+    _refused = False  # answered 408 or 431: what else comes is read and dropped, then closed
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._arm()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm()
+        super().connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        if self._refused:
+            return
+        if self._reading_head:
+            self._head += len(data)
+            if self._head > MAX_HEAD:
+                self._refuse(431, "Request Header Fields Too Large")
+                return
+            self._arm()
+        super().data_received(data)
+
+    def on_headers_complete(self) -> None:
+        self._reading_head, self._head = False, 0
+        self._disarm()
+        super().on_headers_complete()
+
+    def on_message_complete(self) -> None:
+        super().on_message_complete()
+        self._reading_head = True  # the next request's head: timed from its first byte
+
+    def _arm(self) -> None:
+        if self._deadline is None:
+            self._deadline = self.loop.call_later(self.header_timeout, self._late)
+
+    def _disarm(self) -> None:
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
+
+    def _late(self) -> None:
+        self._deadline = None
+        if self._reading_head and not self.transport.is_closing():
+            self._refuse(408, "Request Timeout")
+
+    def _refuse(self, status: int, reason: str) -> None:
+        """Answer ``status`` and end the connection. Closing at once, with the client's bytes
+        still unread, would make the kernel reset the connection, and the client would lose
+        the answer; so our side is shut, what the client still sends is dropped for a
+        second, and then the connection is closed."""
+        self._disarm()
+        self._reading_head, self._refused = False, True
+        self.transport.write(
+            b"HTTP/1.1 %d %s\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+            % (status, reason.encode())
+        )
+        if self.transport.can_write_eof():
+            self.transport.write_eof()
+        self.loop.call_later(_LINGER_SECONDS, self.transport.close)
+
+
+def _connection_limit() -> int:
+    """Connections served at once before new ones are answered 503: half the open-file limit
+    (each is a descriptor; the rest are for feeds and the state), between 64 and 4,096."""
+    import resource
+
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY:
+        return 4096
+    return max(64, min(4096, soft // 2))
+
+
 def app(config: Config) -> App:
     """The ASGI application serving ``config``'s output folder and pages."""
     return App(config)
@@ -564,11 +655,17 @@ class Server:
         self.host = host if host is not None else config.serve.host
         self.port = port if port is not None else config.serve.port
         logs = access_log if access_log is not None else config.serve.access_log
+        # A class per server: the deadline is config.toml's, and protocols are made by uvicorn.
+        protocol = type(
+            "GuardedHttp", (_GuardedHttp,), {"header_timeout": config.serve.header_timeout}
+        )
         self._uvicorn = uvicorn.Server(
             uvicorn.Config(
                 app(config),
                 host=self.host,
                 port=self.port,
+                http=protocol,
+                limit_concurrency=_connection_limit(),
                 lifespan="off",
                 ws="none",
                 log_config=None,

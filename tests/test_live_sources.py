@@ -460,6 +460,7 @@ EXTERNAL_ENTITY = b"""<?xml version="1.0"?>
 BAD = [
     ("entity-expansion", Route(body=BILLION_LAUGHS, headers=RSS), "declares XML entities"),
     ("external-entity", Route(body=EXTERNAL_ENTITY, headers=RSS), "declares XML entities"),
+    ("entity-expansion-utf-16", Route(body=BILLION_LAUGHS.decode().encode("utf-16"), headers=RSS), "declares XML entities"),
     ("not-xml", Route(body=b"\x89PNG\r\n\x1a\n binary nonsense", headers=RSS), "not an RSS or Atom feed"),
     ("html-page", Route(body=b"<!DOCTYPE html><html><body>Log in</body></html>", headers={"content-type": "text/html"}), "HTML page"),
     ("empty", Route(body=b"", headers=RSS), "empty body"),
@@ -731,7 +732,9 @@ def test_check_names_url_source_problems_by_key_path(tmp_path: Path) -> None:
         '[[sources]]\nname = "a"\npath = "x"\nurl = "https://example.org/f"\n'
         '[[sources]]\nname = "b"\nurl = "ftp://example.org/f"\n'
         '[[sources]]\nname = "c"\nurl = "https://example.org/f"\ntimeout = -3\n'
-        'headers = { "Bad Header" = "x" }\n',
+        'headers = { "Bad Header" = "x" }\n'
+        '[[sources]]\nname = "d"\nurl = "https://example.org/a feed"\n'
+        '[[sources]]\nname = "e"\nurl = "https://example.org:99999/f"\n',
         encoding="utf-8",
     )
     proc = subprocess.run(
@@ -745,6 +748,8 @@ def test_check_names_url_source_problems_by_key_path(tmp_path: Path) -> None:
         "sources[1].url: must be an absolute http(s) URL",
         "sources[2].timeout: Input should be greater than 0",
         "sources[2].headers: 'Bad Header' is not a valid HTTP header",
+        "sources[3].url: must be an absolute http(s) URL of a feed; it holds a space",
+        "sources[4].url: must be an absolute http(s) URL of a feed; it is malformed",
     ):
         assert problem in proc.stderr, proc.stderr
 

@@ -320,6 +320,9 @@ def test_explain_shows_members_rules_and_scores(ws: Workspace) -> None:
     )
     ws.run_json()
     entry = _entry(ws, "6376677")
+    undecodable = ws.cli("explain", "\udcff\udcfe")  # the bytes ff fe, from a shell
+    assert undecodable.returncode == 1 and "Traceback" not in undecodable.stderr
+    assert "not valid UTF-8" in undecodable.stderr
     proc = ws.cli("explain", entry.id, check=True)
     assert "articles in this story (3)" in proc.stdout
     assert 'merged by rule "' in proc.stdout and "similarity 0." in proc.stdout

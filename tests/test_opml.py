@@ -4,6 +4,8 @@ folder, a duplicate, a non-http URL and an outline without a URL)."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import tomllib
 from pathlib import Path
 
@@ -45,6 +47,29 @@ def test_import_adds_feeds_and_says_what_it_skipped(ws: Workspace) -> None:
     assert ws.config.read_text(encoding="utf-8") == text
 
 
+def test_import_skips_addresses_a_fetch_could_not_use_and_names_alike_feeds_apart(
+    ws: Workspace, tmp_path: Path
+) -> None:
+    """A malformed IPv6 host (it crashed the import), a port out of range and a newline
+    inside the address are skipped with the reason; 300 feeds of one title get a name each."""
+    bad = ["http://[zz]/x", "http://x.example:99999/f", "http://x.example/a&#10;b"]
+    outlines = [f'<outline type="rss" text="bad" xmlUrl="{u}"/>' for u in bad]
+    outlines += [
+        f'<outline type="rss" text="Same" xmlUrl="https://s.example/{n}.xml"/>' for n in range(300)
+    ]
+    file = tmp_path / "many.opml"
+    file.write_text(
+        f'<opml version="2.0"><body>{"".join(outlines)}</body></opml>', encoding="utf-8"
+    )
+    proc = ws.cli("opml", "import", str(file))
+    assert proc.returncode == 0, proc.stderr
+    skipped = [line for line in proc.stdout.splitlines() if line.startswith("skipped bad")]
+    assert len(skipped) == 3 and all("is not an http(s) feed URL" in line for line in skipped)
+    names = [s["name"] for s in _sources(ws)[3:]]
+    assert names == ["same", *(f"same-{n}" for n in range(2, 301))]
+    assert ws.cli("check").returncode == 0
+
+
 def test_import_dry_run_and_bad_files_change_nothing(ws: Workspace, tmp_path: Path) -> None:
     before = ws.config.read_text(encoding="utf-8")
     proc = ws.cli("opml", "import", "--dry-run", str(READER), check=True)
@@ -54,16 +79,17 @@ def test_import_dry_run_and_bad_files_change_nothing(ws: Workspace, tmp_path: Pa
     proc = ws.cli("opml", "import", str(not_opml))
     assert proc.returncode == 2 and "not an OPML file (no <opml> with a <body>)" in proc.stderr
     laughs = tmp_path / "laughs.opml"
-    laughs.write_text(
+    doc = (
         '<?xml version="1.0"?><!DOCTYPE opml [<!ENTITY a "aaaaaaaaaa">'
         '<!ENTITY b "&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;">]>'
         '<opml version="2.0"><body><outline type="rss" text="&b;" xmlUrl="https://x.example/&b;"/>'
-        "</body></opml>",
-        encoding="utf-8",
+        "</body></opml>"
     )
-    proc = ws.cli("opml", "import", str(laughs))
-    assert proc.returncode == 2 and "declares XML entities" in proc.stderr
-    assert "aaaaaaaaaa" not in proc.stdout + proc.stderr  # never expanded
+    for encoding in ("utf-8", "utf-16", "utf-16-be", "utf-32"):  # (utf-16-be: no BOM)
+        laughs.write_bytes(doc.encode(encoding))
+        proc = ws.cli("opml", "import", str(laughs))
+        assert proc.returncode == 2 and "declares XML entities" in proc.stderr, encoding
+        assert "aaaaaaaaaa" not in proc.stdout + proc.stderr  # never expanded
     assert ws.config.read_text(encoding="utf-8") == before
 
 
@@ -91,3 +117,11 @@ def test_export_to_a_folder_that_does_not_exist_says_so(tmp_path: Path) -> None:
     proc = ws.cli("opml", "export", "-o", str(tmp_path / "missing" / "x.opml"))
     assert proc.returncode == 3
     assert "cannot write it" in proc.stderr and "Traceback" not in proc.stderr
+    if Path("/dev/full").exists():  # standard output redirected to a full disk
+        with Path("/dev/full").open("wb") as full:
+            proc = subprocess.run(
+                [sys.executable, "-m", "aggregator", "opml", "export"], cwd=ws.root,
+                stdout=full, stderr=subprocess.PIPE, text=True, timeout=60, check=False,
+            )  # fmt: skip
+        assert proc.returncode == 3 and "Traceback" not in proc.stderr, proc.stderr
+        assert "cannot write the OPML to standard output (No space left on device)" in proc.stderr

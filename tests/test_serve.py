@@ -9,6 +9,7 @@ The feeds come from `aggregator run` on the seeds. The main server is shared by 
 from __future__ import annotations
 
 import calendar
+import contextlib
 import gzip
 import http.client
 import os
@@ -534,6 +535,49 @@ def test_a_busy_port_is_reported(served: Served) -> None:
     assert proc.returncode == 3
     assert f"cannot listen on 127.0.0.1:{served.port}" in proc.stderr
     assert "choose another --port" in proc.stderr
+
+
+def _answer(sock: socket.socket) -> bytes:
+    """What the server sends until it closes the connection (or 10 s pass)."""
+    sock.settimeout(10)
+    got = b""
+    while chunk := sock.recv(65536):
+        got += chunk
+    return got
+
+
+def test_slow_idle_and_huge_request_heads_are_cut_off(tmp_path: Path) -> None:
+    """Clients that open a connection and send nothing, send their head a byte at a time, or
+    send a head of megabytes get 408 or 431 and a closed connection, by ``header_timeout``;
+    meanwhile others are served. (Before, such connections were held for ever, until the
+    open-file limit stopped the server answering anyone.)"""
+    ws = make_workspace(tmp_path)
+    port = _free_port()
+    configure(ws, f"http://127.0.0.1:{port}/", '\n[serve]\nheader_timeout = "1s"\n')
+    ws.cli("run", check=True)
+    server = start(ws, port, "/")
+    try:
+        idle = socket.create_connection(("127.0.0.1", port))
+        drip = socket.create_connection(("127.0.0.1", port))
+        started = time.monotonic()
+        for ch in b"GET /all.atom HTTP/1.1\r\nHost: x\r\n":  # a byte every 50 ms ...
+            if time.monotonic() - started > 0.8:  # ... until just before the deadline
+                break
+            drip.sendall(bytes([ch]))
+            time.sleep(0.05)
+            assert server.request("healthz")[0] in (200, 503)  # others are answered meanwhile
+        for sock in (idle, drip):
+            with sock:
+                assert _answer(sock).startswith(b"HTTP/1.1 408 Request Timeout\r\n")
+        assert time.monotonic() - started < 5
+        with socket.create_connection(("127.0.0.1", port)) as huge:
+            with contextlib.suppress(OSError):  # the server may close before all is sent
+                huge.sendall(b"GET /all.atom HTTP/1.1\r\nX-Big: " + b"a" * 200_000 + b"\r\n")
+            assert _answer(huge).startswith(b"HTTP/1.1 431 Request Header Fields Too Large")
+        assert server.request("all.atom")[0] == 200
+    finally:
+        code, err = server.stop(signal.SIGTERM)
+    assert code == 0, err
 
 
 def test_serve_settings_are_checked(tmp_path: Path) -> None:

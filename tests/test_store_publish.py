@@ -37,11 +37,30 @@ def test_reopening_migrates_nothing_and_keeps_data(tmp_path: Path) -> None:
 
 
 def test_database_from_a_newer_version_is_refused(tmp_path: Path) -> None:
+    """By a run, by explain, and by status and the health check (which called it healthy)."""
     path = tmp_path / "state.sqlite3"
+    Store(path).close()
     with sqlite3.connect(path) as db:
         db.execute(f"PRAGMA user_version = {len(MIGRATIONS) + 1}")
-    with pytest.raises(StoreError, match="newer version of aggregator"):
-        Store(path)
+    for open_it in (Store, lambda p: Store(p, readonly=True), read_status):
+        with pytest.raises(StoreError, match="newer version of aggregator"):
+            open_it(path)
+
+
+def test_another_applications_database_is_left_untouched(tmp_path: Path) -> None:
+    """A state_db that points at some other SQLite file (schema 0, tables of its own) is
+    refused as it is, by a run (which filled it with tables and switched it to WAL), by
+    explain and by status (which said no run had completed yet)."""
+    path = tmp_path / "other.sqlite3"
+    with sqlite3.connect(path) as db:
+        db.execute("CREATE TABLE notes (body TEXT)")
+        db.execute("INSERT INTO notes VALUES ('mine')")
+    before = path.read_bytes()
+    for open_it in (Store, lambda p: Store(p, readonly=True), read_status):
+        with pytest.raises(StoreError, match="not aggregator's"):
+            open_it(path)
+    assert path.read_bytes() == before
+    assert not path.with_name("other.sqlite3-wal").exists()
 
 
 def test_readonly_store_reads_and_never_writes(tmp_path: Path) -> None:

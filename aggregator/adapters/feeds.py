@@ -33,7 +33,23 @@ from aggregator.errors import ParseError
 
 # Where a DOCTYPE's internal subset would be: entity declarations come before the root element.
 _PROLOG_BYTES = 64 * 1024
-_ENTITY = re.compile(rb"<!ENTITY", re.IGNORECASE)
+# "<!ENTITY" as an XML parser would read it: in an ASCII-compatible encoding (UTF-8, GB18030,
+# Latin-1 ...) or in UTF-16 or UTF-32 of either byte order, which parsers recognise from the
+# first bytes; in any letter case. (A UTF-16 document got past a check of the UTF-8 bytes.)
+_ENTITY = re.compile(
+    b"|".join(
+        re.escape("<!ENTITY".encode(c))
+        for c in ("ascii", "utf-16-le", "utf-16-be", "utf-32-le", "utf-32-be")
+    ),
+    re.IGNORECASE,
+)
+
+
+def declares_entities(data: bytes) -> bool:
+    """Whether an XML document's bytes declare an entity (in its DOCTYPE, before the root)."""
+    return _ENTITY.search(data[:_PROLOG_BYTES]) is not None
+
+
 _HTML_PAGE = re.compile(rb"\A\s*(?:<!--.*?-->\s*)*<!doctype\s+html|\A\s*<html[\s>]", re.I | re.S)
 _JSON_FEED = "https://jsonfeed.org/version/1"
 
@@ -44,7 +60,7 @@ def read_feed(data: bytes, headers: Mapping[str, str], url: str) -> tuple[Post, 
     if not data.strip():
         raise ParseError(url, "the body is empty; the server sent no feed")
     head = data[:_PROLOG_BYTES]
-    if _ENTITY.search(head):
+    if declares_entities(data):
         raise ParseError(
             url,
             "the document declares XML entities (<!ENTITY ...>), which can expand without bound "

@@ -136,6 +136,24 @@ class _Errors:
             raise StoreError(f"{self.path}: {e}") from e
 
 
+def _not_ours(db: sqlite3.Connection, path: Path) -> str | None:
+    """Why the database on ``db`` is not one this version may use, or None: a newer schema,
+    or (schema 0 with tables in it) another application's database, which a run would
+    otherwise fill with its tables and switch to WAL."""
+    version = int(db.execute("PRAGMA user_version").fetchone()[0])
+    if version > len(MIGRATIONS):
+        return (
+            f"{path}: written by a newer version of aggregator (schema {version}, this one "
+            f"knows {len(MIGRATIONS)}); upgrade aggregator or use another state_db"
+        )
+    if version == 0 and db.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchone():
+        return (
+            f"{path}: a SQLite database that is not aggregator's (it holds tables, but no "
+            "aggregator schema); left untouched: point state_db in config.toml at a new file"
+        )
+    return None
+
+
 class Store:
     def __init__(self, path: Path, *, readonly: bool = False) -> None:
         """Open (and create, and migrate) the database at ``path``. ``readonly``: open an
@@ -150,6 +168,10 @@ class Store:
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             self._db = sqlite3.connect(path, isolation_level=None)
+            problem = _not_ours(self._db, path)
+            if problem:
+                self._db.close()
+                raise StoreError(problem)
             # 16 KiB pages for a new database (an existing one keeps its own: SQLite ignores
             # this then): an article's ~7 KB of content fits one page instead of a chain of
             # overflow pages; inserting 5,000 articles cost 41 us each against 54 with 4 KiB
@@ -185,12 +207,16 @@ class Store:
                 f"{self.path.resolve().as_uri()}?mode=ro", uri=True, isolation_level=None
             )
             version = self.schema_version
+            problem = _not_ours(self._db, self.path)
         except sqlite3.Error as e:
             raise StoreError(
                 f"{self.path}: cannot open the state database to read it ({e}); check the path "
                 "(state_db in config.toml), that the file is readable and that its folder is "
                 "writable (SQLite keeps a WAL index beside it)"
             ) from e
+        if problem:
+            self._db.close()
+            raise StoreError(problem)
         if version != len(MIGRATIONS):
             self._db.close()
             newer = version > len(MIGRATIONS)
@@ -204,12 +230,8 @@ class Store:
     # -- lifecycle ---------------------------------------------------------------------------
 
     def _migrate(self) -> None:
+        """Bring the schema up to this version's (a newer one was refused by ``_not_ours``)."""
         version = self._db.execute("PRAGMA user_version").fetchone()[0]
-        if version > len(MIGRATIONS):
-            raise StoreError(
-                f"{self.path}: written by a newer version of aggregator (schema {version}, this "
-                f"one knows {len(MIGRATIONS)}); upgrade aggregator or use another state_db"
-            )
         for number in range(version + 1, len(MIGRATIONS) + 1):
             self._db.execute("BEGIN")
             try:
@@ -1135,6 +1157,10 @@ def read_status(path: Path, recent: int = 20) -> Status:
     with errors:
         db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
     try:
+        with errors:
+            problem = _not_ours(db, path)
+        if problem:
+            raise StoreError(problem)
         with errors:
             if not db.execute(
                 "SELECT 1 FROM sqlite_master WHERE name = 'source_status'"
