@@ -16,11 +16,20 @@ import re
 import tomllib
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from functools import cache
 from pathlib import Path, PurePosixPath
 from typing import Annotated, Any
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from aggregator import __version__
 from aggregator.adapters import ADAPTERS, AUTO
@@ -46,6 +55,15 @@ DEFAULT_CONFIG = Path("config.toml")
 _NAME = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")]
 
 
+def _whole(v: object) -> object:
+    """A count written as a float that is whole (``max_bytes = 5e6``) as that int; anything
+    else as it is, for strict checking (a boolean, a string, 2.5 are refused)."""
+    return int(v) if isinstance(v, float) and v.is_integer() else v
+
+
+Whole = Annotated[int, BeforeValidator(_whole)]
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
@@ -65,7 +83,8 @@ def _seconds(v: object, at_most_days: int) -> float:
             raise ValueError('must be seconds (1800) or a duration like "30m", "2h", "1d"')
         seconds = float(m.group(1)) * _UNIT[m.group(2)]
     if seconds > at_most_days * 86400:
-        raise ValueError(f'must be at most {at_most_days} days ("{at_most_days}d")')
+        days = f"{at_most_days} day" + ("s" if at_most_days != 1 else "")
+        raise ValueError(f'must be at most {days} ("{at_most_days}d")')
     return seconds
 
 
@@ -94,6 +113,22 @@ def feed_url_problem(url: str) -> str | None:
     return None
 
 
+@cache
+def _cron_problem(line: str) -> str | None:
+    """What is wrong with a crontab line, or None. Cached: 500 sources often share a line."""
+    from aggregator.daemon import cron_trigger
+
+    try:
+        trigger = cron_trigger(line)
+    except ValueError as e:
+        return (
+            f'{e}; write a crontab line "minute hour day month weekday" in UTC, e.g. "*/20 * * * *"'
+        )
+    if trigger.get_next_fire_time(None, datetime.now(UTC)) is None:
+        return "never comes: no such date (February 30th?)"
+    return None
+
+
 class _FetchSettings(_Strict):
     """Settings of URL sources; [fetch] holds the defaults, a source may override each."""
 
@@ -102,9 +137,9 @@ class _FetchSettings(_Strict):
     timeout: Duration | None = None
     user_agent: str | None = None
     headers: dict[str, str] | None = None
-    max_items: int | None = Field(default=None, ge=1, le=100_000)
-    max_bytes: int | None = Field(default=None, ge=1024)
-    max_redirects: int | None = Field(default=None, ge=0, le=20)
+    max_items: Whole | None = Field(default=None, ge=1, le=100_000)
+    max_bytes: Whole | None = Field(default=None, ge=1024)
+    max_redirects: Whole | None = Field(default=None, ge=0, le=20)
     allow_private: bool | None = None
 
     @field_validator("interval", "timeout", mode="before")
@@ -116,17 +151,9 @@ class _FetchSettings(_Strict):
     @classmethod
     def _crontab(cls, v: str | None) -> str | None:
         if v is not None:
-            from aggregator.daemon import cron_trigger  # APScheduler's own reading of it
-
-            try:
-                trigger = cron_trigger(v)
-            except ValueError as e:
-                raise ValueError(
-                    f'{e}; write a crontab line "minute hour day month weekday" in UTC, '
-                    'e.g. "*/20 * * * *"'
-                ) from None
-            if trigger.get_next_fire_time(None, datetime.now(UTC)) is None:
-                raise ValueError("never comes: no such date (February 30th?)")
+            problem = _cron_problem(v)
+            if problem:
+                raise ValueError(problem)
         return v
 
     @model_validator(mode="after")
@@ -145,8 +172,8 @@ class _FetchSettings(_Strict):
 
 
 class _Fetch(_FetchSettings):
-    concurrency: int = Field(default=16, ge=1, le=256)
-    per_host: int = Field(default=4, ge=1, le=64)
+    concurrency: Whole = Field(default=16, ge=1, le=256)
+    per_host: Whole = Field(default=4, ge=1, le=64)
 
 
 class _Source(_FetchSettings):
@@ -202,7 +229,7 @@ def _formats(v: list[str] | None) -> list[str] | None:
 
 
 class _Output(_Strict):
-    max_entries: int = Field(default=100, ge=1, le=10_000)
+    max_entries: Whole = Field(default=100, ge=1, le=10_000)
     merged: _Merged = _Merged()
     formats: list[_Format] = Field(default_factory=lambda: list(FORMATS), min_length=1)
     archive: bool = False  # RFC 5005 archives for every feed
@@ -253,7 +280,7 @@ class _Feed(_Strict):
     include: _Filter = _Filter()
     exclude: _Filter = _Filter()
     max_age: Duration | None = None
-    max_entries: int | None = Field(default=None, ge=1, le=10_000)
+    max_entries: Whole | None = Field(default=None, ge=1, le=10_000)
     script: str | None = None
     formats: list[_Format] | None = Field(default=None, min_length=1)
     archive: bool | None = None
@@ -301,8 +328,8 @@ def _file_problem(name: str) -> str | None:
 
 
 class _Retention(_Strict):
-    max_age_days: int = Field(default=0, ge=0, le=MAX_AGE_DAYS)
-    max_items_per_source: int = Field(default=0, ge=0)
+    max_age_days: Whole = Field(default=0, ge=0, le=MAX_AGE_DAYS)
+    max_items_per_source: Whole = Field(default=0, ge=0)
 
 
 # A host name as RFC 1123 allows it (labels of letters, digits and hyphens), or an IP address.
@@ -324,7 +351,7 @@ def valid_host(v: str) -> str:
 class _Serve(_Strict):
     host: str = ServeSettings().host
     # 0 asks the system for any free port (the address is printed at start).
-    port: int = Field(default=ServeSettings().port, ge=0, le=65535)
+    port: Whole = Field(default=ServeSettings().port, ge=0, le=65535)
     access_log: bool = False
     header_timeout: Duration = ServeSettings().header_timeout
 
@@ -343,7 +370,7 @@ class _Config(_Strict):
     base_url: str
     output_dir: str = "feeds"
     state_db: str = "state/aggregator.sqlite3"
-    workers: int = Field(default=0, ge=0, le=64)
+    workers: Whole = Field(default=0, ge=0, le=64)
     output: _Output = _Output()
     retention: _Retention = _Retention()
     fetch: _Fetch = _Fetch()
@@ -482,6 +509,8 @@ def _policy(s: _Source, defaults: _Fetch, base_url: str) -> FetchPolicy:
     values: dict[str, Any] = {"user_agent": f"aggregator/{__version__} (+{base_url})"}
     for layer in (defaults, s):
         values.update({k: getattr(layer, k) for k in _POLICY_KEYS if getattr(layer, k) is not None})
+    if s.interval is not None and s.cron is None:
+        values.pop("cron", None)  # the source's own interval over a cron line from [fetch]
     headers = {**(defaults.headers or {}), **(s.headers or {})}
     return FetchPolicy(**values, headers=tuple(sorted(headers.items())))
 

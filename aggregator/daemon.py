@@ -106,8 +106,8 @@ def cron_trigger(expr: str, jitter: float | None = None) -> BaseTrigger:
     fields = expr.split()
     if len(fields) != 5:
         raise ValueError(f"wrong number of fields; got {len(fields)}, expected 5")
-    minute, hour, day, month, weekday = fields
-    weekday = _weekdays(weekday)
+    minute, hour, day, month, written = fields
+    weekday = _weekdays(written)
 
     def cron(day: str, weekday: str, jitter: float | None = None) -> CronTrigger:
         return CronTrigger(
@@ -115,7 +115,7 @@ def cron_trigger(expr: str, jitter: float | None = None) -> BaseTrigger:
             timezone=UTC, jitter=jitter,
         )  # fmt: skip
 
-    if day.startswith("*") or weekday.startswith("*"):
+    if day.startswith("*") or written.startswith("*"):  # (crontab: "*/2" is unrestricted)
         return cron(day, weekday, jitter)
     return OrTrigger([cron(day, "*"), cron("*", weekday)], jitter=jitter)
 
@@ -195,13 +195,19 @@ class Daemon:
         while the batch in progress finishes must not cut it short."""
         if threading.current_thread() is threading.main_thread():
             for sig in _STOP_SIGNALS:
-                signal.signal(sig, lambda signum, frame: self.stop())
+                if signal.getsignal(sig) != signal.SIG_IGN:  # (nohup's SIGHUP)
+                    signal.signal(sig, lambda signum, frame: self.stop())
         self.stop()
         self.join()
 
     def run(self) -> None:
         """Start, then block until SIGTERM, SIGINT or SIGHUP; stop cleanly."""
-        previous = {sig: signal.getsignal(sig) for sig in _STOP_SIGNALS}
+        # Under nohup, SIGHUP comes ignored: it stays so (logging out must not stop it).
+        previous = {
+            sig: signal.getsignal(sig)
+            for sig in _STOP_SIGNALS
+            if not (sig == signal.SIGHUP and signal.getsignal(sig) == signal.SIG_IGN)
+        }
 
         def on_signal(signum: int, frame: FrameType | None) -> None:
             log.info("received %s", signal.Signals(signum).name)

@@ -1,8 +1,8 @@
 """Linux system calls Python's ``os`` module does not offer, from the C library (ctypes).
 
 * ``syncfs(fd)``: flush one filesystem (publish.py), instead of ``sync()`` of every disk;
-* ``die_with_parent(parent)``: a worker process is sent SIGTERM when the process that started
-  it dies (``prctl(PR_SET_PDEATHSIG)``), so a killed run leaves no orphan holding its locks.
+* ``die_with_parent(parent)``: a worker process is killed when the process that started it
+  dies (``prctl(PR_SET_PDEATHSIG)``), so a killed run leaves no orphan holding its locks.
 
 Each is looked up when first needed (ctypes costs ~10 ms to import, which a run that writes
 nothing should not pay) and is None, or does nothing, on other systems.
@@ -47,12 +47,14 @@ def last_errno() -> int:
     return ctypes.get_errno()
 
 
-def die_with_parent(parent: int) -> None:
-    """Have the kernel send this process SIGTERM when ``parent`` (the thread that forked it)
-    ends; if it already has, end now. Does nothing where prctl(2) is not there."""
+def die_with_parent(parent: int | None) -> None:
+    """Have the kernel kill this process (SIGKILL) when its parent ends: precisely, when the
+    parent's thread that forked it ends, so a pool must be started by a thread that outlives
+    it. ``parent`` is the parent's pid: if it has already gone, end now. None only looks the
+    call up (before forking, so that each worker need not). Nothing where prctl(2) is not."""
     prctl = _libc("prctl", "c_int", "c_ulong", "c_ulong", "c_ulong", "c_ulong")
-    if prctl is None:
+    if prctl is None or parent is None:
         return
-    prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+    prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
     if os.getppid() != parent:  # the parent died before the request took effect
         os._exit(1)

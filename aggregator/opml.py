@@ -151,8 +151,8 @@ def plan(config: Config, found: list[Found]) -> Plan:
     for f in found:
         if f.url is None:
             skipped.append((f, "no xmlUrl: the outline names no feed address"))
-        elif feed_url_problem(f.url):
-            skipped.append((f, f"{f.url!r} is not an http(s) feed URL"))
+        elif problem := feed_url_problem(f.url):
+            skipped.append((f, f"{f.url!r} is not an http(s) feed URL ({problem})"))
         elif f.url in known:
             skipped.append((f, f"already configured as source {known[f.url]!r}"))
         elif f.url in listed:
@@ -161,7 +161,8 @@ def plan(config: Config, found: list[Found]) -> Plan:
             name = base = _slug(f)
             n = counters.get(base, 2)  # (counting on from the last: 20,000 alike stay linear)
             while name in taken:
-                name, n = f"{base}-{n}", n + 1
+                suffix = f"-{n}"
+                name, n = base[: MAX_NAME - len(suffix)].rstrip("-") + suffix, n + 1
             counters[base] = n
             taken.add(name)
             listed[f.url] = name

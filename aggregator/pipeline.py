@@ -228,6 +228,7 @@ class _Workers:
         if self._pool is None:
             from concurrent.futures import ProcessPoolExecutor  # ~12 ms: only when used
 
+            linux.die_with_parent(None)  # looked up once here, not in every worker
             self._pool = ProcessPoolExecutor(
                 max_workers=self.count, initializer=_worker_init, initargs=(os.getpid(),)
             )
@@ -242,12 +243,13 @@ class _Workers:
 def _worker_init(parent: int) -> None:
     # Ctrl-C reaches every process of the terminal's group; the main process decides how to
     # stop (it stops taking results and cancels the rest), the workers must not die mid-item.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    # The daemon's handlers (which only ask a batch to stop) came with the fork: a worker
-    # told to terminate terminates. And it goes when the run or daemon that started it dies,
-    # even by SIGKILL, without keeping the state lock held through its inherited descriptor.
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    signal.signal(signal.SIGHUP, signal.SIG_DFL)
+    # So do SIGTERM to the whole service (systemd's default) and SIGHUP to the terminal's
+    # group. (The daemon's handlers came with the fork, but they would ask a batch in this
+    # process to stop, where there is none.)
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, signal.SIG_IGN)
+    # And a worker goes when the run or daemon that started it dies, even by SIGKILL, without
+    # keeping the state lock held through its inherited descriptor.
     close_inherited()
     linux.die_with_parent(parent)
 

@@ -553,10 +553,12 @@ class _GuardedHttp(HttpToolsProtocol):
 
     def on_headers_complete(self) -> None:
         self._reading_head, self._head = False, 0
-        self._disarm()
         super().on_headers_complete()
 
     def on_message_complete(self) -> None:
+        # The deadline covers the whole request, a body included (nothing here takes one; a
+        # body dripped a byte at a time would hold the connection as a slow head did).
+        self._disarm()
         super().on_message_complete()
         self._reading_head = True  # the next request's head: timed from its first byte
 
@@ -571,8 +573,12 @@ class _GuardedHttp(HttpToolsProtocol):
 
     def _late(self) -> None:
         self._deadline = None
-        if self._reading_head and not self.transport.is_closing():
-            self._refuse(408, "Request Timeout")
+        if self.transport.is_closing():
+            return
+        if self.cycle is not None and not self.cycle.response_complete:
+            self.transport.close()  # an answer is still going out: no 408 inside it
+            return
+        self._refuse(408, "Request Timeout")
 
     def _refuse(self, status: int, reason: str) -> None:
         """Answer ``status`` and end the connection. Closing at once, with the client's bytes

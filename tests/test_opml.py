@@ -28,7 +28,8 @@ def test_import_adds_feeds_and_says_what_it_skipped(ws: Workspace) -> None:
         f"added source bbc: BBC 中文 <{BBC}>",
         f"added source cn-nytimes-com: 纽约时报中文网 <{NYT}>",
         "skipped BBC again: listed twice in the file (added once, as 'bbc')",
-        "skipped A local file: 'file:///etc/passwd' is not an http(s) feed URL",
+        "skipped A local file: 'file:///etc/passwd' is not an http(s) feed URL (must be an "
+        "absolute http(s) URL of a feed)",
         "skipped no url: no xmlUrl: the outline names no feed address",
         f"{READER}: 2 added, 3 skipped; see the end of config.toml",
     ]

@@ -61,6 +61,14 @@ def test_another_applications_database_is_left_untouched(tmp_path: Path) -> None
             open_it(path)
     assert path.read_bytes() == before
     assert not path.with_name("other.sqlite3-wal").exists()
+    # Ours, restored from `sqlite3 .dump` (which drops the schema version): said so, with how
+    # to set it, not called another application's.
+    ours = tmp_path / "ours.sqlite3"
+    Store(ours).close()
+    with sqlite3.connect(ours) as db:
+        db.execute("PRAGMA user_version = 0")
+    with pytest.raises(StoreError, match=r"aggregator's tables without their schema version"):
+        Store(ours)
 
 
 def test_readonly_store_reads_and_never_writes(tmp_path: Path) -> None:

@@ -146,6 +146,13 @@ def _not_ours(db: sqlite3.Connection, path: Path) -> str | None:
             f"{path}: written by a newer version of aggregator (schema {version}, this one "
             f"knows {len(MIGRATIONS)}); upgrade aggregator or use another state_db"
         )
+    if version == 0 and db.execute("SELECT 1 FROM sqlite_master WHERE name = 'items'").fetchone():
+        return (
+            f"{path}: aggregator's tables without their schema version (restored from an "
+            "`sqlite3 .dump`, which drops it?); left untouched: set it with `sqlite3 FILE "
+            f"'PRAGMA user_version = N'`, N the schema the dump was made with ({len(MIGRATIONS)} "
+            "for this version), or point state_db at a new file"
+        )
     if version == 0 and db.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchone():
         return (
             f"{path}: a SQLite database that is not aggregator's (it holds tables, but no "
