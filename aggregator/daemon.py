@@ -15,8 +15,8 @@ source never runs twice at once, and each batch regenerates the feeds its source
 not once per source. Jobs coalesce with no misfire limit: a run missed while the machine slept,
 or while a long batch ran, runs once when it can, not once per missed time.
 
-Stopping (SIGTERM, SIGINT, SIGHUP, or ``stop()``): no new batch starts; a batch in progress takes in
-the fetches under way (each bounded by its source's timeout), reads no further archive files,
+Stopping (SIGTERM, SIGINT, SIGHUP unless ignored, or ``stop()``): no new batch starts; a batch
+in progress takes in the fetches under way (each bounded by its source's timeout), reads no further archive files,
 commits what it did and writes its feeds; then the process exits 0. The state database stays
 consistent because every write is a transaction and every feed file is replaced atomically; a
 second signal is not needed and changes nothing.
@@ -58,6 +58,14 @@ BATCH_WINDOW = 0.25
 # What stops the daemon cleanly: systemd's stop, Ctrl-C, and the terminal it ran in closing
 # (SIGHUP's default would end it at once, mid-batch, leaving its schedule and workers behind).
 _STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+
+
+def _stop_signals() -> tuple[signal.Signals, ...]:
+    """The stop signals to handle: all but one this process was started ignoring (nohup's
+    SIGHUP: logging out must not stop it)."""
+    return tuple(s for s in _STOP_SIGNALS if signal.getsignal(s) != signal.SIG_IGN)
+
+
 # Jitter: each run moves by up to this share of the source's interval, at most JITTER_MAX
 # seconds, so 500 sources set to "30m" do not all hit their servers in the same second.
 JITTER_SHARE = 0.1
@@ -194,20 +202,14 @@ class Daemon:
         """``stop`` and ``join`` with the stop signals only asking again: a second signal
         while the batch in progress finishes must not cut it short."""
         if threading.current_thread() is threading.main_thread():
-            for sig in _STOP_SIGNALS:
-                if signal.getsignal(sig) != signal.SIG_IGN:  # (nohup's SIGHUP)
-                    signal.signal(sig, lambda signum, frame: self.stop())
+            for sig in _stop_signals():
+                signal.signal(sig, lambda signum, frame: self.stop())
         self.stop()
         self.join()
 
     def run(self) -> None:
         """Start, then block until SIGTERM, SIGINT or SIGHUP; stop cleanly."""
-        # Under nohup, SIGHUP comes ignored: it stays so (logging out must not stop it).
-        previous = {
-            sig: signal.getsignal(sig)
-            for sig in _STOP_SIGNALS
-            if not (sig == signal.SIGHUP and signal.getsignal(sig) == signal.SIG_IGN)
-        }
+        previous = {sig: signal.getsignal(sig) for sig in _stop_signals()}
 
         def on_signal(signum: int, frame: FrameType | None) -> None:
             log.info("received %s", signal.Signals(signum).name)

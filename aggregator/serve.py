@@ -520,10 +520,11 @@ _LINGER_SECONDS = 1.0
 
 class _GuardedHttp(HttpToolsProtocol):
     """uvicorn's HTTP/1.1 protocol (httptools), with a cap on a request's head and a deadline
-    for it. Without them, one client sending a 100 MB header held the event loop for seconds,
-    and clients that open a connection and send nothing, or a byte a second, kept it forever
-    until the open-file limit was reached (slowloris). A head over ``MAX_HEAD`` is answered 431,
-    one not complete within ``header_timeout`` 408, and the connection is closed. Idle time
+    for the request. Without them, one client sending a 100 MB header held the event loop for
+    seconds, and clients that open a connection and send nothing, or a byte a second, kept it
+    forever until the open-file limit was reached (slowloris). A head over ``MAX_HEAD`` is
+    answered 431, a request (head and any body) not complete within ``header_timeout`` of its
+    first byte (of the connection, for the first) 408, and the connection is closed. Idle time
     between kept-alive requests is uvicorn's own keep-alive timeout."""
 
     header_timeout = ServeSettings().header_timeout

@@ -94,7 +94,7 @@ def _walk(
             try:
                 st = os.stat(name, dir_fd=fd)
             except OSError as e:
-                if include is None or any(fnmatch(name, p) for p in include):
+                if include is None or _matches(name, include):
                     _unstatable(prefix + name, name, fd, e, left_out)
                 continue
             if S_ISDIR(st.st_mode):
@@ -102,7 +102,7 @@ def _walk(
                     yield from _walk(prefix + name, include, left_out, seen, above)
                 except FetchError as e:  # one unreadable subfolder: say so, read the rest
                     left_out(e.origin, f"{e.reason}; its files are left out of this run")
-            elif include is None or any(fnmatch(name, p) for p in include):
+            elif include is None or _matches(name, include):  # (no call for the default)
                 if S_ISREG(st.st_mode):
                     yield FileStat(prefix + name, st.st_size, st.st_mtime_ns)
                 else:
@@ -113,6 +113,10 @@ def _walk(
                     )
     finally:
         os.close(fd)
+
+
+def _matches(name: str, include: tuple[str, ...]) -> bool:
+    return any(fnmatch(name, p) for p in include)
 
 
 _KINDS = {S_IFIFO: "FIFO", S_IFSOCK: "socket", S_IFCHR: "character device", S_IFBLK: "block device"}
