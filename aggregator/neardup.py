@@ -34,9 +34,9 @@ key of it, and a digest of the text's numbers (short bulletins that differ only 
 values agree in a whole band are candidates (LSH_THRESHOLD is where that becomes likely). Each
 band key carries the publication day in its low bits, so one sort of all band keys and two
 binary searches per new article find the candidates published within MAX_DAYS_APART: the cost
-grows as n log n, never pairwise. Articles with the same folded title published within
-GROWN_DAYS are candidates too (the way a live blog's captures meet). Only pairs with a new
-article are looked at.
+grows as n log n, never pairwise (in a crowded bucket an article meets its NEIGHBOURS nearest
+in time). Articles with the same folded title published within GROWN_DAYS are candidates too
+(the way a live blog's captures meet). Only pairs with a new article are looked at.
 
 **Deciding.** A candidate pair merges by the first rule that holds (``decide``): ``same text``
 (nearly the whole text shared: re-archives, retitled copies, Traditional editions, mirror
@@ -118,6 +118,14 @@ GROWN = 0.85
 # original's date line (0 days apart in tests/data/neardup/); 14 days leaves room for a copy
 # dated by its capture time, and keeps the window the candidate search sorts small.
 MAX_DAYS_APART = 14
+# Within one band bucket (or one title) a new article is paired with at most this many of the
+# bucket's members on either side in publication order, not with all of them. A story captured
+# thousands of times under different URLs otherwise costs pairs by the square (2,000 captures:
+# 2 million pairs, 70 s and 2.3 GB; now 4.6 s and 165 MB), while chaining each capture to its
+# neighbours in time already puts them all into one story. A bucket this full holds
+# near-identical texts only (sharing 8 signature values by chance is rare below J = 0.7);
+# the labelled set and the bench corpus decide exactly as without the limit.
+NEIGHBOURS = 16
 # A live blog grows within a day or two; a weekly series repeats its title after 7 days.
 GROWN_DAYS = 3
 # Short texts: nearly identical (one changed figure in a 100-character bulletin already drops
@@ -359,8 +367,8 @@ class Index:
 
 def _near(keys: U64, owners: npt.NDArray[np.intp], new: npt.NDArray[np.bool_], window: int) -> U64:
     """Pairs (as i * 2**32 + j, i < j) of owners whose keys agree above the day bits and whose
-    days are at most ``window`` apart, at least one of them new. ``owners[k]`` is the article
-    key ``k`` belongs to."""
+    days are at most ``window`` apart, at least one of them new, and at most NEIGHBOURS places
+    apart in the order of (key, position). ``owners[k]`` is the article key ``k`` belongs to."""
     queried = new[owners]
     if not queried.any():
         return np.empty(0, dtype=np.uint64)
@@ -381,9 +389,11 @@ def _near(keys: U64, owners: npt.NDArray[np.intp], new: npt.NDArray[np.bool_], w
     order = np.argsort(keys, kind="stable")
     sorted_keys = keys[order]
     sorted_owners = owners[order].astype(np.uint32)
+    place = np.empty(len(keys), dtype=np.intp)  # where each key went in the sort
+    place[order] = np.arange(len(keys))
     del order
     out: list[U64] = []
-    step = 200_000  # query keys at a time: bounded memory
+    step = 50_000  # query keys at a time: at most 50,000 x (2 NEIGHBOURS + 1) pairs in memory
     for start in range(0, len(keys), step):
         q = np.arange(start, min(start + step, len(keys)))
         q = q[new[owners[q]]]
@@ -395,6 +405,8 @@ def _near(keys: U64, owners: npt.NDArray[np.intp], new: npt.NDArray[np.bool_], w
         hi_day = np.minimum(day + np.uint64(window), _DAY_MASK)
         lo = np.searchsorted(sorted_keys, high | lo_day, side="left")
         hi = np.searchsorted(sorted_keys, high | hi_day, side="right")
+        lo = np.maximum(lo, place[q] - NEIGHBOURS)
+        hi = np.minimum(hi, place[q] + NEIGHBOURS + 1)
         counts = hi - lo
         total = int(counts.sum())
         if total == len(q):  # every key found only itself

@@ -202,6 +202,30 @@ def test_candidate_search_finds_what_a_brute_force_finds(new_share: float) -> No
     )
 
 
+def test_a_huge_bucket_costs_pairs_in_proportion_not_by_the_square() -> None:
+    """3,000 captures of one story share every band: each new one is paired with its NEIGHBOURS
+    nearest in time on either side, not with all 2,999 others (4.5 million pairs), and the
+    pairs still chain every capture into one story; 10 new captures among 2,990 stored ones
+    each pair with the stored captures next to them."""
+    n, near = 3000, neardup.NEIGHBOURS
+    one = b"".join(((12345 + b) << neardup._DAY_BITS).to_bytes(8, "little") for b in range(16))
+    blob = bytearray(one * n)
+    days = [20000 + k // 300 for k in range(n)]  # 300 captures a day over 10 days
+    keys = [f"k{k}" for k in range(n)]
+
+    index = neardup.Index((keys, bytearray(blob), days, [0] * n, [1] * n))
+    i, j = neardup.candidates(index)
+    assert sorted(zip(i.tolist(), j.tolist(), strict=True)) == [
+        (a, b) for a in range(n) for b in range(a + 1, min(n, a + near + 1))
+    ]
+
+    index = neardup.Index((keys, bytearray(blob), days, [0] * n, [0] * (n - 10) + [1] * 10))
+    i, j = neardup.candidates(index)
+    assert set(zip(i.tolist(), j.tolist(), strict=True)) == {
+        (min(a, b), max(a, b)) for b in range(n - 10, n) for a in range(b - near, n) if a != b
+    }
+
+
 def test_pairs_to_decide_keeps_copies_and_needs_both_signatures() -> None:
     """A Traditional edition of a seed pairs with it; an unrelated seed pairs with neither; and
     a pair whose signature the store no longer has (retention) is left out."""
@@ -283,6 +307,23 @@ def test_copies_merge_into_one_entry_linking_each_copy(ws: Workspace) -> None:
     assert ("related", "https://www.example-news.org/early/1.html") in {
         (link.rel, link.href) for link in again.links
     }
+
+
+def test_a_story_captured_many_times_under_other_urls_is_one_entry(ws: Workspace) -> None:
+    """120 captures of one article, each under its own URL with one sentence changed, fill
+    every band bucket far beyond NEIGHBOURS: all of them still become one entry."""
+    text = (ws.root / "seeds" / "voa" / VOA_002).read_text(encoding="utf-8")
+    url = "https://www.voachinese.com/a/biden-urges-putin-to-de-escalate-ukraine-tensions-20211230/6376677.html"
+    assert url in text
+    for k in range(120):
+        capture = text.replace(url, f"https://mirror{k}.example.org/a/{k}.html").replace(
+            "</p>", f"（第{k}次抓取，编号{k * 7919}）</p>", 1
+        )
+        (ws.root / "seeds" / "voa" / f"capture-{k:03d}.txt").write_text(capture, encoding="utf-8")
+    report = ws.run_json()
+    voa = next(s for s in report["sources"] if s["name"] == "voa")
+    assert voa["new"] == 3 and voa["near_duplicates"] == 120
+    assert len(_entries(ws, "voa.atom")) == 3
 
 
 def test_earlier_published_copy_arriving_later_keeps_the_published_id(ws: Workspace) -> None:
