@@ -43,7 +43,7 @@ from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
 from aggregator import pipeline
-from aggregator.errors import AggregatorError, StateBusy
+from aggregator.errors import AggregatorError, StateBusy, StateGone
 from aggregator.model import Config, RunReport, Source, SourceReport
 from aggregator.store import Store
 from aggregator.store.lock import StateLock
@@ -154,6 +154,9 @@ class Daemon:
         )
         self._batcher = threading.Thread(target=self._batches, name="aggregator-batches")
         self._lock = StateLock(config.state_db, purpose="daemon", kind="daemon")
+        # Once started, the state database must stay where it is: a run on a new empty one
+        # would mint every entry a new id (Store's create=False).
+        self._started = False
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -171,6 +174,7 @@ class Daemon:
                 )  # fmt: skip
             self._scheduler.start()
             self._publish_schedule()
+            self._started = True
             self._batcher.start()
         except BaseException:
             self._lock.__exit__(None, None, None)
@@ -267,7 +271,9 @@ class Daemon:
         if runs is None:
             runs = {job.id: job.next_run_time for job in self._scheduler.get_jobs()}
         try:
-            pipeline.set_next_runs(self.config, runs)
+            pipeline.set_next_runs(self.config, runs, create=not self._started)
+        except StateGone:
+            pass  # the batch said so
         except AggregatorError as e:
             log.error("cannot record the schedule: %s", e)
 
@@ -295,7 +301,7 @@ class Daemon:
         try:
             with (
                 StateLock(self.config.state_db, LOCK_WAIT, "daemon", cancel=self._stopping),
-                Store(self.config.state_db) as store,
+                Store(self.config.state_db, create=False) as store,
             ):
                 report = pipeline.run_once(
                     self.config, store, now, only=due, stop=self._stopping.is_set
@@ -317,7 +323,11 @@ class Daemon:
 
     def _record_crash(self, now: datetime, started: float, error: str) -> None:
         try:
-            pipeline.record_crash(self.config, now, time.perf_counter() - started, error)
+            pipeline.record_crash(
+                self.config, now, time.perf_counter() - started, error, create=False
+            )
+        except StateGone:
+            pass  # the batch said so
         except AggregatorError as e:
             log.error("cannot record the failed run: %s", e)
 

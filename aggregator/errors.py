@@ -53,6 +53,10 @@ class StoreError(AggregatorError):
     """The state database cannot be opened, migrated or written."""
 
 
+class StateGone(StoreError):
+    """The state database that a running daemon uses is no longer there."""
+
+
 class StateBusy(StoreError):
     """Another aggregator process holds the state database's lock."""
 

@@ -1135,16 +1135,20 @@ def _record(store: Store, report: RunReport, now: datetime) -> None:
     store.record_cycle(Cycle(now, report.seconds, len(ran), sum(map(_failed, ran)), error))
 
 
-def record_crash(config: Config, now: datetime, seconds: float, error: str) -> None:
+def record_crash(
+    config: Config, now: datetime, seconds: float, error: str, *, create: bool = True
+) -> None:
     """Count a cycle that ended in an unexpected exception (a bug), so /healthz says so."""
-    with Store(config.state_db) as store:
+    with Store(config.state_db, create=create) as store:
         store.record_cycle(Cycle(now, seconds, 0, 0, error))
         store.commit()
 
 
-def set_next_runs(config: Config, next_runs: Mapping[str, datetime | None]) -> None:
+def set_next_runs(
+    config: Config, next_runs: Mapping[str, datetime | None], *, create: bool = True
+) -> None:
     """The daemon's schedule, for the health page."""
-    with Store(config.state_db) as store:
+    with Store(config.state_db, create=create) as store:
         store.set_next_runs(next_runs)
         store.commit()
 

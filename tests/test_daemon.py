@@ -176,6 +176,44 @@ def test_a_hang_up_stops_the_daemon_cleanly(
     assert nohup.stop() == 0
 
 
+def test_a_state_database_deleted_under_the_daemon_is_not_started_afresh(
+    tmp_path: Path, server: FeedServer, daemons: list[Daemon]
+) -> None:
+    """Moving the state database away while the daemon runs must not start an empty one: a
+    run on it would give every entry a new id. Each batch says so and runs nothing, the feed
+    keeps its entries and ids, and once the file is back the daemon goes on with it."""
+    first, later = livefeeds.distinct(livefeeds.voa()[0], 2)
+    url = server.route("/voa.xml", Route(body=livefeeds.rss2([first]), headers=RSS))
+    write_config(tmp_path, [url_source("voa", url)])
+    d = Daemon(tmp_path)
+    daemons.append(d)
+    all_atom = tmp_path / "out" / "all.atom"
+    d.wait_for(lambda: titles(all_atom) == [first.title], why="the first article")
+    before = feedparser.parse(all_atom.read_bytes()).entries[0].id
+    db = tmp_path / "state" / "state.sqlite3"
+    d.wait_log("batch done")
+    aside = tmp_path / "aside"
+    aside.mkdir()
+    for part in ("", "-wal", "-shm"):  # as `mv state/state.sqlite3* aside/` would
+        if Path(f"{db}{part}").exists():
+            Path(f"{db}{part}").rename(aside / f"state.sqlite3{part}")
+    server.route("/voa.xml", Route(body=livefeeds.rss2([later, first]), headers=RSS))
+    d.wait_log("the state database is gone", count=2)
+    assert not db.exists()
+    assert titles(all_atom) == [first.title]
+    assert feedparser.parse(all_atom.read_bytes()).entries[0].id == before
+    assert "restart the daemon to start afresh" in d.log and "Traceback" not in d.log
+    health = cli(tmp_path, "status", "--json")  # what /healthz answers
+    assert health.returncode == 1 and not json.loads(health.stdout)["healthy"]
+    assert not db.exists()  # (status read it without making one)
+    for part in aside.iterdir():
+        part.rename(db.parent / part.name)
+    d.wait_for(lambda: later.title in titles(all_atom), why="the new article, state back")
+    ids = {e.title: e.id for e in feedparser.parse(all_atom.read_bytes()).entries}
+    assert ids[first.title] == before
+    assert d.stop() == 0
+
+
 def test_sigterm_mid_cycle_finishes_cleanly_and_loses_nothing(
     tmp_path: Path, server: FeedServer, daemons: list[Daemon]
 ) -> None:

@@ -37,7 +37,7 @@ from types import TracebackType
 from typing import Any, NamedTuple
 
 from aggregator.dedupe import Resolution, Version, mint_atom_id
-from aggregator.errors import StoreError
+from aggregator.errors import StateGone, StoreError
 from aggregator.model import (
     Cycle,
     Entry,
@@ -162,19 +162,33 @@ def _not_ours(db: sqlite3.Connection, path: Path) -> str | None:
 
 
 class Store:
-    def __init__(self, path: Path, *, readonly: bool = False) -> None:
+    def __init__(self, path: Path, *, readonly: bool = False, create: bool = True) -> None:
         """Open (and create, and migrate) the database at ``path``. ``readonly``: open an
         existing database of this version to read it only (``aggregator explain``): nothing
         is created or migrated, it reads beside a running daemon, and any write raises
-        StoreError. (SQLite still needs the folder writable, for the WAL index.)"""
+        StoreError. (SQLite still needs the folder writable, for the WAL index.)
+        ``create=False`` (a daemon after its start): StateGone if the file is not there,
+        rather than a new empty database that would mint every entry a new id."""
         self.path = path
         self._errors = _Errors(path)
         if readonly:
             self._open_readonly()
             return
+        if not create and not path.is_file():
+            raise StateGone(
+                f"{path}: the state database is gone (deleted or moved while the daemon "
+                "runs); nothing was run, so the feeds keep their entries and ids. Put the "
+                "file back, or restart the daemon to start afresh with an empty database "
+                "(every entry then gets a new id: readers may show them all again)"
+            )
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(path, isolation_level=None)
+            if create:
+                self._db = sqlite3.connect(path, isolation_level=None)
+            else:  # (mode=rw: not created if it vanished since the test above)
+                self._db = sqlite3.connect(
+                    f"{path.resolve().as_uri()}?mode=rw", uri=True, isolation_level=None
+                )
             problem = _not_ours(self._db, path)
             if problem:
                 self._db.close()
