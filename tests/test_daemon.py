@@ -130,16 +130,25 @@ def cli(root: Path, *args: str, timeout: float = 60) -> subprocess.CompletedProc
     )  # fmt: skip
 
 
+def _daemon_with_one_article(
+    root: Path, server: FeedServer, daemons: list[Daemon]
+) -> tuple[Daemon, livefeeds.Article, livefeeds.Article, Path]:
+    """A daemon on one feed at /voa.xml, once the feed's one article is in all.atom; and
+    the article the feed publishes next."""
+    first, later = livefeeds.distinct(livefeeds.voa()[0], 2)
+    url = server.route("/voa.xml", Route(body=livefeeds.rss2([first]), headers=RSS))
+    write_config(root, [url_source("voa", url)])
+    d = Daemon(root)
+    daemons.append(d)
+    all_atom = root / "out" / "all.atom"
+    d.wait_for(lambda: titles(all_atom) == [first.title], why="the first article")
+    return d, first, later, all_atom
+
+
 def test_new_items_reach_the_feed_and_sigterm_exits_0(
     tmp_path: Path, server: FeedServer, daemons: list[Daemon]
 ) -> None:
-    first, later = livefeeds.distinct(livefeeds.voa()[0], 2)
-    url = server.route("/voa.xml", Route(body=livefeeds.rss2([first]), headers=RSS))
-    write_config(tmp_path, [url_source("voa", url)])
-    d = Daemon(tmp_path)
-    daemons.append(d)
-    all_atom = tmp_path / "out" / "all.atom"
-    d.wait_for(lambda: titles(all_atom) == [first.title], why="the first article")
+    d, first, later, all_atom = _daemon_with_one_article(tmp_path, server, daemons)
     # The source publishes a new article: the next scheduled run brings it in.
     server.route("/voa.xml", Route(body=livefeeds.rss2([later, first]), headers=RSS))
     d.wait_for(lambda: later.title in titles(all_atom), why="the new article")
@@ -182,13 +191,7 @@ def test_a_state_database_deleted_under_the_daemon_is_not_started_afresh(
     """Moving the state database away while the daemon runs must not start an empty one: a
     run on it would give every entry a new id. Each batch says so and runs nothing, the feed
     keeps its entries and ids, and once the file is back the daemon goes on with it."""
-    first, later = livefeeds.distinct(livefeeds.voa()[0], 2)
-    url = server.route("/voa.xml", Route(body=livefeeds.rss2([first]), headers=RSS))
-    write_config(tmp_path, [url_source("voa", url)])
-    d = Daemon(tmp_path)
-    daemons.append(d)
-    all_atom = tmp_path / "out" / "all.atom"
-    d.wait_for(lambda: titles(all_atom) == [first.title], why="the first article")
+    d, first, later, all_atom = _daemon_with_one_article(tmp_path, server, daemons)
     before = feedparser.parse(all_atom.read_bytes()).entries[0].id
     db = tmp_path / "state" / "state.sqlite3"
     d.wait_log("batch done")
