@@ -310,11 +310,7 @@ def _cmd_opml(args: argparse.Namespace, out: Console, err: Console) -> int:
         return _config_error(e, err)
     plan = opml.plan(cfg, found)
     verb = "would add" if args.dry_run else "added"
-    for name, f in plan.added:
-        out.print(_m(f"{verb} source {name}: {f.title} <{f.url}>"), highlight=False)
-    for f, why in plan.skipped:
-        out.print(_m(f"skipped {f.title or f.url}: {why}"), highlight=False)
-    if plan.added and not args.dry_run:
+    if plan.added and not args.dry_run:  # first: nothing is said to be added unless it was
         rows = [(name, f.title or name, f.url or "", f.homepage) for name, f in plan.added]
         try:
             config_mod.append_sources(args.config, rows)
@@ -326,10 +322,14 @@ def _cmd_opml(args: argparse.Namespace, out: Console, err: Console) -> int:
             )
             return EXIT_STATE
         except ConfigError as e:
-            err.print(f"[bold red]config.toml left as it was:[/] {_m(e)}", highlight=False)
+            err.print(f"[bold red]{_m(args.config)} left as it was:[/] {_m(e)}", highlight=False)
             for problem in e.problems:
                 err.print(f"  - {_m(problem)}", highlight=False)
             return EXIT_CONFIG
+    for name, f in plan.added:
+        out.print(_m(f"{verb} source {name}: {f.title} <{f.url}>"), highlight=False)
+    for f, why in plan.skipped:
+        out.print(_m(f"skipped {f.title or f.url}: {why}"), highlight=False)
     out.print(
         f"{args.file}: {len(plan.added)} {verb}, {len(plan.skipped)} skipped"
         + ("" if args.dry_run or not plan.added else f"; see the end of {args.config}"),

@@ -11,8 +11,11 @@ keys (unique names, known adapters).
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
+import os
 import re
+import stat
 import tomllib
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -464,10 +467,11 @@ def _cross_checks(raw: _Config) -> list[str]:
     return problems
 
 
-def load(path: Path = DEFAULT_CONFIG) -> Config:
-    """The configuration in ``path``; ConfigError listing every problem by key path."""
+def load(path: Path = DEFAULT_CONFIG, text: str | None = None) -> Config:
+    """The configuration in ``path`` (or ``text``, as if it were the file's); ConfigError
+    listing every problem by key path."""
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        data = tomllib.loads(path.read_text(encoding="utf-8") if text is None else text)
     except FileNotFoundError as e:
         raise ConfigError(
             f"{path}: no such file; pass --config PATH or create it (see README.md)"
@@ -633,9 +637,11 @@ def check_paths(config: Config) -> list[str]:
 
 def append_sources(path: Path, sources: list[tuple[str, str, str, str | None]]) -> None:
     """Add ``[[sources]]`` tables (name, title, url, homepage) at the end of the config file,
-    keeping its text and comments as they are; then load it, and put the old text back (and
-    raise the ConfigError) if the result is not a valid configuration."""
+    keeping its text and comments as they are. The new text is checked first (ConfigError,
+    the file untouched, if it is not a valid configuration), then replaces the file in one
+    rename, its permissions kept: never a half-written config.toml."""
     import json  # JSON strings are valid TOML basic strings, escapes included
+    import tempfile
 
     before = path.read_text(encoding="utf-8")
     blocks = []
@@ -651,9 +657,27 @@ def append_sources(path: Path, sources: list[tuple[str, str, str, str | None]]) 
             lines.append(f"homepage = {json.dumps(homepage, ensure_ascii=False)}")
         blocks.append("\n".join(lines) + "\n")
     added = "\n# Added by `aggregator opml import`.\n" + "\n".join(blocks)
-    path.write_text(before.rstrip("\n") + "\n" + added, encoding="utf-8")
+    after = before.rstrip("\n") + "\n" + added
     try:
-        load(path)
-    except ConfigError:
-        path.write_text(before, encoding="utf-8")
+        tomllib.loads(after)
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(
+            f"{path}: [[sources]] tables cannot be added at its end ({e}); is `sources` "
+            "written as an inline array (sources = [...])? Write each source as a "
+            "[[sources]] table, or add the new ones by hand"
+        ) from e
+    load(path, after)
+    target = path.resolve()  # a link to the config is followed, not replaced by a file
+    fd, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    tmp = Path(name)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            os.fchmod(f.fileno(), stat.S_IMODE(target.stat().st_mode))
+            f.write(after)
+            f.flush()
+            os.fsync(f.fileno())
+        tmp.replace(target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
         raise

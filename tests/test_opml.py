@@ -94,6 +94,32 @@ def test_import_dry_run_and_bad_files_change_nothing(ws: Workspace, tmp_path: Pa
     assert ws.config.read_text(encoding="utf-8") == before
 
 
+def test_import_into_a_config_it_cannot_extend_adds_nothing_and_says_which_file(
+    ws: Workspace,
+) -> None:
+    """Sources written as an inline array (``sources = [...]``) cannot take ``[[sources]]``
+    tables after them: the import names the config it was given, says nothing was added, and
+    leaves the file as it was. An import that works keeps the file's permissions."""
+    inline = ws.root / "inline.toml"
+    inline.write_text(
+        'base_url = "https://news.example.org/feeds/"\noutput_dir = "out"\n'
+        'sources = [{name = "voa", path = "seeds/voa", adapter = "voa"}]\n',
+        encoding="utf-8",
+    )
+    before = inline.read_text(encoding="utf-8")
+    proc = ws.cli("opml", "import", "--config", str(inline), str(READER))
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "added" not in proc.stdout
+    said = " ".join(proc.stderr.split())
+    assert f"{inline} left as it was" in said and "written as an inline array" in said
+    assert inline.read_text(encoding="utf-8") == before
+    assert [p.name for p in ws.root.iterdir() if p.name.startswith(".")] == []  # no leftovers
+    ws.config.chmod(0o600)  # e.g. it holds an API key in a header
+    ws.cli("opml", "import", str(READER), check=True)
+    assert ws.config.stat().st_mode & 0o777 == 0o600
+    assert len(_sources(ws)) == 5
+
+
 def test_export_lists_url_sources_and_every_output_feed(ws: Workspace) -> None:
     ws.cli("opml", "import", str(READER), check=True)
     proc = ws.cli("opml", "export", check=True)
