@@ -537,6 +537,11 @@ class _GuardedHttp(HttpToolsProtocol):
         super().connection_made(transport)
         self._arm()
 
+    def _unsupported_upgrade_warning(self) -> None:
+        """A request asking to upgrade (to a WebSocket, to h2c) is answered as plain HTTP, as
+        RFC 9110 7.8 allows, without uvicorn's two warnings a request: any client could fill
+        the log with them."""
+
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
         super().connection_lost(exc)

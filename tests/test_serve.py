@@ -550,7 +550,8 @@ def test_slow_idle_and_huge_request_heads_are_cut_off(tmp_path: Path) -> None:
     """Clients that open a connection and send nothing, send their head a byte at a time, or
     send a head of megabytes get 408 or 431 and a closed connection, by ``header_timeout``;
     meanwhile others are served. (Before, such connections were held for ever, until the
-    open-file limit stopped the server answering anyone.)"""
+    open-file limit stopped the server answering anyone.) A request asking to upgrade to a
+    WebSocket is answered as plain HTTP, without two warnings in the log for each."""
     ws = make_workspace(tmp_path)
     port = _free_port()
     configure(ws, f"http://127.0.0.1:{port}/", '\n[serve]\nheader_timeout = "1s"\n')
@@ -581,9 +582,14 @@ def test_slow_idle_and_huge_request_heads_are_cut_off(tmp_path: Path) -> None:
             assert _answer(body).startswith(b"HTTP/1.1 200")  # answered, then closed
             assert time.monotonic() - started < 5
         assert server.request("all.atom")[0] == 200
+        # Asking to upgrade (WebSocket) is answered as plain HTTP, and not logged.
+        upgrade = {"Connection": "Upgrade", "Upgrade": "websocket", "Sec-WebSocket-Version": "13"}
+        for _ in range(3):
+            assert server.request("all.atom", headers=upgrade)[0] == 200
     finally:
         code, err = server.stop(signal.SIGTERM)
     assert code == 0, err
+    assert "upgrade" not in err.lower() and "websocket" not in err.lower(), err
 
 
 def test_serve_settings_are_checked(tmp_path: Path) -> None:
