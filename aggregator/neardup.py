@@ -547,12 +547,15 @@ def match(pairs: Sequence[tuple[str, str, float]], rows: Mapping[str, Row]) -> l
             and (containment(sim, a.sketch.shingles, b.sketch.shingles) < GROWN)
         ):
             continue  # no rule can accept it: skip the title comparison
-        found = [(x, decide(x, y, sim)) for x, y in ((a, b), (b, a))]
-        if any(ev is None for _, ev in found):
+        forth = decide(a, b, sim)  # every rule is symmetric: b's evidence names a instead
+        if forth is None:
             continue
-        for x, ev in found:
+        back = Evidence(
+            forth.rule, a.key, forth.similarity, forth.containment, forth.title_similarity,
+            forth.days_apart,
+        )  # fmt: skip
+        for x, ev in ((a, forth), (b, back)):
             n = node(x)
-            assert ev is not None
             if n not in best or _strength(ev) < _strength(best[n]):
                 best[n] = ev
             here = (x.new, x.outlet == MIRROR_OUTLET, x.published, n.startswith("url:"), n)

@@ -5,6 +5,7 @@ ids across runs and orders, and tombstones."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import random
 import sqlite3
@@ -483,3 +484,6 @@ def test_decide_table(tmp_path: Path, a: str, b: str, rule: str | None) -> None:
             )  # fmt: skip
     evidence = neardup.decide(rows[a], rows[b])
     assert (evidence.rule if evidence else None) == rule
+    # Symmetric (match() decides each pair once): the other way round differs in its key only.
+    back = neardup.decide(rows[b], rows[a])
+    assert back == (evidence and dataclasses.replace(evidence, matched=rows[a].key))
