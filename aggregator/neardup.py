@@ -35,7 +35,7 @@ values agree in a whole band are candidates (LSH_THRESHOLD is where that becomes
 band key carries the publication day in its low bits, so one sort of all band keys and two
 binary searches per new article find the candidates published within MAX_DAYS_APART: the cost
 grows as n log n, never pairwise (in a crowded bucket an article meets its NEIGHBOURS nearest
-in time). Articles with the same folded title published within GROWN_DAYS are candidates too
+in time and the bucket's EARLIEST). Articles with the same folded title published within GROWN_DAYS are candidates too
 (the way a live blog's captures meet). Only pairs with a new article are looked at.
 
 **Deciding.** A candidate pair merges by the first rule that holds (``decide``): ``same text``
@@ -119,13 +119,17 @@ GROWN = 0.85
 # dated by its capture time, and keeps the window the candidate search sorts small.
 MAX_DAYS_APART = 14
 # Within one band bucket (or one title) a new article is paired with at most this many of the
-# bucket's members on either side in publication order, not with all of them. A story captured
+# bucket's members on either side of it (in order of publication day, then of the store's
+# rows), and with the EARLIEST members in its window, not with all of them. A story captured
 # thousands of times under different URLs otherwise costs pairs by the square (2,000 captures:
-# 2 million pairs, 70 s and 2.3 GB; now 4.6 s and 165 MB), while chaining each capture to its
-# neighbours in time already puts them all into one story. A bucket this full holds
-# near-identical texts only (sharing 8 signature values by chance is rare below J = 0.7);
-# the labelled set and the bench corpus decide exactly as without the limit.
+# 2 million pairs, 70 s and 2.3 GB; now 4.9 s and 207 MB), while its captures chain into one
+# story through their neighbours. A bucket this full holds near-identical texts only (sharing 8
+# signature values by chance is rare below J = 0.7); the earliest members are there for the
+# original among its copies, which a re-archive matching the original alone (edited, or
+# grown) must still meet however many copies came between (tests/test_neardup.py). The
+# labelled set and the bench corpus decide exactly as without the limit.
 NEIGHBOURS = 16
+EARLIEST = 16
 # A live blog grows within a day or two; a weekly series repeats its title after 7 days.
 GROWN_DAYS = 3
 # Short texts: nearly identical (one changed figure in a 100-character bulletin already drops
@@ -367,8 +371,9 @@ class Index:
 
 def _near(keys: U64, owners: npt.NDArray[np.intp], new: npt.NDArray[np.bool_], window: int) -> U64:
     """Pairs (as i * 2**32 + j, i < j) of owners whose keys agree above the day bits and whose
-    days are at most ``window`` apart, at least one of them new, and at most NEIGHBOURS places
-    apart in the order of (key, position). ``owners[k]`` is the article key ``k`` belongs to."""
+    days are at most ``window`` apart, at least one of them new, and either at most NEIGHBOURS
+    places apart in the order of (key, position) or one of them among the EARLIEST of the new
+    one's window. ``owners[k]`` is the article key ``k`` belongs to."""
     queried = new[owners]
     if not queried.any():
         return np.empty(0, dtype=np.uint64)
@@ -393,7 +398,7 @@ def _near(keys: U64, owners: npt.NDArray[np.intp], new: npt.NDArray[np.bool_], w
     place[order] = np.arange(len(keys))
     del order
     out: list[U64] = []
-    step = 50_000  # query keys at a time: at most 50,000 x (2 NEIGHBOURS + 1) pairs in memory
+    step = 50_000  # query keys at a time: at most 50,000 x (2 NEIGHBOURS + EARLIEST) pairs
     for start in range(0, len(keys), step):
         q = np.arange(start, min(start + step, len(keys)))
         q = q[new[owners[q]]]
@@ -405,21 +410,39 @@ def _near(keys: U64, owners: npt.NDArray[np.intp], new: npt.NDArray[np.bool_], w
         hi_day = np.minimum(day + np.uint64(window), _DAY_MASK)
         lo = np.searchsorted(sorted_keys, high | lo_day, side="left")
         hi = np.searchsorted(sorted_keys, high | hi_day, side="right")
-        lo = np.maximum(lo, place[q] - NEIGHBOURS)
-        hi = np.minimum(hi, place[q] + NEIGHBOURS + 1)
-        counts = hi - lo
-        total = int(counts.sum())
-        if total == len(q):  # every key found only itself
-            continue
-        first = np.repeat(lo - (np.cumsum(counts) - counts), counts)
-        partner = sorted_owners[first + np.arange(total)]
-        me = np.repeat(owners[q].astype(np.uint32), counts)
-        keep = partner != me
-        a, b = np.minimum(me[keep], partner[keep]), np.maximum(me[keep], partner[keep])
-        out.append(np.unique((a.astype(np.uint64) << np.uint64(32)) | b.astype(np.uint64)))
+        near_lo = np.maximum(lo, place[q] - NEIGHBOURS)
+        near_hi = np.minimum(hi, place[q] + NEIGHBOURS + 1)
+        first_hi = np.minimum(np.minimum(hi, lo + EARLIEST), near_lo)  # (not neighbours too)
+        me = owners[q].astype(np.uint32)
+        for span_lo, span_hi in ((near_lo, near_hi), (lo, first_hi)):
+            found = _spans(sorted_owners, me, span_lo, span_hi)
+            if found is not None:
+                out.append(found)
     if not out:
         return np.empty(0, dtype=np.uint64)
     return np.unique(np.concatenate(out))
+
+
+def _spans(
+    sorted_owners: npt.NDArray[np.uint32],
+    me: npt.NDArray[np.uint32],
+    lo: npt.NDArray[np.intp],
+    hi: npt.NDArray[np.intp],
+) -> U64 | None:
+    """The pairs (as i * 2**32 + j, i < j) of each owner ``me[k]`` with the owners at
+    ``sorted_owners[lo[k]:hi[k]]``, other than itself; None when there are none."""
+    counts = hi - lo
+    total = int(counts.sum())
+    if total == 0:
+        return None
+    first = np.repeat(lo - (np.cumsum(counts) - counts), counts)
+    partner = sorted_owners[first + np.arange(total)]
+    mine = np.repeat(me, counts)
+    keep = partner != mine
+    if not keep.any():  # every key found only itself
+        return None
+    a, b = np.minimum(mine[keep], partner[keep]), np.maximum(mine[keep], partner[keep])
+    return np.unique((a.astype(np.uint64) << np.uint64(32)) | b.astype(np.uint64))
 
 
 def candidates(index: Index) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.intp]]:

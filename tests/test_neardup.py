@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import random
+import re
 import sqlite3
 import sys
 from datetime import UTC, datetime
@@ -205,26 +206,65 @@ def test_candidate_search_finds_what_a_brute_force_finds(new_share: float) -> No
 
 def test_a_huge_bucket_costs_pairs_in_proportion_not_by_the_square() -> None:
     """3,000 captures of one story share every band: each new one is paired with its NEIGHBOURS
-    nearest in time on either side, not with all 2,999 others (4.5 million pairs), and the
-    pairs still chain every capture into one story; 10 new captures among 2,990 stored ones
-    each pair with the stored captures next to them."""
-    n, near = 3000, neardup.NEIGHBOURS
+    nearest in time on either side and with the EARLIEST of its window, not with all 2,999
+    others (4.5 million pairs), and the pairs still chain every capture into one story; 10 new
+    captures among 2,990 stored ones each pair with the stored captures next to them and with
+    the first ones."""
+    n, near, early = 3000, neardup.NEIGHBOURS, neardup.EARLIEST
     one = b"".join(((12345 + b) << neardup._DAY_BITS).to_bytes(8, "little") for b in range(16))
     blob = bytearray(one * n)
     days = [20000 + k // 300 for k in range(n)]  # 300 captures a day over 10 days
     keys = [f"k{k}" for k in range(n)]
 
-    index = neardup.Index((keys, bytearray(blob), days, [0] * n, [1] * n))
-    i, j = neardup.candidates(index)
-    assert sorted(zip(i.tolist(), j.tolist(), strict=True)) == [
-        (a, b) for a in range(n) for b in range(a + 1, min(n, a + near + 1))
-    ]
+    def pairs(new: set[int]) -> set[tuple[int, int]]:
+        index = neardup.Index((keys, bytearray(blob), days, [0] * n, [k in new for k in range(n)]))
+        i, j = neardup.candidates(index)
+        return set(zip(i.tolist(), j.tolist(), strict=True))
 
-    index = neardup.Index((keys, bytearray(blob), days, [0] * n, [0] * (n - 10) + [1] * 10))
-    i, j = neardup.candidates(index)
-    assert set(zip(i.tolist(), j.tolist(), strict=True)) == {
-        (min(a, b), max(a, b)) for b in range(n - 10, n) for a in range(b - near, n) if a != b
+    def expected(b: int) -> set[tuple[int, int]]:  # (the window of 14 days holds all 10)
+        others = {*range(max(0, b - near), min(n, b + near + 1)), *range(early)} - {b}
+        return {(min(a, b), max(a, b)) for a in others}
+
+    assert pairs(set(range(n))) == set().union(*(expected(b) for b in range(n)))
+    fresh = set(range(n - 10, n))
+    assert pairs(fresh) == set().union(*(expected(b) for b in fresh))
+    assert len(pairs(set(range(n)))) < n * (near + early)
+
+
+def test_a_reedit_meets_its_original_behind_a_crowd_of_mirror_copies() -> None:
+    """An outlet's article, then 40 mirror copies of it (the same day, the same title), then the
+    outlet's re-archive with 7 sentences rewritten under another URL: it matches the original
+    alone (grown: the copies are another outlet's, and their footers put them below the
+    threshold), 41 places away in its band buckets, and still merges into it."""
+    raw = (neardupset.SEEDS / "voa" / VOA_002).read_text(encoding="utf-8")
+    paragraphs = [re.sub("<[^>]+>", "", p) for p in re.findall(r"<p>(.*?)</p>", raw, re.S)]
+    sentences = [x for x in re.split("(?<=。)", "\n".join(paragraphs)) if x.strip()]
+    edited = list(sentences)
+    for k in range(7):
+        edited[2 + k * (len(sentences) - 3) // 7] = f"据最新消息，有关方面第{k}次表示将继续关注。"
+    texts = ["".join(sentences)]
+    texts += [
+        f"{texts[0]}\n本文转载自第{k}号镜像站，版权归原作者所有，如有侵权请联系删除。"
+        for k in range(40)
+    ]
+    texts.append("".join(edited))
+    title = "美俄首脑通话 拜登敦促普京减缓与乌克兰的紧张关系"
+    sketches = [_sketch(t, title) for t in texts]
+    keys = [f"k{k}" for k in range(len(texts))]
+    last = len(texts) - 1
+    outlets = ["voa", *["generic"] * 40, "voa"]
+    at = datetime(2021, 12, 31, 3, tzinfo=UTC)
+    rows = {
+        key: neardup.Row(key, key if k == last else "k0", sketches[k], at, outlets[k], k == last)
+        for k, key in enumerate(keys)
     }
+    bands = bytearray(b"".join(x.bands for x in sketches))
+    titles = [x.title_key for x in sketches]
+    index = neardup.Index((keys, bands, [18992] * len(keys), titles, [0] * last + [1]))
+    found = neardup.candidate_pairs(index)
+    signatures = [(k, rows[k].sketch.sig, rows[k].sketch.shingles) for k in found.keys]
+    merged = neardup.match(neardup.pairs_to_decide(found, signatures), rows)
+    assert [(m.key, m.story, m.evidence.rule) for m in merged] == [(keys[last], "k0", "grown")]
 
 
 def test_pairs_to_decide_keeps_copies_and_needs_both_signatures() -> None:
