@@ -154,9 +154,6 @@ class Daemon:
         )
         self._batcher = threading.Thread(target=self._batches, name="aggregator-batches")
         self._lock = StateLock(config.state_db, purpose="daemon", kind="daemon")
-        # Once started, the state database must stay where it is: a run on a new empty one
-        # would mint every entry a new id (Store's create=False).
-        self._started = False
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -166,6 +163,10 @@ class Daemon:
         self._lock.__enter__()
         now = now or datetime.now(UTC)
         try:
+            # Made (and migrated) now or never: a later batch never makes one (Store's
+            # create=False), and a daemon that cannot keep its state does not start.
+            with Store(self.config.state_db):
+                pass
             first = self._first_runs(now)
             for source in self.config.sources:
                 self._scheduler.add_job(
@@ -174,7 +175,6 @@ class Daemon:
                 )  # fmt: skip
             self._scheduler.start()
             self._publish_schedule()
-            self._started = True
             self._batcher.start()
         except BaseException:
             self._lock.__exit__(None, None, None)
@@ -271,7 +271,7 @@ class Daemon:
         if runs is None:
             runs = {job.id: job.next_run_time for job in self._scheduler.get_jobs()}
         try:
-            pipeline.set_next_runs(self.config, runs, create=not self._started)
+            pipeline.set_next_runs(self.config, runs)
         except StateGone:
             pass  # the batch said so
         except AggregatorError as e:
@@ -323,9 +323,7 @@ class Daemon:
 
     def _record_crash(self, now: datetime, started: float, error: str) -> None:
         try:
-            pipeline.record_crash(
-                self.config, now, time.perf_counter() - started, error, create=False
-            )
+            pipeline.record_crash(self.config, now, time.perf_counter() - started, error)
         except StateGone:
             pass  # the batch said so
         except AggregatorError as e:

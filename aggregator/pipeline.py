@@ -1135,20 +1135,17 @@ def _record(store: Store, report: RunReport, now: datetime) -> None:
     store.record_cycle(Cycle(now, report.seconds, len(ran), sum(map(_failed, ran)), error))
 
 
-def record_crash(
-    config: Config, now: datetime, seconds: float, error: str, *, create: bool = True
-) -> None:
-    """Count a cycle that ended in an unexpected exception (a bug), so /healthz says so."""
-    with Store(config.state_db, create=create) as store:
+def record_crash(config: Config, now: datetime, seconds: float, error: str) -> None:
+    """Count a daemon's cycle that ended in an unexpected exception (a bug), so /healthz says
+    so. StateGone when the state database is not there: the daemon made it at its start."""
+    with Store(config.state_db, create=False) as store:
         store.record_cycle(Cycle(now, seconds, 0, 0, error))
         store.commit()
 
 
-def set_next_runs(
-    config: Config, next_runs: Mapping[str, datetime | None], *, create: bool = True
-) -> None:
-    """The daemon's schedule, for the health page."""
-    with Store(config.state_db, create=create) as store:
+def set_next_runs(config: Config, next_runs: Mapping[str, datetime | None]) -> None:
+    """The daemon's schedule, for the health page (StateGone as for ``record_crash``)."""
+    with Store(config.state_db, create=False) as store:
         store.set_next_runs(next_runs)
         store.commit()
 
@@ -1198,6 +1195,8 @@ def health(config: Config, state: Status, now: datetime) -> tuple[bool, str]:
     if state.error:
         return False, f"cannot read the state database: {state.error}"
     if not state.cycles:
+        if not config.state_db.exists():  # never made, or deleted under a daemon (its log says)
+            return False, f"no run has completed yet: {config.state_db} does not exist"
         return False, "no run has completed yet"
     last = state.cycles[0]
     if last.error:

@@ -208,13 +208,34 @@ def test_a_state_database_deleted_under_the_daemon_is_not_started_afresh(
     assert "restart the daemon to start afresh" in d.log and "Traceback" not in d.log
     health = cli(tmp_path, "status", "--json")  # what /healthz answers
     assert health.returncode == 1 and not json.loads(health.stdout)["healthy"]
+    assert f"{db} does not exist" in json.loads(health.stdout)["reason"]
     assert not db.exists()  # (status read it without making one)
     for part in aside.iterdir():
         part.rename(db.parent / part.name)
     d.wait_for(lambda: later.title in titles(all_atom), why="the new article, state back")
     ids = {e.title: e.id for e in feedparser.parse(all_atom.read_bytes()).entries}
     assert ids[first.title] == before
+    # Replaced by an empty file: the same, not a new database made in it.
+    d.wait_log("batch done", count=d.log.count("batch done") + 1)
+    for part in ("-wal", "-shm"):
+        Path(f"{db}{part}").unlink(missing_ok=True)
+    db.write_bytes(b"")
+    d.wait_log("the state database is empty")
+    assert db.stat().st_size == 0 and len(titles(all_atom)) == 2
     assert d.stop() == 0
+
+
+def test_a_daemon_that_cannot_open_its_state_database_does_not_start(tmp_path: Path) -> None:
+    """A state database that is not aggregator's (or cannot be made) stops the daemon at its
+    start, exit 3, instead of a daemon whose every batch fails."""
+    write_config(tmp_path, [url_source("voa", "http://127.0.0.1:9/voa.xml")])
+    (tmp_path / "state").mkdir()
+    with sqlite3.connect(tmp_path / "state" / "state.sqlite3") as other:
+        other.execute("CREATE TABLE notes (text TEXT)")
+    proc = cli(tmp_path, "daemon", timeout=30)
+    assert proc.returncode == 3, proc.stderr
+    assert "a SQLite database that is not aggregator's" in proc.stderr
+    assert "daemon started" not in proc.stderr and "Traceback" not in proc.stderr
 
 
 def test_sigterm_mid_cycle_finishes_cleanly_and_loses_nothing(

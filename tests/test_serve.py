@@ -510,7 +510,8 @@ def test_health_follows_the_runs(tmp_path: Path) -> None:
     server = start(ws, port, "/", flag=False)  # where [serve] says
     try:
         status, _, body = server.request("healthz")
-        assert (status, body) == (503, b"no run has completed yet\n")
+        assert status == 503
+        assert body == f"no run has completed yet: {ws.db} does not exist\n".encode()
         assert _metrics(server)[("aggregator_healthy", ())] == 0
         assert server.request("all.atom")[0] == 404  # nothing published yet
         assert ws.cli("run").returncode == 0

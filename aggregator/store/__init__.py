@@ -161,26 +161,31 @@ def _not_ours(db: sqlite3.Connection, path: Path) -> str | None:
     return None
 
 
+def _gone(path: Path, what: str) -> StateGone:
+    return StateGone(
+        f"{path}: the state database {what} while the daemon runs; this batch ran nothing, "
+        "so the feeds stay as they were. Put the file back, or restart the daemon to start "
+        "afresh with an empty database: it then knows nothing of what it fetched before, so "
+        "articles your sources no longer list drop out of the feeds, merged copies may come "
+        "back as entries of their own, and every feed is fetched in full again"
+    )
+
+
 class Store:
     def __init__(self, path: Path, *, readonly: bool = False, create: bool = True) -> None:
         """Open (and create, and migrate) the database at ``path``. ``readonly``: open an
         existing database of this version to read it only (``aggregator explain``): nothing
         is created or migrated, it reads beside a running daemon, and any write raises
         StoreError. (SQLite still needs the folder writable, for the WAL index.)
-        ``create=False`` (a daemon after its start): StateGone if the file is not there,
-        rather than a new empty database that would mint every entry a new id."""
+        ``create=False`` (a daemon after its start): StateGone if the file is not there or
+        empty, rather than a new empty database that forgets what the feeds hold."""
         self.path = path
         self._errors = _Errors(path)
         if readonly:
             self._open_readonly()
             return
         if not create and not path.is_file():
-            raise StateGone(
-                f"{path}: the state database is gone (deleted or moved while the daemon "
-                "runs); nothing was run, so the feeds keep their entries and ids. Put the "
-                "file back, or restart the daemon to start afresh with an empty database "
-                "(every entry then gets a new id: readers may show them all again)"
-            )
+            raise _gone(path, "is gone (deleted or moved)")
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             if create:
@@ -189,6 +194,12 @@ class Store:
                 self._db = sqlite3.connect(
                     f"{path.resolve().as_uri()}?mode=rw", uri=True, isolation_level=None
                 )
+                if (
+                    self.schema_version == 0
+                    and not self._db.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchone()
+                ):
+                    self._db.close()
+                    raise _gone(path, "is empty (emptied or replaced)")
             problem = _not_ours(self._db, path)
             if problem:
                 self._db.close()
@@ -213,6 +224,8 @@ class Store:
             self._migrate()
             self._db.execute("BEGIN")
         except (sqlite3.Error, OSError) as e:
+            if not create and not path.is_file():
+                raise _gone(path, "is gone (deleted or moved)") from e
             raise StoreError(
                 f"{path}: cannot open the state database ({e}); check the path and permissions "
                 "(state_db in config.toml), or move a damaged file aside to start afresh"
