@@ -322,7 +322,7 @@ def _cmd_opml(args: argparse.Namespace, out: Console, err: Console) -> int:
             )
             return EXIT_STATE
         except ConfigError as e:
-            err.print(f"[bold red]{_m(args.config)} left as it was:[/] {_m(e)}", highlight=False)
+            err.print(f"[bold red]nothing added:[/] {_m(e)}", highlight=False)
             for problem in e.problems:
                 err.print(f"  - {_m(problem)}", highlight=False)
             return EXIT_CONFIG

@@ -12,6 +12,7 @@ keys (unique names, known adapters).
 from __future__ import annotations
 
 import contextlib
+import errno
 import ipaddress
 import os
 import re
@@ -638,10 +639,8 @@ def check_paths(config: Config) -> list[str]:
 def append_sources(path: Path, sources: list[tuple[str, str, str, str | None]]) -> None:
     """Add ``[[sources]]`` tables (name, title, url, homepage) at the end of the config file,
     keeping its text and comments as they are. The new text is checked first (ConfigError,
-    the file untouched, if it is not a valid configuration), then replaces the file in one
-    rename, its permissions kept: never a half-written config.toml."""
+    the file untouched, if it is not a valid configuration), then written (``_extend``)."""
     import json  # JSON strings are valid TOML basic strings, escapes included
-    import tempfile
 
     before = path.read_text(encoding="utf-8")
     blocks = []
@@ -656,28 +655,55 @@ def append_sources(path: Path, sources: list[tuple[str, str, str, str | None]]) 
         if homepage:
             lines.append(f"homepage = {json.dumps(homepage, ensure_ascii=False)}")
         blocks.append("\n".join(lines) + "\n")
-    added = "\n# Added by `aggregator opml import`.\n" + "\n".join(blocks)
-    after = before.rstrip("\n") + "\n" + added
+    added = (
+        ("\n" if before and not before.endswith("\n") else "")
+        + "\n# Added by `aggregator opml import`.\n"
+        + "\n".join(blocks)
+    )
     try:
-        tomllib.loads(after)
+        tomllib.loads(before + added)
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(
-            f"{path}: [[sources]] tables cannot be added at its end ({e}); is `sources` "
-            "written as an inline array (sources = [...])? Write each source as a "
+            f"{path}: cannot add [[sources]] tables at its end, where its own `sources` is "
+            "written another way (an inline array, sources = [...]?); write each source as a "
             "[[sources]] table, or add the new ones by hand"
         ) from e
-    load(path, after)
-    target = path.resolve()  # a link to the config is followed, not replaced by a file
-    fd, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    tmp = Path(name)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            os.fchmod(f.fileno(), stat.S_IMODE(target.stat().st_mode))
-            f.write(after)
-            f.flush()
-            os.fsync(f.fileno())
-        tmp.replace(target)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise
+    load(path, before + added)
+    _extend(path.resolve(), before, added)  # (a symbolic link is followed, and kept)
+
+
+def _extend(target: Path, before: str, added: str) -> None:
+    """``target`` (which holds ``before``) with ``added`` at its end: replaced in one rename by
+    a file with its permissions and owner, so that no reader ever sees half of it; or, where
+    it cannot be replaced so (a file bind-mounted into a container, a folder this user cannot
+    write, a file with other hard links, an owner this user cannot give), appended to in
+    place, which leaves ``before`` whole whatever happens."""
+    import tempfile
+
+    st = target.stat()
+    if st.st_nlink == 1:
+        tmp = None
+        try:
+            fd, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+            tmp = Path(name)
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                os.fchmod(fd, stat.S_IMODE(st.st_mode))
+                made = os.fstat(fd)
+                if (made.st_uid, made.st_gid) != (st.st_uid, st.st_gid):
+                    os.fchown(fd, st.st_uid, st.st_gid)
+                f.write(before + added)
+                f.flush()
+                os.fsync(fd)
+            tmp.replace(target)
+            return
+        except OSError as e:
+            if e.errno not in (errno.EACCES, errno.EPERM, errno.EBUSY, errno.EXDEV):
+                raise
+        finally:
+            if tmp is not None:  # (after the rename there is nothing left to remove)
+                with contextlib.suppress(OSError):
+                    tmp.unlink()
+    with target.open("a", encoding="utf-8") as f:
+        f.write(added)
+        f.flush()
+        os.fsync(f.fileno())

@@ -4,6 +4,7 @@ folder, a duplicate, a non-http URL and an outline without a URL)."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import tomllib
@@ -111,13 +112,32 @@ def test_import_into_a_config_it_cannot_extend_adds_nothing_and_says_which_file(
     assert proc.returncode == 2, proc.stdout + proc.stderr
     assert "added" not in proc.stdout
     said = " ".join(proc.stderr.split())
-    assert f"{inline} left as it was" in said and "written as an inline array" in said
+    assert f"nothing added: {inline}: cannot add [[sources]] tables at its end" in said
+    assert "an inline array, sources = [...]?" in said and "at line" not in said
     assert inline.read_text(encoding="utf-8") == before
     assert [p.name for p in ws.root.iterdir() if p.name.startswith(".")] == []  # no leftovers
     ws.config.chmod(0o600)  # e.g. it holds an API key in a header
+    if os.geteuid() == 0:  # (CI runs as root) a service user's config stays the user's
+        os.chown(ws.config, 65534, 65534)
+    owner = ws.config.stat().st_uid, ws.config.stat().st_gid
     ws.cli("opml", "import", str(READER), check=True)
     assert ws.config.stat().st_mode & 0o777 == 0o600
+    assert (ws.config.stat().st_uid, ws.config.stat().st_gid) == owner
     assert len(_sources(ws)) == 5
+
+
+def test_import_into_a_config_with_another_hard_link_extends_it_in_place(ws: Workspace) -> None:
+    """A config that cannot be replaced by a new file (here: another hard link to it; also a
+    file bind-mounted into a container, or a folder the user cannot write) is appended to in
+    place, so every name of it has the new sources."""
+    twin = ws.root / "twin.toml"
+    twin.hardlink_to(ws.config)
+    before = ws.config.read_text(encoding="utf-8")
+    ws.cli("opml", "import", str(READER), check=True)
+    assert twin.read_text(encoding="utf-8") == ws.config.read_text(encoding="utf-8")
+    assert twin.stat().st_ino == ws.config.stat().st_ino
+    assert ws.config.read_text(encoding="utf-8").startswith(before)
+    assert [s["name"] for s in _sources(ws)][3:] == ["bbc", "cn-nytimes-com"]
 
 
 def test_export_lists_url_sources_and_every_output_feed(ws: Workspace) -> None:
