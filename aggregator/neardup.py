@@ -35,8 +35,9 @@ values agree in a whole band are candidates (LSH_THRESHOLD is where that becomes
 band key carries the publication day in its low bits, so one sort of all band keys and two
 binary searches per new article find the candidates published within MAX_DAYS_APART: the cost
 grows as n log n, never pairwise (in a crowded bucket an article meets its NEIGHBOURS nearest
-in time and the bucket's EARLIEST). Articles with the same folded title published within GROWN_DAYS are candidates too
-(the way a live blog's captures meet). Only pairs with a new article are looked at.
+in time and the bucket's EARLIEST). Articles with the same folded title published within
+GROWN_DAYS are candidates too (the way a live blog's captures meet). Only pairs with a new
+article are looked at.
 
 **Deciding.** A candidate pair merges by the first rule that holds (``decide``): ``same text``
 (nearly the whole text shared: re-archives, retitled copies, Traditional editions, mirror
