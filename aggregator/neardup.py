@@ -123,12 +123,13 @@ MAX_DAYS_APART = 14
 # bucket's members on either side of it (in order of publication day, then of the store's
 # rows), and with the EARLIEST members in its window, not with all of them. A story captured
 # thousands of times under different URLs otherwise costs pairs by the square (2,000 captures:
-# 2 million pairs, 70 s and 2.3 GB; now 4.9 s and 207 MB), while its captures chain into one
-# story through their neighbours. A bucket this full holds near-identical texts only (sharing 8
-# signature values by chance is rare below J = 0.7); the earliest members are there for the
-# original among its copies, which a re-archive matching the original alone (edited, or
-# grown) must still meet however many copies came between (tests/test_neardup.py). The
-# labelled set and the bench corpus decide exactly as without the limit.
+# 2 million pairs, 70 s and 2.3 GB; now 5.0 s and 214 MB, bench/cluster_bench.py), while its
+# captures chain into one story through their neighbours. A bucket this full holds
+# near-identical texts only (sharing 8 signature values by chance is rare below J = 0.7); the
+# earliest members are there for the original among its copies, which a re-archive matching
+# the original alone (edited, or grown) must still meet however many copies came between
+# (tests/test_neardup.py). The labelled set and the bench corpus decide exactly as without
+# the limit.
 NEIGHBOURS = 16
 EARLIEST = 16
 # A live blog grows within a day or two; a weekly series repeats its title after 7 days.
