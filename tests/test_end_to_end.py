@@ -428,48 +428,48 @@ def test_max_entries_limits_each_feed(tmp_path) -> None:  # type: ignore[no-unty
     assert [e.link.rsplit("/", 1)[-1] for e in entries] == ["6800196.html", "6786297.html"]
 
 
+def _check(ws: Workspace, config: str) -> subprocess.CompletedProcess[str]:
+    """``aggregator check`` on ``config`` as the workspace's config.toml."""
+    ws.config.write_text(config, encoding="utf-8")
+    return ws.cli("check")
+
+
 def test_check_names_problems_by_key_path(ws: Workspace) -> None:
     assert ws.cli("check").returncode == 0
-    ws.config.write_text(
+    proc = _check(
+        ws,
         'base_url = "ftp://x"\nworkers = -1\n[[sources]]\nname = "a"\npath = "nowhere"\n'
         'adapter = "vao"\nbogus = 1\n[[sources]]\nname = "a"\npath = "seeds"\n',
-        encoding="utf-8",
     )
-    proc = ws.cli("check")
     assert proc.returncode == 2
     for expected in ("base_url: must be an absolute http(s) URL", "workers:",
                      "sources[0].adapter: unknown adapter 'vao'", "sources[0].bogus: unknown key"):  # fmt: skip
         assert expected in proc.stderr, proc.stderr
-    ws.config.write_text(
+    proc = _check(
+        ws,
         'base_url = "http://x/"\n[[sources]]\nname = "a"\npath = "nowhere"\n'
         '[[sources]]\nname = "a"\npath = "seeds"\n',
-        encoding="utf-8",
     )
-    proc = ws.cli("check")
     assert "sources[1].name: 'a' is already used by sources[0]" in proc.stderr
-    ws.config.write_text('base_url = "http://x/"\n[[sources]]\nname = "a"\npath = "nowhere"\n')
-    proc = ws.cli("check")
+    proc = _check(ws, 'base_url = "http://x/"\n[[sources]]\nname = "a"\npath = "nowhere"\n')
     assert proc.returncode == 2
     assert "sources[0].path:" in proc.stderr and "does not exist" in proc.stderr
-    ws.config.write_text("base_url = [", encoding="utf-8")
-    assert "not valid TOML" in ws.cli("check").stderr
+    assert "not valid TOML" in _check(ws, "base_url = [").stderr
     # TOML has types: a boolean or a quoted number is not a count, whatever Python would coerce.
     for value in ("true", '"100"', "100.5"):  # (100.0 is a whole number: taken as 100)
-        ws.config.write_text(
+        proc = _check(
+            ws,
             f'base_url = "http://x/"\n[output]\nmax_entries = {value}\n'
             '[[sources]]\nname = "a"\npath = "seeds"\n',
-            encoding="utf-8",
         )
-        proc = ws.cli("check")
         assert proc.returncode == 2 and "output.max_entries:" in proc.stderr, (value, proc.stderr)
     (ws.root / "state").mkdir(exist_ok=True)
     (ws.root / "out.txt").write_text("not a folder", encoding="utf-8")
-    ws.config.write_text(
+    proc = _check(
+        ws,
         'base_url = "http://x/"\noutput_dir = "out.txt"\nstate_db = "state"\n'
         '[[sources]]\nname = "a"\npath = "seeds"\n',
-        encoding="utf-8",
     )
-    proc = ws.cli("check")
     assert proc.returncode == 2
     assert "output_dir:" in proc.stderr and "is a file, not a folder" in proc.stderr
     assert "state_db:" in proc.stderr and "is a folder" in proc.stderr
