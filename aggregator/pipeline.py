@@ -772,10 +772,11 @@ def _write_feeds(
     staging: publish.Staging | None,
     changed: set[str] | None = None,
     early: Mapping[str, _Published] | None = None,
-) -> tuple[list[FeedResult], list[str], list[str]]:
+) -> tuple[list[FeedResult], list[str], list[str], list[str]]:
     """Write every output feed in each of its formats, with its new archive pages, through
     ``staging`` (None: a dry run, nothing is written), and put them in place; return the
-    results, the errors and the URLs of the files that changed (for the WebSub hub). ``early``
+    results, the errors, the warnings and the URLs of the files that changed (for the WebSub
+    hub). ``early``
     holds the feeds already staged while URL sources downloaded (``_Early``): each is kept
     when its entries are still the same.
 
@@ -788,6 +789,7 @@ def _write_feeds(
     root = basis.root
     results: dict[str, FeedResult] = {}
     errors: list[str] = []
+    warnings: list[str] = []
     urls: dict[str, list[str]] = {}
     pages: dict[str, list[int]] = {}  # archive pages recorded this run, by feed
     for spec in config.feeds:
@@ -823,12 +825,13 @@ def _write_feeds(
             errors.append(_feed_failed(store, spec, path, e))
             continue
         urls[spec.name], pages[spec.name] = published.urls, published.pages
+        warnings += published.notes
         results[spec.name] = FeedResult(spec.name, path, published.count, published.written)
         store.record_feed(
             spec.name, signature, published.count, published.newest, published.content
         )
     if staging is None:  # a dry run
-        return list(results.values()), errors, []
+        return list(results.values()), errors, warnings, []
     # The subscription list of every feed above, for readers' one-click import, and the
     # stylesheet the feeds name for the page a browser shows.
     extras = ((opml.FILENAME, opml.outputs(config)), (stylesheet.FILENAME, stylesheet.data()))
@@ -853,7 +856,7 @@ def _write_feeds(
         )
         results[name] = replace(results[name], written=False)
         urls[name] = []
-    return list(results.values()), errors, [u for name in urls for u in urls[name]]
+    return list(results.values()), errors, warnings, [u for name in urls for u in urls[name]]
 
 
 _EXTRAS = ""  # the staging group of feeds.opml and feed.xsl (no feed has an empty name)
@@ -879,6 +882,7 @@ class _Published:
     urls: list[str]  # the URLs of the files that changed
     pages: list[int]  # archive pages recorded for it this run
     content: str  # digest of what its documents were rendered from
+    notes: tuple[str, ...] = ()  # warnings for the run's report
 
 
 def _publish_feed(
@@ -894,8 +898,10 @@ def _publish_feed(
     urls: list[str] = []
     prev_archive: int | None = None
     numbers: list[int] = []
+    notes: tuple[str, ...] = ()
     if spec.archive:
-        current, pages, prev_archive = _archive(spec, config, store, now, staging is None)
+        current, pages, prev_archive, notice = _archive(spec, config, store, now, staging is None)
+        notes = (notice,) if notice else ()
         for number, entries in pages:
             ln = writer.Links(
                 base + archive.filename(spec.name, number),
@@ -927,7 +933,7 @@ def _publish_feed(
             staging.discard(spec.name)
     known = store.feed_written(spec.name)
     if not numbers and known is not None and known[2] == content and _files_there(config, spec):
-        return _Published(len(entries), updated, False, [], [], content)
+        return _Published(len(entries), updated, False, [], [], content, notes)
     written = False
     for fmt in spec.formats:
         newest = base + archive.filename(spec.name, prev_archive) if prev_archive else None
@@ -939,7 +945,7 @@ def _publish_feed(
         elif staging.write(spec.name, target, data):
             written = True
             urls.append(ln.self_url)
-    return _Published(len(entries), updated, written, urls, numbers, content)
+    return _Published(len(entries), updated, written, urls, numbers, content, notes)
 
 
 def _files_there(config: Config, spec: FeedSpec) -> bool:
@@ -985,9 +991,10 @@ def _script(spec: FeedSpec, entries: list[Entry]) -> list[Entry]:
 
 def _archive(
     spec: FeedSpec, config: Config, store: Store, now: datetime, dry_run: bool
-) -> tuple[list[Entry], list[tuple[int, list[Entry]]], int | None]:
+) -> tuple[list[Entry], list[tuple[int, list[Entry]]], int | None, str | None]:
     """The current document's entries; the new archive pages to write, (number, entries)
-    oldest first; the newest page published before them (None: none is)."""
+    oldest first; the newest page published before them (None: none is); a warning for the
+    run's report (pages in the folder the state does not know), or None."""
     for number in store.remove_emptied_archive_pages(spec.name):
         if not dry_run:
             publish.remove(config.output_dir / archive.filename(spec.name, number))
@@ -1002,8 +1009,40 @@ def _archive(
         else:
             waiting.append(entry)
     current, cut = archive.plan(window, waiting, spec.max_entries)
-    pages = [(store.add_archive_page(spec.name, [e.key for e in page]), page) for page in cut]
-    return current, pages, published[-1] if published else None
+    after, notice = _pages_on_disk(config, spec, store) if cut else (0, None)
+    pages = [
+        (store.add_archive_page(spec.name, [e.key for e in page], after), page) for page in cut
+    ]
+    return current, pages, published[-1] if published else None, notice
+
+
+def _pages_on_disk(config: Config, spec: FeedSpec, store: Store) -> tuple[int, str | None]:
+    """The highest page number of the feed's archive folder when it is above every number
+    the state records (the state was deleted or replaced, the pages were not), and a warning
+    that says so: new pages are numbered after it, so that no published page is ever
+    overwritten with other entries (RFC 5005: an archive document never changes). Those
+    pages stay as they are. (0, None) when the state knows them all."""
+    folder = config.output_dir / archive.DIR / spec.name
+    try:
+        numbers = [
+            int(page.stem)
+            for page in folder.iterdir()
+            if page.suffix == ".atom"
+            and page.stem.isascii()
+            and page.stem.isdigit()
+            and page.is_file()
+        ]
+    except OSError:
+        return 0, None  # no folder yet (or none readable: the page's write will say why)
+    highest, known = max(numbers, default=0), store.last_archive_page(spec.name)
+    if highest <= known:
+        return 0, None
+    return highest, (
+        f"{folder}: holds archive pages up to {highest}.atom that the state database "
+        f"{config.state_db} does not record (was it deleted or replaced?). They are left as "
+        f"they are; new pages of feed {spec.name!r} are numbered from {highest + 1}, so no "
+        "published page changes. Delete the old pages yourself once readers no longer need them."
+    )
 
 
 def run_once(
@@ -1084,7 +1123,7 @@ def _run(
     removed = store.apply_retention(config.retention, [s.name for s in config.sources], now)
     restory = bool(touched) or bool(merged)  # an entry of any feed may have changed
     changed = None if removed or restory else {r.name for r in reports if r.changed}
-    feeds, errors, changed_urls = _write_feeds(
+    feeds, errors, warnings, changed_urls = _write_feeds(
         config, store, now, staging, changed, early.published if early else None
     )
     report = RunReport(
@@ -1097,7 +1136,10 @@ def _run(
         neardup_seconds=neardup_seconds,
         neardup_peak_mb=neardup_peak / 1024,
         sketch_seconds=run.sketch_ns / 1e9,
+        warnings=tuple(warnings),
     )
+    for warning in warnings:
+        log.warning("%s", warning)
     if dry_run:
         store.rollback()
         return report
@@ -1108,10 +1150,10 @@ def _run(
         # database's write lock, and a hub failing cannot undo a run whose feeds are out.
         from aggregator.fetch import http  # httpx only when there is a hub to tell
 
-        warnings = http.ping_hub(config.hub, changed_urls, f"aggregator/{__version__}")
-        for warning in warnings:
+        pinged = http.ping_hub(config.hub, changed_urls, f"aggregator/{__version__}")
+        for warning in pinged:
             log.warning("%s", warning)
-        report = replace(report, warnings=tuple(warnings))
+        report = replace(report, warnings=(*report.warnings, *pinged))
     return report
 
 

@@ -363,6 +363,38 @@ def test_retention_decides_how_far_back_archives_go(tmp_path: Path) -> None:
     ]  # fmt: skip
 
 
+def test_pages_left_by_a_deleted_state_are_never_overwritten(tmp_path: Path) -> None:
+    """The state database deleted, its archive pages still published: the next run numbers
+    its pages after them (RFC 5005: an archive document never changes), says so once, and
+    the chain it starts holds every entry."""
+    ws, out, voa = _three_days_published(tmp_path)
+    for n in (4, 5, 6, 7):
+        _voa_item(voa, n, DAY1 + timedelta(days=n), f"第{n}天的新闻。")
+    ws.run_json()
+    pages = out / "archive" / "voa"
+    before = {p.name: p.read_bytes() for p in pages.iterdir()}
+    assert sorted(before) == ["1.atom", "2.atom"]
+    (tmp_path / "s.sqlite3").unlink()
+    for n in (8, 9):
+        _voa_item(voa, n, DAY1 + timedelta(days=n), f"第{n}天的新闻。")
+    merged, warning = ws.run_json()["warnings"]  # one for each feed: all.atom archives too
+    assert merged.startswith(f"{out / 'archive' / 'all'}: holds archive pages up to 2.atom")
+    assert warning.startswith(f"{pages}: holds archive pages up to 2.atom that the state")
+    assert "new pages of feed 'voa' are numbered from 3" in warning
+    for name, data in before.items():
+        assert (pages / name).read_bytes() == data  # the old pages, untouched
+    assert sorted(p.name for p in pages.iterdir()) == [
+        "1.atom", "2.atom", "3.atom", "4.atom", "5.atom",
+    ]  # fmt: skip
+    walked = _walk(out, "voa")  # the feed -> 5 -> 4 -> 3: the new chain, and all of it
+    assert len(walked) == len(set(walked)) == 9
+    assert _titles(pages / "3.atom") == ["第2篇 测试文章", "第1篇 测试文章"]
+    _voa_item(voa, 10, DAY1 + timedelta(days=10), "第10天的新闻。")
+    _voa_item(voa, 11, DAY1 + timedelta(days=11), "第11天的新闻。")
+    assert ws.run_json()["warnings"] == []  # said once: the state knows the new pages
+    assert (pages / "6.atom").exists()
+
+
 # -- WebSub ------------------------------------------------------------------------------------
 
 

@@ -1116,13 +1116,19 @@ class Store:
             )
             return [int(r[0]) for r in rows]
 
-    def add_archive_page(self, feed: str, keys: Sequence[str]) -> int:
-        """Record a new page holding ``keys``; its number (never one used before)."""
+    def last_archive_page(self, feed: str) -> int:
+        """The highest page number the feed has used (removed pages included); 0: none."""
         with self._errors:
             row = self._db.execute(
                 "SELECT COALESCE(MAX(page), 0) FROM archive_pages WHERE feed = ?", (feed,)
             ).fetchone()
-            page = int(row[0]) + 1
+        return int(row[0])
+
+    def add_archive_page(self, feed: str, keys: Sequence[str], after: int = 0) -> int:
+        """Record a new page holding ``keys``; its number: never one used before, and above
+        ``after`` (the highest page number already in the output folder)."""
+        with self._errors:
+            page = max(self.last_archive_page(feed), after) + 1
             self._db.execute(
                 "INSERT INTO archive_pages (feed, page, entries) VALUES (?, ?, ?)",
                 (feed, page, len(keys)),
