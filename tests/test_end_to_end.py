@@ -310,19 +310,27 @@ def test_bad_files_are_reported_and_the_run_goes_on(ws: Workspace) -> None:
     first = sorted(bad.iterdir())[0]
     with open(bytes(bad) + b"/" + "旧".encode("gbk") + b".txt", "wb") as f:
         f.write(first.read_bytes().replace(b"6800196", b"7700002"))
+    # A later capture of a seed article with one byte damaged in transit: it must not replace
+    # the good capture (read as GB18030 it would be a page of wrong characters).
+    data = bytearray(first.read_bytes().replace(b"<!--16", b"<!--17", 1))
+    data[data.index(b"<p>") + 4] = 0xFF  # inside a 3-byte character
+    (bad / "zz_damaged.txt").write_bytes(bytes(data))
     proc = ws.cli("run")
     assert proc.returncode == 0, proc.stderr
+    assert "zz_damaged.txt: not valid UTF-8 at byte" in proc.stdout
+    titles = [e.title for e in _parsed(ws, "voa.atom").entries]
+    assert "美俄防长在乌克兰战火继续之际通电话，莫斯科放口风对谈判抱持开放态度" in titles
     assert "empty.txt: the file is empty" in proc.stdout
     assert "notes.txt: not an archive item" in proc.stdout
     assert "broken.md: front-matter is not valid YAML" in proc.stdout
     assert "\\xbe\\xc9.txt: the file name is not valid UTF-8; rename the file" in proc.stdout
     report = ws.run_json()
-    assert report["skipped"] == 4  # still reported, not re-read
+    assert report["skipped"] == 5  # still reported, not re-read
     assert sum(s["files_read"] for s in report["sources"]) == 0
     assert {f["name"]: f["entries"] for f in report["feeds"]}["all"] == 5
     strict = ws.cli("run", "--strict")
     assert strict.returncode == 1
-    assert "--strict: 4 input(s) skipped" in strict.stderr
+    assert "--strict: 5 input(s) skipped" in strict.stderr
 
 
 def test_characters_xml_cannot_hold_never_stop_a_feed(ws: Workspace) -> None:

@@ -74,14 +74,47 @@ def decode(data: bytes, origin: str) -> str:
         data = data[3:]
     try:
         return data.decode("utf-8")
-    except UnicodeDecodeError:
-        pass
+    except UnicodeDecodeError as e:
+        damaged = _damaged_utf8(data, e.start)
+    if damaged:
+        raise ParseError(origin, damaged)
     from bs4.dammit import UnicodeDammit  # rare path: only for files that are not UTF-8
 
     guess = UnicodeDammit(data, known_definite_encodings=[], user_encodings=["gb18030", "big5"])
     if guess.unicode_markup is None:
         raise ParseError(origin, "cannot tell the text encoding; save the file as UTF-8")
     return str(guess.unicode_markup)
+
+
+# A file is damaged UTF-8, not another encoding, when its valid non-ASCII characters outnumber
+# its invalid sequences by this much. GB18030 and Big5 text read as UTF-8 is mostly invalid
+# (their trail bytes are rarely UTF-8 continuation bytes): fewer valid characters than invalid.
+UTF8_MAJORITY = 20
+
+
+def _damaged_utf8(data: bytes, first: int) -> str | None:
+    """Why a file that is UTF-8 but for a few bad bytes (cut or corrupted in transit) cannot
+    be read, or None when it is not UTF-8 at all. Such a file must not go to the encoding
+    guess: read as GB18030 it "decodes" into a page of wrong characters, which would be
+    published, titles and all, and replace the article's good capture."""
+    text = data.decode("utf-8", errors="replace")
+    places = text.count("\ufffd") - data.count("\ufffd".encode())  # a real U+FFFD is no damage
+    valid = sum(1 for c in text if c > "\x7f") - text.count("\ufffd")
+    if valid < UTF8_MAJORITY * max(places, 1):
+        return None
+    bad, at = 0, first
+    while True:  # few rounds: this file has few damaged places
+        try:
+            data[at:].decode("utf-8")
+            break
+        except UnicodeDecodeError as e:
+            bad += e.end - e.start
+            at += e.end
+    return (
+        f"not valid UTF-8 at byte {first} ({bad} bad byte(s) in all; the rest of the file is "
+        "UTF-8), so it was cut or corrupted on the way; re-download it from the mirror (or "
+        "fix those bytes) and the next run reads it"
+    )
 
 
 def _unescape_md(text: str) -> str:
