@@ -15,11 +15,13 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import signal
 import sys
 from dataclasses import asdict
 from datetime import UTC, datetime
 from functools import cache, cached_property
 from pathlib import Path
+from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 from aggregator import __version__, opml, pipeline
@@ -561,23 +563,41 @@ def _cmd_run(args: argparse.Namespace, con: _Consoles) -> int:
             tasks[source] = progress_bar.add_task(f"reading {source}", total=total)
         progress_bar.update(tasks[source], completed=done)
 
+    stopping = _Stopping(con)
     try:
-        with pipeline.exclusive(cfg, args.wait), Store(cfg.state_db) as store:
+        with pipeline.exclusive(cfg, args.wait), Store(cfg.state_db) as store, stopping:
             report = pipeline.run_once(
                 cfg, store, datetime.now(UTC), only=args.source, dry_run=args.dry_run,
-                offline=args.offline, progress=on_progress,
+                offline=args.offline, progress=on_progress, stop=stopping,
             )  # fmt: skip
     except (StoreError, PublishError) as e:
         con.err.print(f"[bold red]error:[/] {_m(e)}", highlight=False)
         return EXIT_STATE
+    except KeyboardInterrupt:  # Ctrl-C before the run began, or a second stop signal
+        con.err.print(
+            "stopped at once: the sources finished before the first signal are saved, the "
+            "one under way is not, and the feeds were not written; run again to go on"
+            if stopping.signal
+            else "interrupted before the run began; nothing was changed"
+        )
+        return 128 + (stopping.signal or signal.SIGINT)
     finally:
         if progress_bar is not None:
             progress_bar.stop()
 
     if args.json:
-        print(json.dumps(_report_json(report), ensure_ascii=False, indent=2, default=str))
+        data = _report_json(report)
+        if stopping.signal is not None:
+            data["interrupted"] = stopping.signal.name
+        print(json.dumps(data, ensure_ascii=False, indent=2, default=str))
     else:
         _print_report(report, con.out)
+    if stopping.signal is not None:
+        con.err.print(
+            f"interrupted ({stopping.signal.name}): the files read before it are saved and "
+            "in the feeds; run again to read the rest"
+        )
+        return 128 + stopping.signal
     if report.errors:
         con.err.print("some feeds could not be written; see the errors above")
         return EXIT_STATE
@@ -588,6 +608,38 @@ def _cmd_run(args: argparse.Namespace, con: _Consoles) -> int:
         con.err.print(f"--strict: {report.skipped} input(s) skipped; see the reasons above")
         return EXIT_NOTHING
     return EXIT_OK
+
+
+class _Stopping:
+    """``run``'s stop signals (Ctrl-C, SIGTERM, SIGHUP unless ignored), as the daemon's: the
+    first asks the run to stop (``run_once``'s ``stop``: no further file is read, what was
+    read is committed and its feeds written); a second stops it at once (KeyboardInterrupt).
+    The workers ignore them: only this process decides."""
+
+    def __init__(self, con: _Consoles) -> None:
+        self.con = con
+        self.signal: signal.Signals | None = None
+        self._previous: dict[signal.Signals, Any] = {}
+
+    def __call__(self) -> bool:
+        return self.signal is not None
+
+    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
+        if self.signal is not None:
+            raise KeyboardInterrupt
+        self.signal = signal.Signals(signum)
+        self.con.err.print(
+            f"{self.signal.name}: stopping after the files under way; the feeds are then "
+            "written with what was read (send it again to stop at once)"
+        )
+
+    def __enter__(self) -> None:
+        for sig in pipeline.stop_signals():
+            self._previous[sig] = signal.signal(sig, self._on_signal)
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
 
 
 def _when(at: datetime | None) -> str:

@@ -55,16 +55,6 @@ log = logging.getLogger("aggregator.daemon")
 # milliseconds of each other (seen: under 5 ms for 3 sources); jitter spreads interval sources
 # on purpose and they may run apart.
 BATCH_WINDOW = 0.25
-# What stops the daemon cleanly: systemd's stop, Ctrl-C, and the terminal it ran in closing
-# (SIGHUP's default would end it at once, mid-batch, leaving its schedule and workers behind).
-_STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
-
-
-def _stop_signals() -> tuple[signal.Signals, ...]:
-    """The stop signals to handle: all but one this process was started ignoring (nohup's
-    SIGHUP: logging out must not stop it)."""
-    return tuple(s for s in _STOP_SIGNALS if signal.getsignal(s) != signal.SIG_IGN)
-
 
 # Jitter: each run moves by up to this share of the source's interval, at most JITTER_MAX
 # seconds, so 500 sources set to "30m" do not all hit their servers in the same second.
@@ -206,14 +196,14 @@ class Daemon:
         """``stop`` and ``join`` with the stop signals only asking again: a second signal
         while the batch in progress finishes must not cut it short."""
         if threading.current_thread() is threading.main_thread():
-            for sig in _stop_signals():
+            for sig in pipeline.stop_signals():
                 signal.signal(sig, lambda signum, frame: self.stop())
         self.stop()
         self.join()
 
     def run(self) -> None:
         """Start, then block until SIGTERM, SIGINT or SIGHUP; stop cleanly."""
-        previous = {sig: signal.getsignal(sig) for sig in _stop_signals()}
+        previous = {sig: signal.getsignal(sig) for sig in pipeline.stop_signals()}
 
         def on_signal(signum: int, frame: FrameType | None) -> None:
             log.info("received %s", signal.Signals(signum).name)

@@ -1045,6 +1045,17 @@ def _pages_on_disk(config: Config, spec: FeedSpec, store: Store) -> tuple[int, s
     )
 
 
+# What stops a run or the daemon cleanly: systemd's stop, Ctrl-C, and the terminal it ran in
+# closing (SIGHUP's default would end it at once, mid-batch, leaving its workers behind).
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+
+
+def stop_signals() -> tuple[signal.Signals, ...]:
+    """The stop signals to handle: all but one this process was started ignoring (nohup's
+    SIGHUP: logging out must not stop it)."""
+    return tuple(s for s in STOP_SIGNALS if signal.getsignal(s) != signal.SIG_IGN)
+
+
 def run_once(
     config: Config,
     store: Store,

@@ -3,6 +3,7 @@ and the same counts as reading it in one process."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import sqlite3
@@ -12,6 +13,7 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+import feedparser
 import pytest
 from conftest import ROOT, Workspace
 
@@ -139,30 +141,96 @@ def _alive(pid: int) -> bool:
     return state != "Z"
 
 
-@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc (Linux)")
-def test_a_killed_run_leaves_no_worker_holding_the_state_lock(tmp_path: Path) -> None:
-    """A run killed outright (SIGKILL, the OOM killer) while its worker processes read files:
-    the workers go too, so the next run is not refused as "in use" by a process that is gone."""
-    corpus = tmp_path / "corpus"
+@pytest.fixture(scope="module")
+def big(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 4,000-item corpus: long enough a run to be stopped while its workers read."""
+    corpus = tmp_path_factory.mktemp("big") / "corpus"
     subprocess.run(
         [sys.executable, str(ROOT / "bench" / "corpus.py"), str(corpus), "--items", "4000",
          "--jobs", "1"],
         check=True, capture_output=True, timeout=120,
     )  # fmt: skip
-    ws = _workspace(tmp_path / "ws", corpus, workers=2)
+    return corpus
+
+
+def _reading(ws: Workspace) -> tuple[subprocess.Popen[str], list[int]]:
+    """``run --json`` started on ``ws``, once both its worker processes are there."""
     proc = subprocess.Popen(
         [sys.executable, "-m", "aggregator", "run", "--json"], cwd=ws.root,
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
+    deadline = time.monotonic() + 60
+    workers: list[int] = []
+    while len(workers) < 2 and proc.poll() is None and time.monotonic() < deadline:
+        workers = _children(proc.pid)
+        time.sleep(0.005)
+    if len(workers) != 2:
+        proc.kill()
+        proc.communicate()
+        pytest.fail("the run ended before its workers could be seen")
+    return proc, workers
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc (Linux)")
+def test_ctrl_c_stops_a_run_after_the_files_under_way(tmp_path: Path, big: Path) -> None:
+    """Ctrl-C (SIGINT) mid-read: no traceback; the run stops reading, saves and publishes what
+    it read, says so, and exits 130; the next run reads exactly the files it did not."""
+    ws = _workspace(tmp_path / "ws", big, workers=2)
+    files = sum(len(list((big / n).iterdir())) for n in ("voa", "dw", "aljazeera"))
+    proc, _ = _reading(ws)
+    time.sleep(0.5)
+    os.kill(proc.pid, signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err
+    assert "SIGINT: stopping after the files under way" in err
+    assert "interrupted (SIGINT): the files read before it are saved" in err
+    first = json.loads(out)
+    assert first["interrupted"] == "SIGINT"
+    read = sum(s["files_read"] for s in first["sources"])
+    assert 0 < read < files
+    entries = {f["name"]: f["entries"] for f in first["feeds"]}["all"]
+    assert entries > 0
+    assert len(feedparser.parse((ws.out / "all.atom").read_bytes()).entries) == entries
+    second = ws.run_json()
+    assert "interrupted" not in second
+    assert read + sum(s["files_read"] for s in second["sources"]) == files
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc (Linux)")
+def test_a_second_ctrl_c_stops_at_once_and_loses_nothing_saved(tmp_path: Path, big: Path) -> None:
+    ws = _workspace(tmp_path / "ws", big, workers=2)
+    proc, workers = _reading(ws)
+    time.sleep(0.5)
+    os.kill(proc.pid, signal.SIGINT)
+    time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err
+    assert "stopped at once: the sources finished before the first signal are saved" in err
+    assert not (ws.out / "all.atom").exists()  # no feed was written
+    deadline = time.monotonic() + 10
+    while any(map(_alive, workers)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not any(map(_alive, workers)), "a worker outlived the run"
+    with sqlite3.connect(ws.root / "state" / "test.sqlite3") as db:
+        assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+    files = sum(len(list((big / n).iterdir())) for n in ("voa", "dw", "aljazeera"))
+    again = ws.run_json()
+    assert sum(s["files_read"] for s in again["sources"]) <= files
+    assert {f["name"]: f["entries"] for f in again["feeds"]}["all"] > 0
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc (Linux)")
+def test_a_killed_run_leaves_no_worker_holding_the_state_lock(tmp_path: Path, big: Path) -> None:
+    """A run killed outright (SIGKILL, the OOM killer) while its worker processes read files:
+    the workers go too, so the next run is not refused as "in use" by a process that is gone."""
+    ws = _workspace(tmp_path / "ws", big, workers=2)
+    proc, workers = _reading(ws)
     try:
-        deadline = time.monotonic() + 60
-        workers: list[int] = []
-        while len(workers) < 2 and proc.poll() is None and time.monotonic() < deadline:
-            workers = _children(proc.pid)
-            time.sleep(0.005)
-        assert len(workers) == 2, "the run ended before its workers could be seen"
         os.kill(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=10)
+        proc.communicate(timeout=10)
         deadline = time.monotonic() + 10
         while any(map(_alive, workers)) and time.monotonic() < deadline:
             time.sleep(0.05)
@@ -170,6 +238,6 @@ def test_a_killed_run_leaves_no_worker_holding_the_state_lock(tmp_path: Path) ->
     finally:
         if proc.poll() is None:
             proc.kill()
-            proc.wait()
+            proc.communicate()
     again = ws.cli("run", "--json")
     assert again.returncode == 0, again.stderr
