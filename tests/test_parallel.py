@@ -171,6 +171,19 @@ def _reading(ws: Workspace) -> tuple[subprocess.Popen[str], list[int]]:
     return proc, workers
 
 
+def _interrupted(proc: subprocess.Popen[str], times: int) -> tuple[str, str]:
+    """Ctrl-C ``times`` times, half a second into the read; the run's (stdout, stderr) once it
+    has exited 130 without a traceback."""
+    time.sleep(0.5)
+    for _ in range(times):
+        os.kill(proc.pid, signal.SIGINT)
+        time.sleep(0.05)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err
+    return out, err
+
+
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc (Linux)")
 def test_ctrl_c_stops_a_run_after_the_files_under_way(tmp_path: Path, big: Path) -> None:
     """Ctrl-C (SIGINT) mid-read: no traceback; the run stops reading, saves and publishes what
@@ -178,11 +191,7 @@ def test_ctrl_c_stops_a_run_after_the_files_under_way(tmp_path: Path, big: Path)
     ws = _workspace(tmp_path / "ws", big, workers=2)
     files = sum(len(list((big / n).iterdir())) for n in ("voa", "dw", "aljazeera"))
     proc, _ = _reading(ws)
-    time.sleep(0.5)
-    os.kill(proc.pid, signal.SIGINT)
-    out, err = proc.communicate(timeout=120)
-    assert proc.returncode == 130, err
-    assert "Traceback" not in err
+    out, err = _interrupted(proc, times=1)
     assert "SIGINT: stopping after the files under way" in err
     assert "interrupted (SIGINT): the files read before it are saved" in err
     first = json.loads(out)
@@ -201,13 +210,7 @@ def test_ctrl_c_stops_a_run_after_the_files_under_way(tmp_path: Path, big: Path)
 def test_a_second_ctrl_c_stops_at_once_and_loses_nothing_saved(tmp_path: Path, big: Path) -> None:
     ws = _workspace(tmp_path / "ws", big, workers=2)
     proc, workers = _reading(ws)
-    time.sleep(0.5)
-    os.kill(proc.pid, signal.SIGINT)
-    time.sleep(0.05)
-    os.kill(proc.pid, signal.SIGINT)
-    _, err = proc.communicate(timeout=60)
-    assert proc.returncode == 130, err
-    assert "Traceback" not in err
+    _, err = _interrupted(proc, times=2)
     assert "stopped at once: the sources finished before the first signal are saved" in err
     assert not (ws.out / "all.atom").exists()  # no feed was written
     deadline = time.monotonic() + 10
