@@ -124,7 +124,10 @@ def _parser() -> argparse.ArgumentParser:
         "up to this long for it instead of giving up at once",
     )  # fmt: skip
     run.add_argument("--json", action="store_true", help="print the run report as JSON")
-    run.add_argument("--strict", action="store_true", help="exit 1 if any file or item was skipped")
+    run.add_argument(
+        "--strict", action="store_true",
+        help="exit 1 if any file or item was skipped or any source failed",
+    )  # fmt: skip
     run.add_argument(
         "--verbose", "-v", action="store_true", help="log every skipped file as it happens"
     )
@@ -604,8 +607,12 @@ def _cmd_run(args: argparse.Namespace, con: _Consoles) -> int:
     if not report.produced:
         con.err.print("nothing could be produced: every feed is empty; see the reasons above")
         return EXIT_NOTHING
-    if args.strict and report.skipped:
-        con.err.print(f"--strict: {report.skipped} input(s) skipped; see the reasons above")
+    failed = sum(1 for s in report.sources if s.error)
+    if args.strict and (report.skipped or failed):
+        con.err.print(
+            f"--strict: {report.skipped} input(s) skipped, {failed} source(s) failed; "
+            "see the reasons above"
+        )
         return EXIT_NOTHING
     return EXIT_OK
 

@@ -325,6 +325,15 @@ class SourceStatus:
     updated_total: int = 0
     duplicates_total: int = 0
 
+    @property
+    def failing(self) -> bool:
+        """Its last run failed (an error since its last success, or an error and no success)."""
+        return bool(self.last_error) and (
+            self.last_success is None
+            or self.last_error_at is None
+            or self.last_error_at >= self.last_success
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class Cycle:

@@ -113,7 +113,7 @@ def home(status: Status, health: tuple[bool, str]) -> bytes:
 
 
 def _source_row(s: SourceStatus, now: datetime) -> str:
-    if s.last_error and (s.last_success is None or (s.last_error_at or now) >= s.last_success):
+    if s.failing:
         state = '<span class="bad">failing</span>'
     elif s.last_success is not None:
         state = '<span class="ok">ok</span>'

@@ -1267,4 +1267,10 @@ def health(config: Config, state: Status, now: datetime) -> tuple[bool, str]:
                 f"the last run was at {last.started:%Y-%m-%d %H:%M:%S} UTC, more than twice "
                 f"the shortest interval ({every:g} s) ago"
             )
+    failing = [s.name for s in state.sources if s.failing]
+    if failing:  # healthy all the same (see above), but a person reading it must see them
+        return True, (
+            f"ok: last run at {last.started:%Y-%m-%d %H:%M:%S} UTC, but failing: "
+            f"{', '.join(failing)} (see the last error of each)"
+        )
     return True, f"ok: last run at {last.started:%Y-%m-%d %H:%M:%S} UTC"

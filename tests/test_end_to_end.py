@@ -396,6 +396,12 @@ def test_missing_source_folder_keeps_the_others(ws: Workspace) -> None:
     assert {f["name"]: f["entries"] for f in report["feeds"]} == {
         "all": 5, "voa": 3, "dw": 1, "aljazeera": 1,
     }  # fmt: skip
+    strict = ws.cli("run", "--strict")  # for cron: a failing source is worth a mail
+    assert strict.returncode == 1
+    assert "--strict: 0 input(s) skipped, 1 source(s) failed" in strict.stderr
+    status = ws.cli("status")
+    assert status.returncode == 0  # the service is up; the source is the problem
+    assert "but failing: dw" in status.stdout
 
 
 def test_nothing_produced_exits_1(tmp_path) -> None:  # type: ignore[no-untyped-def]

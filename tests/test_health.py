@@ -45,6 +45,15 @@ CASES = [
     # One upstream down is the health page's business, not a reason to restart us.
     ("a source failed, the cycle completed",
      Status(sources(NOW + MIN, NOW + MIN), (), (cycle(MIN, failed=1),)), True, "ok"),
+    ("dw's folder is gone: healthy, and the reason names it",
+     Status((SourceStatus("voa", "voa", "", next_run=NOW + MIN),
+             SourceStatus("dw", "dw", "", next_run=NOW + MIN, last_success=NOW - 40 * MIN,
+                          last_error="no such file or folder", last_error_at=NOW - MIN)),
+            (), (cycle(MIN, failed=1),)),
+     True, "but failing: dw (see the last error of each)"),
+    ("dw failed once and has run since", Status((SourceStatus(
+        "dw", "dw", "", next_run=NOW + MIN, last_success=NOW - MIN, last_error="refused",
+        last_error_at=NOW - 40 * MIN),), (), (cycle(MIN),)), True, "ok: last run"),
     ("the last cycle crashed",
      Status(sources(NOW + MIN, NOW + MIN), (), (cycle(MIN, "internal error (KeyError: 'x')"),)),
      False, "failed: internal error"),
@@ -67,3 +76,4 @@ def test_health(why: str, status: Status, healthy: bool, words: str) -> None:
     ok, reason = pipeline.health(config(), status, NOW)
     assert ok is healthy, reason
     assert words in reason
+    assert ("failing" in reason) == ("failing" in words), reason
