@@ -507,6 +507,15 @@ def _is_br(el: _Element | None) -> bool:
     return el is not None and el.tag == "br"
 
 
+# What may stand between the <br>s of a paragraph break: nothing, or a lone full stop the
+# outlet's editor left on its own line (seeds/voa/003, VOA 6786297: "...无人机。<br />.<br />瓦瑟...").
+_FILLERS = frozenset({"", ".", "。"})
+
+
+def _filler(tail: str | None) -> bool:
+    return not tail or tail.strip(_BLANK) in _FILLERS
+
+
 @dataclass(frozen=True)
 class BreakRuns(Rule):
     """``<br><br>`` used as a paragraph break splits the paragraph in two; a ``<br>`` at the
@@ -541,7 +550,7 @@ class BreakRuns(Rule):
         while i <= last:
             child = children[i]
             j = i
-            while j < last and br[j] and br[j + 1] and not (children[j].tail or "").strip(_BLANK):
+            while j < last and br[j] and br[j + 1] and _filler(children[j].tail):
                 j += 1
             if j > i:  # children[i..j] is a run of <br>; its last one's tail starts the next part
                 segments.append((children[j].tail, []))
