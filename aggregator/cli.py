@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import signal
 import sys
 from dataclasses import asdict
@@ -50,22 +51,34 @@ def _m(text: object) -> str:
     return escape(str(text))
 
 
+# The width tables are drawn to when the output is no terminal (cron's mail, journald, a pipe,
+# `| less`) and COLUMNS does not say: rich's 80 would cut headers, paths and URLs short.
+PIPE_WIDTH = 1000
+
+
+def _console(stderr: bool) -> Console:
+    """A rich console on stdout or stderr. soft_wrap: a message is one line however narrow
+    the terminal, so it can be grepped; off a terminal, tables are as wide as their text."""
+    from rich.console import Console
+
+    stream = sys.stderr if stderr else sys.stdout
+    wide = not stream.isatty() and "COLUMNS" not in os.environ
+    return Console(
+        stderr=stderr, highlight=False, soft_wrap=True, width=PIPE_WIDTH if wide else None
+    )
+
+
 class _Consoles:
     """The two rich consoles, each made when first written to: ``run --json`` from cron or a
     script prints nothing rich draws, and importing rich costs about 50 ms of every start."""
 
-    # soft_wrap: a message is one line however narrow the terminal, so it can be grepped.
     @cached_property
     def out(self) -> Console:
-        from rich.console import Console
-
-        return Console(highlight=False, soft_wrap=True)
+        return _console(stderr=False)
 
     @cached_property
     def err(self) -> Console:
-        from rich.console import Console
-
-        return Console(stderr=True, highlight=False, soft_wrap=True)
+        return _console(stderr=True)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -91,9 +104,16 @@ def _parser() -> argparse.ArgumentParser:
             help="log one line per request on stderr (default: [serve].access_log)",
         )  # fmt: skip
 
+    # --config before the command (aggregator -c x.toml run) or after it; given after, the
+    # command's wins, and its absence there (SUPPRESS) leaves the one before in place.
+    p.add_argument(
+        "--config", "-c", type=Path, default=config_mod.DEFAULT_CONFIG, metavar="PATH",
+        help="configuration file (default: ./config.toml); also accepted after the command",
+    )  # fmt: skip
+
     def with_config(cmd: argparse.ArgumentParser) -> None:
         cmd.add_argument(
-            "--config", "-c", type=Path, default=config_mod.DEFAULT_CONFIG, metavar="PATH",
+            "--config", "-c", type=Path, default=argparse.SUPPRESS, metavar="PATH",
             help="configuration file (default: ./config.toml)",
         )  # fmt: skip
 
@@ -650,7 +670,11 @@ class _Stopping:
 
 
 def _when(at: datetime | None) -> str:
-    return f"{at:%m-%d %H:%M}" if at else "-"  # short: the table must fit 80 columns
+    """Short, so the table fits 80 columns, as ``ls -l`` does: this year's times to the
+    minute, other years' as dates with their year."""
+    if at is None:
+        return "-"
+    return f"{at:%m-%d %H:%M}" if at.year == datetime.now(UTC).year else f"{at:%Y-%m-%d}"
 
 
 def _cmd_status(args: argparse.Namespace, out: Console, err: Console) -> int:
@@ -709,7 +733,28 @@ def _server(args: argparse.Namespace, cfg: Config, err: Console) -> Any:
         err.print(f"[bold red]error:[/] {_m(e)}", highlight=False)
         return None
     err.print(f"serving {cfg.output_dir} at {address} (Ctrl+C stops)", highlight=False)
+    elsewhere = _base_elsewhere(cfg.base_url, address)
+    if elsewhere:
+        err.print(f"[yellow]warning:[/] {_m(elsewhere)}", highlight=False)
     return server
+
+
+def _base_elsewhere(base_url: str, address: str) -> str | None:
+    """A warning when ``base_url`` names this machine but another port than the one served:
+    every feed's self link, the pages' subscribe links and the OPML lead there, not here.
+    (A public base_url differs from the address on purpose, behind a reverse proxy.)"""
+    from urllib.parse import urlsplit
+
+    base, here = urlsplit(base_url), urlsplit(address)
+    local = {"localhost", "127.0.0.1", "::1", "0.0.0.0", "::"}  # noqa: S104 - names, not binds
+    if base.hostname not in local or base.port == here.port:
+        return None
+    return (
+        f"base_url is {base_url}, but this server listens on port {here.port}: the feeds' "
+        "self links and the subscribe links on its pages lead to base_url. Set base_url to "
+        f"{address} in config.toml (and run again), or serve on port "
+        f"{base.port or (443 if base.scheme == 'https' else 80)}"
+    )
 
 
 def _cmd_serve(args: argparse.Namespace, err: Console) -> int:

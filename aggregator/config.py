@@ -20,9 +20,10 @@ import stat
 import tomllib
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from difflib import get_close_matches
 from functools import cache
 from pathlib import Path, PurePosixPath
-from typing import Annotated, Any
+from typing import Annotated, Any, get_args
 from urllib.parse import urlsplit
 
 from pydantic import (
@@ -399,15 +400,50 @@ def _key_path(loc: tuple[Any, ...]) -> str:
     return out or "(top level)"
 
 
+# TOML has types, and the config is read strictly: a value of the wrong one, in our words.
+_WRONG_TYPE = {
+    "bool_type": "must be true or false, unquoted",
+    "int_type": "must be a whole number, unquoted",
+    "float_type": "must be a number, unquoted",
+    "string_type": "must be text in quotes",
+    "list_type": "must be a list, [...]",
+    "dict_type": "must be a table, {...} or a [section]",
+    "model_type": "must be a table, {...} or a [section]",
+}
+
+
+def _fields_at(loc: tuple[Any, ...]) -> list[str]:
+    """The keys the table at ``loc`` (a key path, list indexes included) may hold."""
+    model: Any = _Config
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        field = getattr(model, "model_fields", {}).get(part)
+        if field is None:
+            return []
+        model = field.annotation
+        while get_args(model) and not isinstance(model, type):  # list[_Source], X | None
+            model = next((a for a in get_args(model) if a is not type(None)), None)
+    return list(getattr(model, "model_fields", {}))
+
+
 def _problems(e: ValidationError) -> list[str]:
     problems = []
     for err in e.errors():
         msg = err["msg"].removeprefix("Value error, ")
+        loc = err["loc"]
         if err["type"] == "extra_forbidden":
-            msg = "unknown key (check its spelling)"
+            close = get_close_matches(str(loc[-1]), _fields_at(loc[:-1]), n=1, cutoff=0.6)
+            msg = (
+                f"unknown key; did you mean {close[0]!r}?"
+                if close
+                else ("unknown key (check its spelling)")
+            )
         elif err["type"] == "missing":
             msg = "required key is missing"
-        problems.append(f"{_key_path(err['loc'])}: {msg}")
+        elif err["type"] in _WRONG_TYPE:
+            msg = f"{_WRONG_TYPE[err['type']]}, not {err['input']!r}"
+        problems.append(f"{_key_path(loc)}: {msg}")
     return problems
 
 

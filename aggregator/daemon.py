@@ -329,13 +329,20 @@ class Daemon:
                 log.error("%s: %s%s", r.name, line, when)
             else:
                 log.info("%s: %s%s", r.name, line, when)
-        written = [f"{f.path.name} ({f.entries})" for f in report.feeds if f.written]
+        out = self.config.output_dir
+        written = [
+            f"{f.path.relative_to(out) if f.path.is_relative_to(out) else f.path} ({f.entries})"
+            for f in report.feeds
+            if f.written
+        ]
         log.info(
             "batch done in %.1f s; feeds rewritten: %s",
             report.seconds, ", ".join(written) or "none (nothing changed)",
         )  # fmt: skip
         for error in report.errors:
             log.error("%s", error)
+        for warning in report.warnings:
+            log.warning("%s", warning)
 
 
 def _describe(r: SourceReport) -> str:

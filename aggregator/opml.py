@@ -68,12 +68,13 @@ def outputs(config: Config, title: str = "aggregator feeds") -> bytes:
 
 
 def export(config: Config, title: str = "aggregator sources and feeds") -> bytes:
-    """Two groups: "Sources" (every URL source, with its home page) and "Feeds" (the outputs)."""
+    """Two groups: "Sources" (every URL source, with its home page; no group when there is
+    none, as with archive folders only) and "Feeds" (the outputs)."""
     root, body = _opml(title)
-    group = ET.SubElement(body, "outline", text="Sources", title="Sources")
-    for s in config.sources:
-        if s.url is None:
-            continue
+    urls = [s for s in config.sources if s.url is not None]
+    group = ET.SubElement(body, "outline", text="Sources", title="Sources") if urls else body
+    for s in urls:
+        assert s.url is not None
         attrs = {"type": "rss", "text": s.title, "title": s.title, "xmlUrl": s.url}
         if s.homepage:
             attrs["htmlUrl"] = s.homepage

@@ -319,8 +319,7 @@ def _ingest(
             fetch.scan(source, lambda path, why: tally.skipped.append(Skip(_shown(path), why)))
         )
     except SourceError as e:
-        tally.error = e.reason
-        log.error("source %s: %s: %s", source.name, e.origin, e.reason)
+        tally.error = e.reason  # reported once, by the summary or the daemon's log
         return tally.report()
     tally.files_seen = len(stats)
     stats = _named(stats, tally)
@@ -546,7 +545,6 @@ def _ingest_url(
     elif not got.ok:
         detail = got.reason or "failed"
         tally.error = f"{got.url}: {detail}"
-        log.error("source %s: %s: %s", source.name, got.url, detail)
         new_state = replace(new_state, last_attempt=now, last_error=detail)
     else:
         new_state = replace(new_state, last_attempt=now, last_success=now, last_error=None)
@@ -585,7 +583,6 @@ def _take_feed(
         items, skipped = adapters.parse_feed(fetched, source.adapter, source.policy.max_items)
     except SourceError as e:
         tally.error = f"{e.origin}: {e.reason}"
-        log.error("source %s: %s", source.name, tally.error)
         return
     except Exception as e:  # a bug: this source fails with its reason, the others go on
         log.error("bug while reading %s:\n%s", fetched.origin, traceback.format_exc())
@@ -839,11 +836,9 @@ def _write_feeds(
         try:
             staging.write(_EXTRAS, config.output_dir / filename, data)
         except AggregatorError as e:
-            log.error("%s", e)
             errors.append(str(e))
     for name, (error, placed) in staging.commit().items():
         if name == _EXTRAS:
-            log.error("%s", error)
             errors.append(str(error))
             continue
         spec = next(f for f in config.feeds if f.name == name)
@@ -863,13 +858,13 @@ _EXTRAS = ""  # the staging group of feeds.opml and feed.xsl (no feed has an emp
 
 
 def _feed_failed(store: Store, spec: FeedSpec, path: Path, e: Exception) -> str:
-    """Report one feed that could not be published; it is rebuilt on the next run."""
+    """The error of one feed that could not be published (for the report, which the summary
+    or the daemon's log shows once); it is rebuilt on the next run."""
     if isinstance(e, AggregatorError):
         error = str(e)
-        log.error("%s", error)
     else:  # feedgen/lxml refused a value: a bug, but one feed's only
         error = f"{path}: cannot write the feed ({e}); the others go on; please report this"
-        log.error("%s\n%s", error, traceback.format_exc())
+        log.error("the traceback of %s:\n%s", path, traceback.format_exc())
     store.record_feed(spec.name, _FAILED, 0, None)  # rebuilt next run, whatever changes
     return error
 
@@ -1149,8 +1144,6 @@ def _run(
         sketch_seconds=run.sketch_ns / 1e9,
         warnings=tuple(warnings),
     )
-    for warning in warnings:
-        log.warning("%s", warning)
     if dry_run:
         store.rollback()
         return report
@@ -1162,8 +1155,6 @@ def _run(
         from aggregator.fetch import http  # httpx only when there is a hub to tell
 
         pinged = http.ping_hub(config.hub, changed_urls, f"aggregator/{__version__}")
-        for warning in pinged:
-            log.warning("%s", warning)
         report = replace(report, warnings=(*report.warnings, *pinged))
     return report
 

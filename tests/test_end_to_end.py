@@ -399,6 +399,8 @@ def test_missing_source_folder_keeps_the_others(ws: Workspace) -> None:
     strict = ws.cli("run", "--strict")  # for cron: a failing source is worth a mail
     assert strict.returncode == 1
     assert "--strict: 0 input(s) skipped, 1 source(s) failed" in strict.stderr
+    said = strict.stdout + strict.stderr
+    assert said.count("no such file or folder") == 1, said  # said once, in the summary
     status = ws.cli("status")
     assert status.returncode == 0  # the service is up; the source is the problem
     assert "but failing: dw" in status.stdout
@@ -413,6 +415,49 @@ def test_nothing_produced_exits_1(tmp_path) -> None:  # type: ignore[no-untyped-
     proc = Workspace(tmp_path).cli("run")
     assert proc.returncode == 1
     assert "nothing could be produced" in proc.stderr
+
+
+def test_output_to_a_pipe_is_not_cut_to_80_columns(ws: Workspace) -> None:
+    """cron's mail, journald and `| less` get whole headers, paths and URLs (rich draws 80
+    columns off a terminal); COLUMNS, when set, is still the width."""
+    env = {k: v for k, v in os.environ.items() if k != "COLUMNS"}
+
+    def cli(*args: str, **extra: str) -> str:
+        proc = subprocess.run(
+            [sys.executable, "-m", "aggregator", *args], cwd=ws.root, capture_output=True,
+            text=True, timeout=120, check=True, env={**env, **extra},
+        )  # fmt: skip
+        return proc.stdout
+
+    summary = cli("run")
+    assert "unchanged" in summary and "duplicates" in summary and "aljazeera" in summary
+    status = cli("status")
+    for feed in ("aljazeera", "all"):
+        assert f"https://news.example.org/feeds/{feed}.atom" in status
+    assert "…" not in summary + status
+    assert "2022-10-21" in status  # an entry of another year is dated with its year
+    narrow = cli("status", COLUMNS="60")
+    assert max(map(len, narrow.splitlines())) <= 60
+
+
+def test_config_is_taken_before_or_after_the_command(ws: Workspace, tmp_path: Path) -> None:
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "aggregator", *args], cwd=elsewhere, capture_output=True,
+            text=True, timeout=120, check=False,
+        )  # fmt: skip
+
+    config = str(ws.config)
+    assert cli("--config", config, "run").returncode == 0
+    assert cli("-c", config, "status").returncode == 0
+    assert cli("status", "--config", config).returncode == 0
+    after = cli("-c", "nope.toml", "status", "-c", config)  # the command's own wins
+    assert after.returncode == 0, after.stderr
+    missing = cli("status")  # no config.toml here
+    assert missing.returncode == 2 and "config.toml: no such file" in missing.stderr
 
 
 def test_source_option_reads_only_that_source(ws: Workspace) -> None:
@@ -477,6 +522,21 @@ def test_check_names_problems_by_key_path(ws: Workspace) -> None:
             '[[sources]]\nname = "a"\npath = "seeds"\n',
         )
         assert proc.returncode == 2 and "output.max_entries:" in proc.stderr, (value, proc.stderr)
+    # A misspelt key gets the nearest real one at its place; a wrong type is said in TOML's terms.
+    proc = _check(
+        ws,
+        'base_url = "http://x/"\n[output]\nmax_entrys = 5\narchive = "yes"\n'
+        '[[sources]]\nname = "a"\npath = "seeds"\nintervall = "30m"\nzzz = 1\n'
+        '[[feeds]]\nname = "t"\ntitle = "t"\nsources = ["a"]\nscritp = "zh-Hant"\n',
+    )
+    for expected in (
+        "output.max_entrys: unknown key; did you mean 'max_entries'?",
+        "output.archive: must be true or false, unquoted, not 'yes'",
+        "sources[0].intervall: unknown key; did you mean 'interval'?",
+        "sources[0].zzz: unknown key (check its spelling)",
+        "feeds[0].scritp: unknown key; did you mean 'script'?",
+    ):
+        assert expected in proc.stderr, proc.stderr
     (ws.root / "state").mkdir(exist_ok=True)
     (ws.root / "out.txt").write_text("not a folder", encoding="utf-8")
     proc = _check(

@@ -141,6 +141,8 @@ def test_import_into_a_config_with_another_hard_link_extends_it_in_place(ws: Wor
 
 
 def test_export_lists_url_sources_and_every_output_feed(ws: Workspace) -> None:
+    folders_only = etree.fromstring(ws.cli("opml", "export", check=True).stdout.encode())
+    assert [g.get("text") for g in folders_only.find("body")] == ["Feeds"]  # no empty group
     ws.cli("opml", "import", str(READER), check=True)
     proc = ws.cli("opml", "export", check=True)
     root = etree.fromstring(proc.stdout.encode())

@@ -154,6 +154,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     code, err = server.stop(signal.SIGTERM)
     assert code == 0, f"SIGTERM should stop the server cleanly (exit 0): {err}"
     assert "stopped" in err
+    assert "warning" not in err  # base_url names the port served
 
 
 def _feed_names(s: Served) -> list[str]:
@@ -536,6 +537,22 @@ def test_a_busy_port_is_reported(served: Served) -> None:
     assert proc.returncode == 3
     assert f"cannot listen on 127.0.0.1:{served.port}" in proc.stderr
     assert "choose another --port" in proc.stderr
+
+
+def test_a_local_base_url_on_another_port_is_a_warning(tmp_path: Path) -> None:
+    """Served on a port its local base_url does not name: the links lead elsewhere; said at
+    start, with both ways out. A public base_url (behind a reverse proxy) is no warning."""
+    for base, warned in (("http://localhost:1/", True), ("https://news.example.org/", False)):
+        ws = make_workspace(tmp_path / str(warned))
+        configure(ws, base)
+        port = _free_port()
+        code, err = start(ws, port, "/").stop(signal.SIGTERM)
+        assert code == 0, err
+        said = f"warning: base_url is {base}, but this server listens on port {port}"
+        assert (said in err) is warned, err
+        if warned:
+            assert f"Set base_url to http://127.0.0.1:{port}/ in config.toml" in err
+            assert "or serve on port 1" in err
 
 
 def _answer(sock: socket.socket) -> bytes:

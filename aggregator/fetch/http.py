@@ -561,8 +561,7 @@ async def _fetch_one(
     if before.retry_at is not None and now < before.retry_at:
         return HttpResult(
             source.name, url, "waiting",
-            reason=f"not asked again before {before.retry_at:%Y-%m-%d %H:%M:%S} UTC "
-            f"({before.failures} consecutive failure(s))",
+            reason=f"not asked again before {before.retry_at:%Y-%m-%d %H:%M:%S} UTC",
         )  # fmt: skip
     started = time.perf_counter()
     async with limits[0], limits[1]:
