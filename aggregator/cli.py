@@ -13,13 +13,14 @@ server cannot listen).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
 import signal
 import sys
 from dataclasses import asdict
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from functools import cache, cached_property
 from pathlib import Path
 from types import FrameType
@@ -194,6 +195,7 @@ def _parser() -> argparse.ArgumentParser:
         description="OPML subscription lists: export what is configured, or add the feeds of "
         "a reader's export to config.toml as sources.",
     )
+    with_config(opml_cmd)  # aggregator opml -c x.toml export
     opml_sub = opml_cmd.add_subparsers(dest="opml_command", metavar="ACTION", required=True)
     export = opml_sub.add_parser(
         "export", help="write the URL sources and the output feeds as OPML",
@@ -234,11 +236,12 @@ def _parser() -> argparse.ArgumentParser:
     explain.add_argument("query", metavar="ENTRY", help="Atom entry id, identity key or URL")
     explain.add_argument("--json", action="store_true", help="print it as JSON")
 
-    sub.add_parser(
+    adapters = sub.add_parser(
         "adapters",
         help="list the source adapters (the names config.toml accepts)",
         description="List the adapters: the values sources[].adapter accepts.",
     )
+    with_config(adapters)  # accepted like everywhere; the list does not depend on it
     return p
 
 
@@ -415,8 +418,6 @@ def _print_report(report: RunReport, out: Console) -> None:
                 "it is fetched there from now on: update its url in config.toml",
                 highlight=False,
             )
-        if s.error:
-            out.print(f"[bold red]source {s.name} failed:[/] {_m(s.error)}", highlight=False)
         for skip in s.skipped:
             out.print(f"[yellow]skipped[/] {_m(skip.origin)}: {_m(skip.reason)}", highlight=False)
     rules = sorted({name for s in report.sources for name, _ in s.rules})
@@ -439,11 +440,20 @@ def _print_report(report: RunReport, out: Console) -> None:
     out.print(feeds)
     if report.retention_removed:
         out.print(f"retention removed {report.retention_removed} old item(s)")
-    for error in report.errors:
-        out.print(f"[bold red]error:[/] {_m(error)}", highlight=False)
-    for warning in report.warnings:
-        out.print(f"[yellow]warning:[/] {_m(warning)}", highlight=False)
     out.print(f"done in {report.seconds:.2f} s", highlight=False)
+
+
+def _print_problems(report: RunReport, con: _Consoles) -> None:
+    """Sources that failed, feeds that could not be written and warnings, on stderr, with or
+    without --json: what cron mails and a person must act on, once each. (rich is loaded
+    only when there is one.)"""
+    lines = [
+        *(f"[bold red]source {s.name} failed:[/] {_m(s.error)}" for s in report.sources if s.error),
+        *(f"[bold red]error:[/] {_m(error)}" for error in report.errors),
+        *(f"[yellow]warning:[/] {_m(warning)}" for warning in report.warnings),
+    ]
+    for line in lines:
+        con.err.print(line, highlight=False)
 
 
 def _cmd_explain(args: argparse.Namespace, out: Console, err: Console) -> int:
@@ -586,7 +596,7 @@ def _cmd_run(args: argparse.Namespace, con: _Consoles) -> int:
             tasks[source] = progress_bar.add_task(f"reading {source}", total=total)
         progress_bar.update(tasks[source], completed=done)
 
-    stopping = _Stopping(con)
+    stopping = _Stopping(con, args.dry_run)
     try:
         with pipeline.exclusive(cfg, args.wait), Store(cfg.state_db) as store, stopping:
             report = pipeline.run_once(
@@ -597,12 +607,16 @@ def _cmd_run(args: argparse.Namespace, con: _Consoles) -> int:
         con.err.print(f"[bold red]error:[/] {_m(e)}", highlight=False)
         return EXIT_STATE
     except KeyboardInterrupt:  # Ctrl-C before the run began, or a second stop signal
-        con.err.print(
-            "stopped at once: the sources finished before the first signal are saved, the "
-            "one under way is not, and the feeds were not written; run again to go on"
-            if stopping.signal
-            else "interrupted before the run began; nothing was changed"
-        )
+        if stopping.signal is None:
+            said = "interrupted before the run began; nothing was changed"
+        elif args.dry_run:
+            said = "stopped at once (a dry run: nothing was saved or written)"
+        else:
+            said = (
+                "stopped at once: what was read up to the last save is kept and the feeds "
+                "are rebuilt from it by the next run; run again to read the rest"
+            )
+        con.err.print(said)
         return 128 + (stopping.signal or signal.SIGINT)
     finally:
         if progress_bar is not None:
@@ -615,10 +629,13 @@ def _cmd_run(args: argparse.Namespace, con: _Consoles) -> int:
         print(json.dumps(data, ensure_ascii=False, indent=2, default=str))
     else:
         _print_report(report, con.out)
+    _print_problems(report, con)
     if stopping.signal is not None:
         con.err.print(
-            f"interrupted ({stopping.signal.name}): the files read before it are saved and "
-            "in the feeds; run again to read the rest"
+            f"interrupted ({stopping.signal.name}): a dry run, nothing was saved or written"
+            if args.dry_run
+            else f"interrupted ({stopping.signal.name}): what was read before it is saved "
+            "and in the feeds; run again to read the rest"
         )
         return 128 + stopping.signal
     if report.errors:
@@ -643,22 +660,35 @@ class _Stopping:
     read is committed and its feeds written); a second stops it at once (KeyboardInterrupt).
     The workers ignore them: only this process decides."""
 
-    def __init__(self, con: _Consoles) -> None:
-        self.con = con
+    def __init__(self, con: _Consoles, dry_run: bool) -> None:
+        self.con, self.dry_run = con, dry_run
         self.signal: signal.Signals | None = None
+        self._said = False
         self._previous: dict[signal.Signals, Any] = {}
 
     def __call__(self) -> bool:
-        return self.signal is not None
+        """Whether to stop; the first time it is yes, says so. (Said here, not by the signal
+        handler: after SIGHUP the terminal may be gone, and a write to it fails.)"""
+        if self.signal is None:
+            return False
+        if not self._said:
+            self._said = True
+            then = (
+                "nothing is saved (a dry run)"
+                if self.dry_run
+                else ("what was read is saved and the feeds written from it")
+            )
+            with contextlib.suppress(OSError):
+                self.con.err.print(
+                    f"{self.signal.name}: stopping after the files and fetches under way; "
+                    f"{then} (send it again to stop at once)"
+                )
+        return True
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
         if self.signal is not None:
             raise KeyboardInterrupt
         self.signal = signal.Signals(signum)
-        self.con.err.print(
-            f"{self.signal.name}: stopping after the files under way; the feeds are then "
-            "written with what was read (send it again to stop at once)"
-        )
 
     def __enter__(self) -> None:
         for sig in pipeline.stop_signals():
@@ -670,11 +700,12 @@ class _Stopping:
 
 
 def _when(at: datetime | None) -> str:
-    """Short, so the table fits 80 columns, as ``ls -l`` does: this year's times to the
-    minute, other years' as dates with their year."""
+    """Short, so the table fits 80 columns, as ``ls -l`` does: a time within half a year of
+    now to the minute, any other as a date with its year."""
     if at is None:
         return "-"
-    return f"{at:%m-%d %H:%M}" if at.year == datetime.now(UTC).year else f"{at:%Y-%m-%d}"
+    near = abs(datetime.now(UTC) - at) < timedelta(days=182)
+    return f"{at:%m-%d %H:%M}" if near else f"{at:%Y-%m-%d}"
 
 
 def _cmd_status(args: argparse.Namespace, out: Console, err: Console) -> int:
@@ -747,13 +778,15 @@ def _base_elsewhere(base_url: str, address: str) -> str | None:
 
     base, here = urlsplit(base_url), urlsplit(address)
     local = {"localhost", "127.0.0.1", "::1", "0.0.0.0", "::"}  # noqa: S104 - names, not binds
-    if base.hostname not in local or base.port == here.port:
+    port = base.port or (443 if base.scheme == "https" else 80)
+    if base.hostname not in local or port == here.port:
         return None
+    wildcard = here.hostname in ("0.0.0.0", "::")  # noqa: S104 - every interface: no URL
+    usable = here._replace(netloc=f"localhost:{here.port}").geturl() if wildcard else address
     return (
         f"base_url is {base_url}, but this server listens on port {here.port}: the feeds' "
         "self links and the subscribe links on its pages lead to base_url. Set base_url to "
-        f"{address} in config.toml (and run again), or serve on port "
-        f"{base.port or (443 if base.scheme == 'https' else 80)}"
+        f"{usable} in config.toml (and run again), or serve on port {port}"
     )
 
 

@@ -486,11 +486,16 @@ def _take(p: Prepared, source: Source, store: Store, now: datetime, tally: _Tall
 
 
 def _fetch_urls(
-    config: Config, sources: list[Source], store: Store, now: datetime, offline: bool
+    config: Config,
+    sources: list[Source],
+    store: Store,
+    now: datetime,
+    offline: bool,
+    stop: Callable[[], bool] | None = None,
 ) -> Iterator[tuple[Source, FetchState, HttpResult | Fetched | None]]:
     """Each URL source with its stored state and what this run got for it, in the order the
     fetches complete: a fetch result, or with ``offline`` the stored snapshot (None when there
-    is none)."""
+    is none). Once ``stop`` says True no further fetch starts (those under way end)."""
     states = {s.name: store.fetch_state(s.name) for s in sources}
     if offline:
         for s in sources:
@@ -501,9 +506,21 @@ def _fetch_urls(
     by_name = {s.name: s for s in sources}
     targets = [replace(s, url=_current_url(s, states[s.name])) for s in sources]
     for result in http.fetch_all(
-        targets, states, now, concurrency=config.concurrency, per_host=config.per_host
-    ):
+        targets, states, now, concurrency=config.concurrency, per_host=config.per_host,
+        stop=stop,
+    ):  # fmt: skip
         yield by_name[result.source], states[result.source], result
+
+
+def _commit(config: Config, store: Store, changed: set[str]) -> None:
+    """Commit what the run has taken in so far, with the feeds of the sources in ``changed``
+    (emptied) marked outdated in the same transaction: a run stopped or killed before it
+    writes them leaves them to the next, which would otherwise find no file changed and keep
+    them as they were, without these articles."""
+    if changed:
+        store.outdate_feeds([f.name for f in config.feeds if changed.intersection(f.sources)])
+        changed.clear()
+    store.commit()
 
 
 def _current_url(source: Source, state: FetchState) -> str | None:
@@ -1034,7 +1051,8 @@ def _pages_on_disk(config: Config, spec: FeedSpec, store: Store) -> tuple[int, s
         return 0, None
     return highest, (
         f"{folder}: holds archive pages up to {highest}.atom that the state database "
-        f"{config.state_db} does not record (was it deleted or replaced?). They are left as "
+        f"{config.state_db} does not record (was it deleted or replaced, or a run stopped "
+        "while putting them in place?). They are left as "
         f"they are; new pages of feed {spec.name!r} are numbered from {highest + 1}, so no "
         "published page changes. Delete the old pages yourself once readers no longer need them."
     )
@@ -1093,24 +1111,29 @@ def _run(
     run = _RunState()
     early = _Early(config, staging) if staging is not None and urls else None
     committed = time.monotonic()
-    for source, state, got in _fetch_urls(config, urls, store, now, offline) if urls else ():
+    outdated: set[str] = set()  # sources whose entries changed since the last commit
+    for source, state, got in _fetch_urls(config, urls, store, now, offline, stop) if urls else ():
         done[source.name] = taken = _ingest_url(source, state, got, store, now, run)
-        if early is not None and taken.changed:
-            early.publish(source.name, store, now)
+        if taken.changed:
+            outdated.add(source.name)
+            if early is not None:
+                early.publish(source.name, store, now)
         if not dry_run and time.monotonic() - committed >= COMMIT_SECONDS:
-            store.commit()
+            _commit(config, store, outdated)
             committed = time.monotonic()
     if urls and not dry_run:
-        store.commit()
+        _commit(config, store, outdated)
     workers = _Workers(config)
     try:
         for source in chosen:
             if source.url is None and not (stop is not None and stop()):
-                done[source.name] = _ingest(
+                done[source.name] = taken = _ingest(
                     workers, source, store, now, dry_run, progress, run, stop
                 )
                 if not dry_run:
-                    store.commit()
+                    if taken.changed:
+                        outdated.add(source.name)
+                    _commit(config, store, outdated)
     finally:
         workers.close(cancel=stop is not None and stop())
     reports = [done[s.name] for s in chosen if s.name in done]

@@ -14,8 +14,13 @@ from pathlib import Path
 from typing import Any
 
 import feedparser
+import pytest
 from atomcheck import check_feed
 from conftest import Workspace
+
+from aggregator import config as config_mod
+from aggregator import pipeline
+from aggregator.store import Store
 
 A = "{http://www.w3.org/2005/Atom}"
 
@@ -406,6 +411,38 @@ def test_missing_source_folder_keeps_the_others(ws: Workspace) -> None:
     assert "but failing: dw" in status.stdout
 
 
+def test_a_run_stopped_after_saving_leaves_the_feeds_to_the_next(
+    ws: Workspace, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A run stopped (a second Ctrl-C, SIGKILL, a power cut) after it saved a source but
+    before it wrote the feeds: the next run finds no file changed, yet writes the feeds with
+    that source's new article (the commit marked them outdated)."""
+    ws.run_json()
+    (ws.root / "seeds" / "voa" / "900_new.txt").write_text(
+        "<!--1700000000000-->\n[新的文章：港口工人罢工进入第三天](https://www.voachinese.com/a/"
+        "strike/7700009.html)\n------\n\n<div><i>Tue, 14 Nov 2023 22:13:20 GMT</i></div>"
+        "<p>港口工人罢工进入第三天，货轮在锚地排起长队，工会与资方的谈判仍无进展。</p>"
+        "<p>市政府呼吁双方回到谈判桌，并表示将评估对本地供应链的影响。</p>\n",
+        encoding="utf-8",
+    )
+
+    def stopped(*args: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(pipeline, "_near_duplicates", stopped)  # after every source is saved
+    cfg = config_mod.load(ws.config)
+    with pytest.raises(KeyboardInterrupt), Store(cfg.state_db) as store:
+        pipeline.run_once(cfg, store, datetime.now(UTC))
+    monkeypatch.undo()
+    assert len(_parsed(ws, "voa.atom").entries) == 3  # not written
+    report = ws.run_json()
+    assert sum(s["files_read"] for s in report["sources"]) == 0  # the file was saved before
+    titles = [e.title for e in _parsed(ws, "voa.atom").entries]
+    assert len(titles) == 4 and any(t.startswith("新的文章") for t in titles)
+    assert len(_parsed(ws, "all.atom").entries) == 6
+    assert not any(f["written"] for f in ws.run_json()["feeds"])  # and once is enough
+
+
 def test_nothing_produced_exits_1(tmp_path) -> None:  # type: ignore[no-untyped-def]
     (tmp_path / "empty").mkdir()
     (tmp_path / "config.toml").write_text(
@@ -454,6 +491,8 @@ def test_config_is_taken_before_or_after_the_command(ws: Workspace, tmp_path: Pa
     assert cli("--config", config, "run").returncode == 0
     assert cli("-c", config, "status").returncode == 0
     assert cli("status", "--config", config).returncode == 0
+    assert cli("opml", "-c", config, "export").returncode == 0
+    assert cli("adapters", "-c", config).returncode == 0
     after = cli("-c", "nope.toml", "status", "-c", config)  # the command's own wins
     assert after.returncode == 0, after.stderr
     missing = cli("status")  # no config.toml here

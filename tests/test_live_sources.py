@@ -709,6 +709,25 @@ def test_offline_without_a_snapshot_says_what_to_do(tmp_path: Path, server: Feed
     assert server.hits("/f") == []
 
 
+def test_a_stopped_run_starts_no_further_fetch(tmp_path: Path, server: FeedServer) -> None:
+    """Asked to stop (Ctrl-C, the daemon's SIGTERM) while its fetches queue: the two under way
+    end and are taken in; the other four are not started, and their state is as it was."""
+    body = livefeeds.rss2(livefeeds.voa())
+    routes = [
+        server.route(f"/f{n}.xml", Route(body=body, headers=RSS, delay=0.5)) for n in range(6)
+    ]
+    setup = Setup(tmp_path, [url_source(f"f{n}", u) for n, u in enumerate(routes)],
+                  fetch="concurrency = 2")  # fmt: skip
+    started = time.monotonic()
+    report = setup.run(stop=lambda: time.monotonic() - started > 0.2)
+    assert sorted(by_name(report)) == ["f0", "f1"]
+    assert all(r.fetch is not None and r.fetch.outcome == "fetched" for r in report.sources)
+    assert sum(len(server.hits(f"/f{n}.xml")) for n in range(6)) == 2
+    with Store(setup.config.state_db) as store:
+        assert store.fetch_state("f5").last_attempt is None  # never asked
+    assert len(setup.feed("all").entries) == len(setup.feed("f0").entries) > 0
+
+
 def test_cli_summary_names_the_failed_source_and_reason(tmp_path: Path, server: FeedServer) -> None:
     good = server.route("/good", Route(body=livefeeds.rss2(livefeeds.voa()), headers=RSS))
     server.route("/bad", Route(status=503, headers={"retry-after": "600"}))
@@ -718,8 +737,11 @@ def test_cli_summary_names_the_failed_source_and_reason(tmp_path: Path, server: 
         cwd=tmp_path, capture_output=True, text=True, timeout=60, check=False,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
-    assert "source bad failed:" in proc.stdout and "HTTP 503" in proc.stdout
-    assert "the server asks us to wait" in proc.stdout
+    # The failure on stderr, once (what cron mails); the summary on stdout.
+    assert "source bad failed:" in proc.stderr and "HTTP 503" in proc.stderr
+    assert proc.stderr.count("source bad failed:") == 1
+    assert "the server asks us to wait" in proc.stderr
+    assert "Run summary" in proc.stdout and "│ bad " in proc.stdout
     assert mint_atom_id("voa:6800196") in (tmp_path / "out" / "all.atom").read_text(
         encoding="utf-8"
     )

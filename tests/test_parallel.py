@@ -192,8 +192,8 @@ def test_ctrl_c_stops_a_run_after_the_files_under_way(tmp_path: Path, big: Path)
     files = sum(len(list((big / n).iterdir())) for n in ("voa", "dw", "aljazeera"))
     proc, _ = _reading(ws)
     out, err = _interrupted(proc, times=1)
-    assert "SIGINT: stopping after the files under way" in err
-    assert "interrupted (SIGINT): the files read before it are saved" in err
+    assert "SIGINT: stopping after the files and fetches under way" in err
+    assert "interrupted (SIGINT): what was read before it is saved" in err
     first = json.loads(out)
     assert first["interrupted"] == "SIGINT"
     read = sum(s["files_read"] for s in first["sources"])
@@ -211,7 +211,7 @@ def test_a_second_ctrl_c_stops_at_once_and_loses_nothing_saved(tmp_path: Path, b
     ws = _workspace(tmp_path / "ws", big, workers=2)
     proc, workers = _reading(ws)
     _, err = _interrupted(proc, times=2)
-    assert "stopped at once: the sources finished before the first signal are saved" in err
+    assert "stopped at once: what was read up to the last save is kept" in err
     assert not (ws.out / "all.atom").exists()  # no feed was written
     deadline = time.monotonic() + 10
     while any(map(_alive, workers)) and time.monotonic() < deadline:

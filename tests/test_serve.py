@@ -546,7 +546,12 @@ def test_a_local_base_url_on_another_port_is_a_warning(tmp_path: Path) -> None:
         ws = make_workspace(tmp_path / str(warned))
         configure(ws, base)
         port = _free_port()
-        code, err = start(ws, port, "/").stop(signal.SIGTERM)
+        server = start(ws, port, "/")
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        conn.request("GET", "/healthz")  # answered: it serves (and handles SIGTERM), not only bound
+        conn.getresponse().read()
+        conn.close()
+        code, err = server.stop(signal.SIGTERM)
         assert code == 0, err
         said = f"warning: base_url is {base}, but this server listens on port {port}"
         assert (said in err) is warned, err

@@ -62,22 +62,23 @@ class Post:
 
 
 def decode(data: bytes, origin: str) -> str:
-    """The file's text. UTF-8 (with or without BOM) is the norm; anything else is detected
-    (GB18030 and Big5 archives exist) with BeautifulSoup's UnicodeDammit."""
+    """The file's text. UTF-8 (with or without BOM) is the norm; anything else goes to
+    BeautifulSoup's UnicodeDammit, GB18030 first (Windows tools save Chinese so). A Big5 file
+    is misread as GB18030, whose byte pairs it also forms: not handled yet."""
     if not data.strip():
         raise ParseError(origin, "the file is empty; delete it or re-download it from the mirror")
     if b"\x00" in data[:4096] and not data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
         raise ParseError(
             origin, "this is a binary file, not an archive item; move it out of the folder"
         )
-    if data.startswith(codecs.BOM_UTF8):
-        data = data[3:]
+    bom = 3 if data.startswith(codecs.BOM_UTF8) else 0
     try:
-        return data.decode("utf-8")
+        return data[bom:].decode("utf-8")
     except UnicodeDecodeError as e:
-        damaged = _damaged_utf8(data, e.start)
+        damaged = _damaged_utf8(data[bom:], bom + e.start)
     if damaged:
         raise ParseError(origin, damaged)
+    data = data[bom:]
     from bs4.dammit import UnicodeDammit  # rare path: only for files that are not UTF-8
 
     guess = UnicodeDammit(data, known_definite_encodings=[], user_encodings=["gb18030", "big5"])
@@ -87,29 +88,24 @@ def decode(data: bytes, origin: str) -> str:
 
 
 # A file is damaged UTF-8, not another encoding, when its valid non-ASCII characters outnumber
-# its invalid sequences by this much. GB18030 and Big5 text read as UTF-8 is mostly invalid
-# (their trail bytes are rarely UTF-8 continuation bytes): fewer valid characters than invalid.
-UTF8_MAJORITY = 20
+# its invalid bytes this many times. GB18030 and Big5 text read as UTF-8 is mostly invalid
+# (their trail bytes are rarely UTF-8 continuation bytes): about one valid character to four
+# invalid bytes; Latin-1 or Windows-1252 text has no valid non-ASCII character at all.
+UTF8_MAJORITY = 3
+_INVALID = re.compile("[\udc80-\udcff]")  # the bytes surrogateescape could not decode
 
 
 def _damaged_utf8(data: bytes, first: int) -> str | None:
-    """Why a file that is UTF-8 but for a few bad bytes (cut or corrupted in transit) cannot
+    """Why a file that is UTF-8 but for a few bad bytes (cut or corrupted on the way) cannot
     be read, or None when it is not UTF-8 at all. Such a file must not go to the encoding
     guess: read as GB18030 it "decodes" into a page of wrong characters, which would be
-    published, titles and all, and replace the article's good capture."""
-    text = data.decode("utf-8", errors="replace")
-    places = text.count("\ufffd") - data.count("\ufffd".encode())  # a real U+FFFD is no damage
-    valid = sum(1 for c in text if c > "\x7f") - text.count("\ufffd")
-    if valid < UTF8_MAJORITY * max(places, 1):
+    published, titles and all, and replace the article's good capture. ``first``: the offset
+    of the first bad byte in the file."""
+    text = data.decode("utf-8", errors="surrogateescape")  # one pass, however many bad bytes
+    bad = len(_INVALID.findall(text))
+    valid = sum(1 for c in text if c > "\x7f") - bad
+    if valid < UTF8_MAJORITY * bad:
         return None
-    bad, at = 0, first
-    while True:  # few rounds: this file has few damaged places
-        try:
-            data[at:].decode("utf-8")
-            break
-        except UnicodeDecodeError as e:
-            bad += e.end - e.start
-            at += e.end
     return (
         f"not valid UTF-8 at byte {first} ({bad} bad byte(s) in all; the rest of the file is "
         "UTF-8), so it was cut or corrupted on the way; re-download it from the mirror (or "

@@ -556,7 +556,8 @@ async def _fetch_one(
     before: FetchState,
     now: datetime,
     limits: tuple[asyncio.Semaphore, asyncio.Semaphore],
-) -> HttpResult:
+    stop: Callable[[], bool] | None = None,
+) -> HttpResult | None:
     url = source.url or ""
     if before.retry_at is not None and now < before.retry_at:
         return HttpResult(
@@ -565,6 +566,8 @@ async def _fetch_one(
         )  # fmt: skip
     started = time.perf_counter()
     async with limits[0], limits[1]:
+        if stop is not None and stop():
+            return None  # its turn came after the run was asked to stop: not started
         try:
             async with asyncio.timeout(source.policy.timeout):
                 result = await _get(transport, source, url, before, now)
@@ -581,6 +584,7 @@ async def _fetch_all(
     concurrency: int,
     per_host: int,
     done: Callable[[HttpResult], None],
+    stop: Callable[[], bool] | None = None,
 ) -> None:
     overall = asyncio.Semaphore(concurrency)
     hosts: dict[str, asyncio.Semaphore] = {}
@@ -596,15 +600,18 @@ async def _fetch_all(
             limit = hosts.setdefault(host, asyncio.Semaphore(per_host))
             transport = transports[not s.policy.allow_private]
             before = validators.get(s.name, FetchState())
-            tasks.append(_report(_fetch_one(transport, s, before, now, (overall, limit)), done))
+            fetch = _fetch_one(transport, s, before, now, (overall, limit), stop)
+            tasks.append(_report(fetch, done))
         await asyncio.gather(*tasks)
     finally:
         for transport in transports.values():
             await transport.aclose()
 
 
-async def _report(fetch: Awaitable[HttpResult], done: Callable[[HttpResult], None]) -> None:
-    done(await fetch)
+async def _report(fetch: Awaitable[HttpResult | None], done: Callable[[HttpResult], None]) -> None:
+    result = await fetch
+    if result is not None:  # None: not started, the run is stopping
+        done(result)
 
 
 def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
@@ -624,8 +631,11 @@ def fetch_all(
     *,
     concurrency: int = 16,
     per_host: int = 4,
+    stop: Callable[[], bool] | None = None,
 ) -> Iterator[HttpResult]:
     """Fetch every URL source concurrently; yield one result per source as each completes.
+    Once ``stop`` says True no further fetch starts; those under way end as usual (each by
+    its timeout) and their sources are the only ones yielded after it.
 
     The fetching runs in its own thread and event loop, so the caller can parse and store one
     feed while the others are still downloading: network waits overlap the CPU work instead of
@@ -637,7 +647,9 @@ def fetch_all(
     def run() -> None:
         try:
             with asyncio.Runner(loop_factory=_loop_factory()) as runner:
-                runner.run(_fetch_all(sources, validators, now, concurrency, per_host, results.put))
+                runner.run(
+                    _fetch_all(sources, validators, now, concurrency, per_host, results.put, stop)
+                )
         except BaseException as e:
             results.put(e)
         finally:

@@ -1042,6 +1042,16 @@ class Store:
                 (name, signature, entries, _t(updated) if updated else None, content),
             )
 
+    def outdate_feeds(self, names: Sequence[str]) -> None:
+        """Mark feeds as not built from what the state now holds: their settings signature
+        no longer matches, so the next run looks at them whatever it finds changed, and
+        renders those whose entries (the content digest, kept) did change."""
+        with self._errors:
+            self._db.executemany(
+                "UPDATE feeds SET signature = 'outdated' WHERE name = ?",
+                [(name,) for name in names],
+            )
+
     # -- runs, for the health page and /metrics ----------------------------------------------
 
     def record_source_run(self, report: SourceReport, at: datetime) -> None:
