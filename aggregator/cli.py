@@ -606,18 +606,9 @@ def _cmd_run(args: argparse.Namespace, con: _Consoles) -> int:
     except (StoreError, PublishError) as e:
         con.err.print(f"[bold red]error:[/] {_m(e)}", highlight=False)
         return EXIT_STATE
-    except KeyboardInterrupt:  # Ctrl-C before the run began, or a second stop signal
-        if stopping.signal is None:
-            said = "interrupted before the run began; nothing was changed"
-        elif args.dry_run:
-            said = "stopped at once (a dry run: nothing was saved or written)"
-        else:
-            said = (
-                "stopped at once: what was read up to the last save is kept and the feeds "
-                "are rebuilt from it by the next run; run again to read the rest"
-            )
-        con.err.print(said)
-        return 128 + (stopping.signal or signal.SIGINT)
+    except KeyboardInterrupt:  # Ctrl-C before the run began (waiting for the state lock)
+        con.err.print("interrupted before the run began; nothing was changed")
+        return 128 + signal.SIGINT
     finally:
         if progress_bar is not None:
             progress_bar.stop()
@@ -656,9 +647,9 @@ def _cmd_run(args: argparse.Namespace, con: _Consoles) -> int:
 
 class _Stopping:
     """``run``'s stop signals (Ctrl-C, SIGTERM, SIGHUP unless ignored), as the daemon's: the
-    first asks the run to stop (``run_once``'s ``stop``: no further file is read, what was
-    read is committed and its feeds written); a second stops it at once (KeyboardInterrupt).
-    The workers ignore them: only this process decides."""
+    first asks the run to stop (``run_once``'s ``stop``: no further file is read or fetch
+    started, what was read is committed and its feeds written); a second ends the process at
+    once. The workers ignore them: only this process decides."""
 
     def __init__(self, con: _Consoles, dry_run: bool) -> None:
         self.con, self.dry_run = con, dry_run
@@ -686,9 +677,23 @@ class _Stopping:
         return True
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
-        if self.signal is not None:
-            raise KeyboardInterrupt
-        self.signal = signal.Signals(signum)
+        if self.signal is None:
+            self.signal = signal.Signals(signum)
+            return
+        # A second signal: out at once, as SIGKILL would be. (A KeyboardInterrupt raised here
+        # could land inside the worker pool's shutdown and leave the process waiting for ever
+        # on workers told nothing.) That is safe: every save is a transaction, the feeds of
+        # what was saved are marked outdated with it, the workers die with this process and
+        # the state lock goes with it; only a temporary file may be left in the output folder.
+        said = (
+            "stopped at once (a dry run: nothing was saved or written)\n"
+            if self.dry_run
+            else "stopped at once: what was read up to the last save is kept and the feeds "
+            "are rebuilt from it by the next run; run again to read the rest\n"
+        )
+        with contextlib.suppress(OSError):
+            os.write(2, said.encode())
+        os._exit(128 + self.signal)
 
     def __enter__(self) -> None:
         for sig in pipeline.stop_signals():
