@@ -598,7 +598,11 @@ def _cmd_run(args: argparse.Namespace, con: _Consoles) -> int:
 
     stopping = _Stopping(con, args.dry_run)
     try:
-        with pipeline.exclusive(cfg, args.wait), Store(cfg.state_db) as store, stopping:
+        with (
+            pipeline.exclusive(cfg, args.wait),
+            Store(cfg.state_db) as store,
+            pipeline.on_stop_signals(stopping.on_signal),
+        ):
             report = pipeline.run_once(
                 cfg, store, datetime.now(UTC), only=args.source, dry_run=args.dry_run,
                 offline=args.offline, progress=on_progress, stop=stopping,
@@ -655,7 +659,6 @@ class _Stopping:
         self.con, self.dry_run = con, dry_run
         self.signal: signal.Signals | None = None
         self._said = False
-        self._previous: dict[signal.Signals, Any] = {}
 
     def __call__(self) -> bool:
         """Whether to stop; the first time it is yes, says so. (Said here, not by the signal
@@ -664,11 +667,9 @@ class _Stopping:
             return False
         if not self._said:
             self._said = True
-            then = (
-                "nothing is saved (a dry run)"
-                if self.dry_run
-                else ("what was read is saved and the feeds written from it")
-            )
+            then = "what was read is saved and the feeds written from it"
+            if self.dry_run:
+                then = "nothing is saved (a dry run)"
             with contextlib.suppress(OSError):
                 self.con.err.print(
                     f"{self.signal.name}: stopping after the files and fetches under way; "
@@ -676,7 +677,7 @@ class _Stopping:
                 )
         return True
 
-    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
+    def on_signal(self, signum: int, frame: FrameType | None) -> None:
         if self.signal is None:
             self.signal = signal.Signals(signum)
             return
@@ -694,14 +695,6 @@ class _Stopping:
         with contextlib.suppress(OSError):
             os.write(2, said.encode())
         os._exit(128 + self.signal)
-
-    def __enter__(self) -> None:
-        for sig in pipeline.stop_signals():
-            self._previous[sig] = signal.signal(sig, self._on_signal)
-
-    def __exit__(self, *exc: object) -> None:
-        for sig, handler in self._previous.items():
-            signal.signal(sig, handler)
 
 
 def _when(at: datetime | None) -> str:

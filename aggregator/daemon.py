@@ -203,29 +203,20 @@ class Daemon:
 
     def run(self) -> None:
         """Start, then block until SIGTERM, SIGINT or SIGHUP; stop cleanly."""
-        previous = {sig: signal.getsignal(sig) for sig in pipeline.stop_signals()}
 
         def on_signal(signum: int, frame: FrameType | None) -> None:
             log.info("received %s", signal.Signals(signum).name)
             self.stop()
 
-        for sig in previous:
-            signal.signal(sig, on_signal)
-        try:
+        with pipeline.on_stop_signals(on_signal):
             self.start()
-        except BaseException:
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
-            raise
-        try:
-            while not self._stopping.wait(1.0):
-                if not self._batcher.is_alive():  # cannot happen unless a bug killed it
-                    break
-        finally:
-            self.stop()
-            self.join()
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
+            try:
+                while not self._stopping.wait(1.0):
+                    if not self._batcher.is_alive():  # cannot happen unless a bug killed it
+                        break
+            finally:
+                self.stop()
+                self.join()
 
     # -- scheduling --------------------------------------------------------------------------
 

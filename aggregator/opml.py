@@ -71,11 +71,10 @@ def export(config: Config, title: str = "aggregator sources and feeds") -> bytes
     """Two groups: "Sources" (every URL source, with its home page; no group when there is
     none, as with archive folders only) and "Feeds" (the outputs)."""
     root, body = _opml(title)
-    urls = [s for s in config.sources if s.url is not None]
+    urls = [(s, s.url) for s in config.sources if s.url is not None]
     group = ET.SubElement(body, "outline", text="Sources", title="Sources") if urls else body
-    for s in urls:
-        assert s.url is not None
-        attrs = {"type": "rss", "text": s.title, "title": s.title, "xmlUrl": s.url}
+    for s, url in urls:
+        attrs = {"type": "rss", "text": s.title, "title": s.title, "xmlUrl": url}
         if s.homepage:
             attrs["htmlUrl"] = s.homepage
         ET.SubElement(group, "outline", attrs)

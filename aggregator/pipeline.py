@@ -37,9 +37,11 @@ import time
 import traceback
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from pathlib import Path
+from types import FrameType
 from typing import TYPE_CHECKING
 
 from aggregator import (
@@ -790,9 +792,8 @@ def _write_feeds(
     """Write every output feed in each of its formats, with its new archive pages, through
     ``staging`` (None: a dry run, nothing is written), and put them in place; return the
     results, the errors, the warnings and the URLs of the files that changed (for the WebSub
-    hub). ``early``
-    holds the feeds already staged while URL sources downloaded (``_Early``): each is kept
-    when its entries are still the same.
+    hub). ``early`` holds the feeds already staged while URL sources downloaded (``_Early``):
+    each is kept when its entries are still the same.
 
     With ``changed`` (the sources whose entries moved this run), a feed none of whose sources
     changed, whose settings are the same as when it was last written and whose file is still
@@ -1052,9 +1053,9 @@ def _pages_on_disk(config: Config, spec: FeedSpec, store: Store) -> tuple[int, s
     return highest, (
         f"{folder}: holds archive pages up to {highest}.atom that the state database "
         f"{config.state_db} does not record (was it deleted or replaced, or a run stopped "
-        "while putting them in place?). They are left as "
-        f"they are; new pages of feed {spec.name!r} are numbered from {highest + 1}, so no "
-        "published page changes. Delete the old pages yourself once readers no longer need them."
+        "while putting them in place?). They are left as they are; new pages of feed "
+        f"{spec.name!r} are numbered from {highest + 1}, so no published page changes. "
+        "Delete the old pages yourself once readers no longer need them."
     )
 
 
@@ -1067,6 +1068,18 @@ def stop_signals() -> tuple[signal.Signals, ...]:
     """The stop signals to handle: all but one this process was started ignoring (nohup's
     SIGHUP: logging out must not stop it)."""
     return tuple(s for s in STOP_SIGNALS if signal.getsignal(s) != signal.SIG_IGN)
+
+
+@contextmanager
+def on_stop_signals(handler: Callable[[int, FrameType | None], object]) -> Iterator[None]:
+    """``handler`` for the stop signals (``stop_signals``) while the block runs; the handlers
+    found before come back after it, however it ends."""
+    previous = {sig: signal.signal(sig, handler) for sig in stop_signals()}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
 
 
 def run_once(
