@@ -62,9 +62,10 @@ class Post:
 
 
 def decode(data: bytes, origin: str) -> str:
-    """The file's text. UTF-8 (with or without BOM) is the norm; anything else goes to
-    BeautifulSoup's UnicodeDammit, GB18030 first (Windows tools save Chinese so). A Big5 file
-    is misread as GB18030, whose byte pairs it also forms: not handled yet."""
+    """The file's text. UTF-8 (with or without BOM) is the norm; anything else (GB18030 as
+    Windows tools save Chinese, Big5 from Taiwan and Hong Kong, UTF-16, Windows-1252) goes to
+    charset-normalizer, which tells them apart by the text each reading gives: every Big5
+    byte pair is also valid GB18030, so trying the codecs in turn reads Big5 as nonsense."""
     if not data.strip():
         raise ParseError(origin, "the file is empty; delete it or re-download it from the mirror")
     if b"\x00" in data[:4096] and not data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
@@ -78,13 +79,23 @@ def decode(data: bytes, origin: str) -> str:
         damaged = _damaged_utf8(data[bom:], bom + e.start)
     if damaged:
         raise ParseError(origin, damaged)
-    data = data[bom:]
-    from bs4.dammit import UnicodeDammit  # rare path: only for files that are not UTF-8
+    from charset_normalizer import from_bytes  # rare path: only for files that are not UTF-8
 
-    guess = UnicodeDammit(data, known_definite_encodings=[], user_encodings=["gb18030", "big5"])
-    if guess.unicode_markup is None:
+    readings = from_bytes(data[bom:])
+    best = readings.best()
+    if best is None:
         raise ParseError(origin, "cannot tell the text encoding; save the file as UTF-8")
-    return str(guess.unicode_markup)
+    # Readings that score alike (a short Western text fits Windows-1250 as well as 1252: é
+    # or è is the only difference) go to the encoding news archives are saved in.
+    tied = {
+        r.encoding: r for r in readings if (r.chaos, r.coherence) == (best.chaos, best.coherence)
+    }
+    best = next((tied[e] for e in _LIKELY_ENCODINGS if e in tied), best)
+    return str(best).removeprefix("\ufeff")
+
+
+# Which of equally good readings of a non-UTF-8 file to take (charset-normalizer's names).
+_LIKELY_ENCODINGS = ("gb18030", "big5", "cp1252")
 
 
 # A file is damaged UTF-8, not another encoding, when its valid non-ASCII characters outnumber
