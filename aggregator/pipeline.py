@@ -23,7 +23,8 @@ the feeds are written: the articles new this run (their sketches are stored as "
 compared with each other and with the stored articles published near them; each that joins
 another story is hidden behind that story's entry, with the evidence recorded, and every story
 that gained a member or whose member changed is presented again (fullest text, earliest date).
-An interrupted run leaves its sketches pending, and the next run compares them.
+An interrupted run leaves its sketches pending and its changed stories marked stale, and the
+next run compares and presents them.
 """
 
 from __future__ import annotations
@@ -183,9 +184,8 @@ def _prepare_star(args: tuple[FileStat, Source, str | None]) -> Prepared:
 
 @dataclass
 class _RunState:
-    """What the whole run gathers across sources for the near-duplicate pass."""
+    """What the whole run gathers across sources."""
 
-    stories: set[str] = field(default_factory=set)  # stories one of whose members changed
     sketch_ns: int = 0  # spent computing sketches (in the workers, when there are workers)
 
 
@@ -297,7 +297,7 @@ def _merge(ready: Ready, store: Store, now: datetime, tally: _Tally) -> None:
         store.save_dates(item.key, after)
         tally.changed = True
     if result is not Outcome.UNCHANGED and (story := store.story_of(item.key)) is not None:
-        tally.run.stories.add(story)
+        store.stale_story(story)
     if result is Outcome.NEW:
         tally.new += 1
     elif result is Outcome.UPDATED:
@@ -631,11 +631,13 @@ def _take_feed(
 # -- near duplicates ------------------------------------------------------------------------
 
 
-def _near_duplicates(store: Store, now: datetime, touched: set[str]) -> Counter[str]:
+def _near_duplicates(store: Store, now: datetime) -> tuple[Counter[str], set[str]]:
     """Compare the pending articles (module docstring), merge those that join another story,
-    and present again every story in ``touched`` or that gained a member. Returns how many
-    articles of each source were merged away; ``touched`` gains the stories that changed."""
+    and present again every story one of whose members changed (``Store.stale_story``, this
+    run or a stopped one) or that gained a member. Returns how many articles of each source
+    were merged away, and the stories presented."""
     merged: Counter[str] = Counter()
+    touched = store.stale_stories()
     pending = store.pending_days()
     if pending is not None:
         from aggregator import neardup  # numpy: only in runs that have something to compare
@@ -666,7 +668,8 @@ def _near_duplicates(store: Store, now: datetime, touched: set[str]) -> Counter[
         store.compared()
     for story in sorted(touched):
         _present(store, story, now)
-    return merged
+    store.presented()
+    return merged, touched
 
 
 def _present(store: Store, story: str, now: datetime) -> None:
@@ -1152,8 +1155,7 @@ def _run(
     reports = [done[s.name] for s in chosen if s.name in done]
     started_nd = time.perf_counter()
     peak_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    touched = run.stories
-    merged = _near_duplicates(store, now, touched)
+    merged, touched = _near_duplicates(store, now)
     neardup_seconds = time.perf_counter() - started_nd
     # How far the pass raised this process's peak memory (Linux: KiB).
     neardup_peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - peak_before

@@ -391,6 +391,52 @@ def test_earlier_published_copy_arriving_later_keeps_the_published_id(ws: Worksp
     assert len(_entries(ws)) == 5
 
 
+def test_a_story_edited_in_a_stopped_run_is_presented_by_the_next(
+    ws: Workspace, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A story's representative is re-archived with an edit, and the run stops after saving
+    it but before its near-duplicate pass (a second Ctrl-C, SIGKILL, a power cut). The next
+    run reads no file, yet presents the story again: the edited text, ``updated`` moved, and
+    the story's earliest date, which the edited capture's own save had replaced with its
+    own."""
+    ws.run_json()
+    path = _variant(ws, "edited-1", "earlier")
+    path.write_text(
+        path.read_text(encoding="utf-8").replace(
+            "Fri, 31 Dec 2021 03:04:00 GMT", "Thu, 30 Dec 2021 23:00:00 GMT"
+        ),
+        encoding="utf-8",
+    )
+    ws.run_json()
+    before = _entry(ws, "6376677")
+    assert before.published.startswith("2021-12-30T23:00:00")  # the copy's, the earliest
+    seed = (ws.root / "seeds" / "voa" / VOA_002).read_text(encoding="utf-8")
+    assert "<!--1640921943000-->" in seed
+    (ws.root / "seeds" / "voa" / "600_reedit.txt").write_text(
+        seed.replace("<!--1640921943000-->", "<!--1700000000000-->").replace(
+            "</p>", "白宫随后补充了这次通话的更多细节。</p>", 1
+        ),
+        encoding="utf-8",
+    )
+
+    def stopped(*args: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(pipeline, "_near_duplicates", stopped)  # after every source is saved
+    cfg = config_mod.load(ws.config)
+    with pytest.raises(KeyboardInterrupt), Store(cfg.state_db) as store:
+        pipeline.run_once(cfg, store, datetime.now(UTC))
+    monkeypatch.undo()
+    report = ws.run_json()
+    assert sum(s["files_read"] for s in report["sources"]) == 0  # saved by the stopped run
+    after = _entry(ws, "6376677")
+    assert after.id == before.id
+    assert after.published == before.published
+    assert after.updated > before.updated
+    assert "白宫随后补充了这次通话的更多细节。" in after.content[0].value
+    assert len(_entries(ws)) == 5
+
+
 def test_explain_shows_members_rules_and_scores(ws: Workspace) -> None:
     _variant(ws, "edited-3", "edited")
     _variant(ws, "mirror-footer", "mirror", source="mirror")

@@ -876,6 +876,22 @@ class Store:
             ).fetchone()
         return Shown(row[0], row[1], _dt(row[2]), _dt(row[3])) if row else None
 
+    def stale_story(self, story: str) -> None:
+        """One of ``story``'s members changed: its entry is to be presented again."""
+        with self._errors:
+            self._db.execute("INSERT OR IGNORE INTO stale_stories (story) VALUES (?)", (story,))
+
+    def stale_stories(self) -> set[str]:
+        """The stories to present again (``stale_story``), this run's and any a stopped run
+        left."""
+        with self._errors:
+            return {r[0] for r in self._db.execute("SELECT story FROM stale_stories")}
+
+    def presented(self) -> None:
+        """Every stale story has been presented again."""
+        with self._errors:
+            self._db.execute("DELETE FROM stale_stories")
+
     def save_shown(self, story: str, shown: Shown) -> None:
         with self._errors:
             self._db.execute(
