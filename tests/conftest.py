@@ -89,6 +89,23 @@ class Workspace:
     def feed_bytes(self) -> dict[str, bytes]:
         return {p.name: p.read_bytes() for p in sorted(self.out.glob("*.atom"))}
 
+    def run_stopped_before_near_duplicates(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        """A run, in this process, stopped (a second Ctrl-C, SIGKILL, a power cut) after it
+        saved every source but before its near-duplicate pass and its feeds."""
+        from datetime import UTC, datetime
+
+        from aggregator import config, pipeline
+        from aggregator.store import Store
+
+        def stopped(*args: object) -> None:
+            raise KeyboardInterrupt
+
+        with monkeypatch.context() as patch:
+            patch.setattr(pipeline, "_near_duplicates", stopped)
+            cfg = config.load(self.config)
+            with pytest.raises(KeyboardInterrupt), Store(cfg.state_db) as store:
+                pipeline.run_once(cfg, store, datetime.now(UTC))
+
 
 def make_workspace(root: Path, max_entries: int = 100) -> Workspace:
     shutil.copytree(SEEDS, root / "seeds")

@@ -18,10 +18,6 @@ import pytest
 from atomcheck import check_feed
 from conftest import Workspace
 
-from aggregator import config as config_mod
-from aggregator import pipeline
-from aggregator.store import Store
-
 A = "{http://www.w3.org/2005/Atom}"
 
 # What a reader must see for each seed: facts read off the files in seeds/ by hand.
@@ -425,15 +421,7 @@ def test_a_run_stopped_after_saving_leaves_the_feeds_to_the_next(
         "<p>市政府呼吁双方回到谈判桌，并表示将评估对本地供应链的影响。</p>\n",
         encoding="utf-8",
     )
-
-    def stopped(*args: object) -> None:
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr(pipeline, "_near_duplicates", stopped)  # after every source is saved
-    cfg = config_mod.load(ws.config)
-    with pytest.raises(KeyboardInterrupt), Store(cfg.state_db) as store:
-        pipeline.run_once(cfg, store, datetime.now(UTC))
-    monkeypatch.undo()
+    ws.run_stopped_before_near_duplicates(monkeypatch)
     assert len(_parsed(ws, "voa.atom").entries) == 3  # not written
     report = ws.run_json()
     assert sum(s["files_read"] for s in report["sources"]) == 0  # the file was saved before

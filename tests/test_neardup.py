@@ -418,15 +418,7 @@ def test_a_story_edited_in_a_stopped_run_is_presented_by_the_next(
         ),
         encoding="utf-8",
     )
-
-    def stopped(*args: object) -> None:
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr(pipeline, "_near_duplicates", stopped)  # after every source is saved
-    cfg = config_mod.load(ws.config)
-    with pytest.raises(KeyboardInterrupt), Store(cfg.state_db) as store:
-        pipeline.run_once(cfg, store, datetime.now(UTC))
-    monkeypatch.undo()
+    ws.run_stopped_before_near_duplicates(monkeypatch)
     report = ws.run_json()
     assert sum(s["files_read"] for s in report["sources"]) == 0  # saved by the stopped run
     after = _entry(ws, "6376677")
