@@ -652,8 +652,18 @@ _TRACKER_HOSTS = re.compile(
 _PROMO_MARKER = re.compile(r"^(?:获取|獲取)更多\s*RSS\s*[:：]?\s*", re.IGNORECASE)
 # The mirror's domains seen in the seeds (feedx.net, .top, .fun) and its other known ones.
 _MIRROR_HOSTS = re.compile(r"^https?://(?:www\.)?feedx\.[a-z]{2,6}/?$", re.IGNORECASE)
+# A notice, not a sentence that names copyright: "© 2022 ...", "(c) 2022", "Copyright 2022",
+# "... 版权所有。", "版权所有，未经许可不得转载", "本文版權歸美國之音所有", "版权归原作者所有",
+# "未经授权，不得转载". Kept: "这幅画作的版权所有者已提起诉讼", "(C) 部分为援引路透社的报道"
+# (tests/data/voa/voa-copyright-words-in-article-text.txt).
 _COPYRIGHT_LINE = re.compile(
-    r"^(?:©|\(c\)|copyright\b)|(?:版权所有|版權所有|all rights reserved)", re.IGNORECASE
+    r"^(?:©|\(c\)\s*(?:\d{4}|[a-z]{2,})|copyright\s*(?:©|\(c\)|\d{4}|by\b))"
+    r"|all rights reserved"
+    r"|^版[权權]所有|版[权權]所有\s*[。.!！]?$"
+    r"|版[权權]所有\s*[,，、;；]\s*(?:未[经經]|[转轉]载|翻印|侵[权權]|违者|違者)"
+    r"|(?:本文|本站|本网|本網).{0,30}版[权權]|版[权權][归歸](?:原作者|作者|原文作者)所有"
+    r"|未[经經].{0,12}(?:授[权權]|许可|許可|同意).{0,12}不得(?:[转轉]载|复制|複製|使用)",
+    re.IGNORECASE,
 )
 
 # Before the outlet's own rules: what no article ever needs, and the mirror's wrapping.
@@ -688,8 +698,10 @@ AFTER_OUTLET: tuple[Rule, ...] = (
             "(C)",
             "opyright",
             "OPYRIGHT",
-            "版权所有",
-            "版權所有",
+            "版权",
+            "版權",
+            "不得转载",
+            "不得轉載",
             "ights reserved",
             "IGHTS RESERVED",
         ),
