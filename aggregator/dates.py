@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta, tzinfo
+from datetime import UTC, datetime, timedelta, timezone, tzinfo
 from email.utils import parsedate_to_datetime
-from functools import lru_cache
+from functools import cache, lru_cache
+from types import ModuleType
 
 # Years outside this window are typos or placeholders (0001-01-01), never a news item's date.
 _MIN_YEAR, _MAX_YEAR = 1990, 2100
@@ -32,8 +33,24 @@ _NUMERIC_DATE = re.compile(
     r"^(?P<y>\d{4})[/.](?P<m>\d{1,2})[/.](?P<d>\d{1,2})"
     r"(?:[ T]+(?P<H>\d{1,2}):(?P<M>\d{2})(?::(?P<S>\d{2}))?)?$"
 )
+# "10.01.2022", "10.01.2022 09:15": a date written with dots and the year last is day first
+# (German and the rest of continental Europe; DW writes its dates so).
+_DOTTED_DATE = re.compile(
+    r"^(?P<d>\d{1,2})\.(?P<m>\d{1,2})\.(?P<y>\d{4})(?:,?\s+(?P<H>\d{1,2}):(?P<M>\d{2}))?$"
+)
+# A label before the date ("更新时间：", "Updated:"), and a zone named after it in words
+# ("（北京时间）"): the date is what is between.
+_LABEL = re.compile(
+    r"^(?:(?:更新|发布|發布|发表|發表|出版|编辑|編輯)?(?:时间|時間|日期)|(?:last\s+)?updated"
+    r"|published|posted|date)\s*[:：]\s*",
+    re.IGNORECASE,
+)
+_ZONE_WORDS = re.compile(
+    r"\s*[（(]\s*(?P<zone>北京时间|北京時間|台北时间|台北時間|香港时间|香港時間)\s*[)）]$"
+)
 _RFC2822_SHAPE = re.compile(r"^(?:[A-Za-z]{3},?\s*)?\d{1,2}\s+[A-Za-z]{3}\s+\d{2,4}\s+\d{1,2}:\d\d")
 _BEIJING = timedelta(hours=8)
+_CHINA_TIME = timezone(_BEIJING)
 
 
 def _clean(text: str) -> str:
@@ -53,6 +70,8 @@ def _rfc2822(text: str, tz: tzinfo) -> datetime | None:
         dt = parsedate_to_datetime(text)
     except (TypeError, ValueError, IndexError):
         return None
+    if dt.tzinfo is None and re.search(r"\d\s*[A-Za-z]{2,5}$", text):
+        return None  # a zone it does not know ("CEST"): dateutil's turn
     return dt
 
 
@@ -106,17 +125,51 @@ def _numeric(text: str, tz: tzinfo) -> datetime | None:
         return None
 
 
+def _dotted(text: str, tz: tzinfo) -> datetime | None:
+    # "10.01.2022" is 10 January (dateutil would read it as 1 October).
+    m = _DOTTED_DATE.match(text)
+    if not m:
+        return None
+    try:
+        return datetime(int(m["y"]), int(m["m"]), int(m["d"]), int(m["H"] or 0), int(m["M"] or 0))
+    except ValueError:
+        return None
+
+
 def _dateutil(text: str, tz: tzinfo) -> datetime | None:
     # Anything else in English-like words: "October 21, 2022 7:39 PM EDT", "21 Oct 2022".
     # Only when the text carries a four-digit year, so "10:30" or "第3期" never become dates.
     if not re.search(r"(?<!\d)(19|20)\d\d(?!\d)", text) or re.search(r"[\u3400-\u9fff]", text):
         return None
-    from dateutil import parser as dateutil_parser  # ~50 ms to import: only when needed
-
     try:
-        return dateutil_parser.parse(text, fuzzy=False)
+        parsed: datetime = _dateutil_parser().parse(text, fuzzy=False, tzinfos=_ZONE_ABBREVIATIONS)
+        return parsed
     except (ValueError, OverflowError, TypeError):
         return None
+
+
+@cache
+def _dateutil_parser() -> ModuleType:
+    """dateutil's parser (~50 ms to import: only when a date needs it). An abbreviation it
+    does not know ("CST") leaves the time in the outlet's zone, as a date without one; its
+    warning about that would only reach the person running the tool as noise."""
+    import warnings
+
+    from dateutil import parser
+
+    warnings.filterwarnings("ignore", category=parser.UnknownTimezoneWarning)
+    return parser
+
+
+# Zone abbreviations that name one offset only ("CST" is both US Central and China: not here,
+# so it is read in the outlet's own zone). Seconds east of UTC, as dateutil takes them.
+_ZONE_ABBREVIATIONS = {
+    name: hours * 3600
+    for name, hours in (
+        ("EST", -5), ("EDT", -4), ("MST", -7), ("MDT", -6), ("PST", -8), ("PDT", -7),
+        ("BST", 1), ("CET", 1), ("CEST", 2), ("HKT", 8), ("JST", 9), ("KST", 9),
+    )
+}  # fmt: skip
 
 
 # The dialects, in the order they are tried. One line each.
@@ -125,6 +178,7 @@ DIALECTS: tuple[tuple[str, Callable[[str, tzinfo], datetime | None]], ...] = (
     ("rfc2822", _rfc2822),
     ("cjk", _cjk),
     ("numeric", _numeric),
+    ("dotted", _dotted),
     ("dateutil", _dateutil),
 )
 
@@ -142,6 +196,10 @@ def parse_date(text: str, tz: tzinfo = UTC) -> datetime | None:
     text = _clean(text)
     if not text or len(text) > MAX_DATE_TEXT:
         return None
+    text = _LABEL.sub("", text, count=1)
+    if (zone := _ZONE_WORDS.search(text)) is not None:
+        text = text[: zone.start()]
+        tz = _CHINA_TIME  # Beijing, Taipei and Hong Kong keep the same time, UTC+8
     for _name, dialect in DIALECTS:
         dt = dialect(text, tz)
         if dt is None:

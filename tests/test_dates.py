@@ -25,6 +25,18 @@ ROWS = [
         UTC,
         datetime(2022, 10, 21, 19, 39, 42, tzinfo=UTC),
     ),
+    # Dots with the year last are day first (DW), not 1 October.
+    ("10.01.2022", BERLIN, datetime(2022, 1, 9, 23, 0, tzinfo=UTC)),
+    ("10.01.2022 09:15", BERLIN, datetime(2022, 1, 10, 8, 15, tzinfo=UTC)),
+    ("31.02.2022", BERLIN, None),
+    # A label before the date, a zone in words after it.
+    ("更新时间：2022年10月21日 19:39", NY, datetime(2022, 10, 21, 23, 39, tzinfo=UTC)),
+    ("發布時間: 2022-10-21 19:39", NY, datetime(2022, 10, 21, 23, 39, tzinfo=UTC)),
+    ("2022-10-21 19:39（北京时间）", NY, datetime(2022, 10, 21, 11, 39, tzinfo=UTC)),
+    ("Updated: October 21, 2022 7:39 PM", NY, datetime(2022, 10, 21, 23, 39, tzinfo=UTC)),
+    # A zone abbreviation with one meaning is that zone's, whatever the outlet's.
+    ("October 21, 2022 7:39 PM EDT", BERLIN, datetime(2022, 10, 21, 23, 39, tzinfo=UTC)),
+    ("21 Oct 2022 10:00 CEST", NY, datetime(2022, 10, 21, 8, 0, tzinfo=UTC)),
     # Not dates: a sentence, a bare time, a series number, a placeholder year.
     ("美国和俄罗斯最高国防官员星期五通了电话", UTC, None),
     ("10:30", UTC, None),

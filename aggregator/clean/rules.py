@@ -246,7 +246,9 @@ class TrackingPixels(Rule):
 
 @dataclass(frozen=True)
 class LeadingDateLine(Rule):
-    """The publication date repeated as the body's first block (``<div><i>date</i></div>``)."""
+    """The publication date repeated as the body's first block (``<div><i>date</i></div>``),
+    or as an inline element standing alone before the first block (``<span>date</span><p>``;
+    one with text after it, ``<b>2022年10月21日</b>，俄罗斯…``, is the article's sentence)."""
 
     name: str
 
@@ -260,7 +262,8 @@ class LeadingDateLine(Rule):
                 continue
             text = _short_text(el, MAX_DATE_TEXT)
             is_date = text is not None and len(text) > 0 and parse_date(text, ctx.tz) is not None
-            if el.tag in BLOCK_TAGS and is_date and el.find(".//img") is None:
+            alone = el.tag in BLOCK_TAGS or not (el.tail or "").strip()
+            if alone and is_date and el.find(".//img") is None:
                 drop(el)
                 return 1
             return 0
