@@ -584,6 +584,43 @@ def test_wrong_content_types_and_charsets_are_repaired(
     assert {e.title for e in setup.feed("live").entries} == {a.title for a in articles}
 
 
+def test_titles_are_unescaped_once(tmp_path: Path, server: FeedServer) -> None:
+    """A plain-text title keeps what only looks like markup ("<S&P>", "&copy" without its
+    ";"); an HTML title loses its markup and entities once. Whole entities and inline tags in
+    any title are undone (JSON Feed titles are plain text by the spec, but producers escape
+    them)."""
+    doc = b"""<?xml version="1.0" encoding="utf-8"?><rss version="2.0"><channel><title>t</title>
+    <item><title>\xe6\xa0\x87\xe6\x99\xae &lt;S&amp;P&gt; index &amp;copy fell</title>
+    <link>https://example.com/a</link><pubDate>Mon, 10 Jan 2022 04:58:40 GMT</pubDate>
+    <description>First story text.</description></item>
+    <item><title>&lt;b&gt;Bold&lt;/b&gt; news &amp;amp; more</title><link>https://example.com/b</link>
+    <pubDate>Mon, 10 Jan 2022 05:58:40 GMT</pubDate><description>Second story text.</description>
+    </item></channel></rss>"""
+    feed = {
+        "version": "https://jsonfeed.org/version/1.1", "title": "j",
+        "items": [{"id": "1", "url": "https://example.com/c", "title": "A &amp; B <i>x</i>",
+                   "content_text": "Third story text.", "date_published": "2022-01-10T06:00:00Z"}],
+    }  # fmt: skip
+    rss = server.route("/f", Route(body=doc, headers=RSS))
+    jsonfeed = server.route(
+        "/j",
+        Route(body=json.dumps(feed).encode(), headers={"content-type": "application/feed+json"}),
+    )
+    setup = Setup(
+        tmp_path,
+        [
+            url_source("rss", rss, adapter="generic"),
+            url_source("json", jsonfeed, adapter="generic"),
+        ],
+    )
+    setup.run()
+    assert {e.title for e in setup.feed("rss").entries} == {
+        "\u6807\u666e <S&P> index &copy fell",
+        "Bold news & more",
+    }
+    assert [e.title for e in setup.feed("json").entries] == ["A & B x"]
+
+
 # -- identity of sparse entries ---------------------------------------------------------------
 
 

@@ -147,10 +147,14 @@ _TAG = re.compile(r"<[^>]*>")
 UNTITLED_CHARS = 60  # a title made from the text of an entry that has none (microblog posts)
 
 
-def _title(title: Any, body: str) -> str | None:
-    """The entry's title, else the start of its text (JSON Feed and RSS allow untitled items)."""
+def _title(title: Any, body: str, kind: str | None = None) -> str | None:
+    """The entry's title, else the start of its text (JSON Feed and RSS allow untitled items).
+    ``kind``: the title's type as feedparser found it; only an HTML title has markup to undo
+    ("标普 <S&P> 指数 &copy 周五下跌" as text/plain is already what a reader should see)."""
     if isinstance(title, str) and title.strip():
-        return html.unescape(title).strip()
+        if kind == "text/plain":
+            return title.strip()
+        return html.unescape(_TAG.sub("", title)).strip()
     text = " ".join(html.unescape(_TAG.sub(" ", body)).split())
     if not text:
         return None
@@ -169,7 +173,7 @@ def _entry_post(entry: dict[str, Any]) -> Post:
     body = _body(entry)
     return Post(
         container="feed",
-        title=_title(entry.get("title"), body),
+        title=_title(entry.get("title"), body, (entry.get("title_detail") or {}).get("type")),
         link=link if isinstance(link, str) and link.strip() else None,
         archived=dates.coerce(_when(entry, "updated")),
         body=body,
@@ -239,7 +243,7 @@ def _json_item(item: Mapping[str, Any], base: str) -> Post:
     }
     return Post(
         container="feed",
-        title=_title(item.get("title"), body),
+        title=_title(item.get("title"), body, "text/plain"),  # JSON Feed: plain text
         link=_join(base, link),
         archived=dates.coerce(_str(item.get("date_modified"))),
         body=body,

@@ -40,7 +40,15 @@ __all__ = ["Rule", "clean", "clean_title", "summarize"]
 # touched, a quarter of the cleaning time (bench/profile_run.py).
 _PARSER = etree.HTMLParser(remove_comments=True, remove_pis=True, no_network=True)
 _RESOURCE_LIMIT = etree.ErrorTypes.ERR_RESOURCE_LIMIT
-_TAGS = re.compile(r"<[^>]*>")
+# Markup a title may carry: the inline HTML elements by name (an archive's "通胀率<3%但失业率>5%"
+# or a feed's "标普 <S&P> 指数" is text), and entities written out in full, with their ";"
+# ("&copy 周五" is text too).
+_TITLE_TAGS = re.compile(
+    r"</?(?:a|abbr|b|bdi|bdo|big|br|cite|code|del|dfn|em|font|i|img|ins|kbd|mark|nobr|q|s|samp"
+    r"|small|span|strike|strong|sub|sup|time|tt|u|var|wbr)(?:\s[^<>]*)?/?>",
+    re.IGNORECASE,
+)
+_ENTITY = re.compile(r"&(?:#[0-9]{1,7}|#[xX][0-9a-fA-F]{1,6}|[A-Za-z][A-Za-z0-9]{1,31});")
 # Characters XML 1.0 forbids (section 2.2): C0 controls but tab, newline and return, lone
 # surrogates, U+FFFE/U+FFFF. One in a title (a feed entry's "&#8;" decodes to one) made lxml
 # refuse to write the whole feed; they carry nothing a reader could see.
@@ -67,8 +75,9 @@ def _last_sentence_end(head: str) -> int:
 def clean_title(title: str) -> str:
     """A title as a reader should see it: entities decoded, tags and zero-width characters
     gone, every kind of space (no-break, ideographic, runs) one plain space."""
-    text = html.unescape(_TAGS.sub("", title)) if "<" in title or "&" in title else title
-    return squash(xml_text(text))
+    if "<" in title or "&" in title:
+        title = _ENTITY.sub(lambda m: html.unescape(m[0]), _TITLE_TAGS.sub("", title))
+    return squash(xml_text(title))
 
 
 def summarize(text: str, limit: int = SUMMARY_CHARS) -> str:
