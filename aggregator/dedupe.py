@@ -31,12 +31,13 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 # Query parameters that identify a campaign or a click, never an article. Sources: Google
 # Analytics (utm_*), Facebook (fbclid), Google Ads (gclid, dclid), Microsoft (msclkid), Mailchimp
-# (mc_cid, mc_eid), Instagram (igshid), Yandex (yclid), Alibaba (spm), Twitter (ref_src).
+# (mc_cid, mc_eid), Instagram (igshid), Yandex (yclid), Alibaba (spm), Twitter (ref_src), DW's
+# feeds (maca).
 _TRACKING_PREFIXES = ("utm_",)
 _TRACKING_PARAMS = frozenset(
     {
         "fbclid", "gclid", "dclid", "msclkid", "mc_cid", "mc_eid", "igshid", "yclid", "spm",
-        "ref_src", "_ga", "_gl", "ocid", "cmpid", "at_medium", "at_campaign", "wt.mc_id",
+        "ref_src", "_ga", "_gl", "maca", "ocid", "cmpid", "at_medium", "at_campaign", "wt.mc_id",
     }
 )  # fmt: skip
 _DEFAULT_PORTS = {"http": 80, "https": 443}
@@ -50,6 +51,10 @@ _ID_NAMESPACE = uuid.UUID("6f1c1c8e-3f43-5b6e-9a57-3c1b0e1a6b21")
 # sentences; every seed body is over 1,000.
 MIN_FINGERPRINT_CHARS = 80
 
+# A capture whose comparable text is under this share of the fullest capture's is a teaser
+# (tests/test_live_sources.py: a feed's one-sentence description of an archived article).
+# An edit that cuts an article by half is rarer than a truncated capture.
+TEASER_SHARE = 0.5
 _NOT_WORD = re.compile(r"[\W_]+", re.UNICODE)
 
 
@@ -127,6 +132,7 @@ class Version:
     at: datetime  # capture time (archive timestamp, else the publication date)
     text_hash: str
     published: datetime
+    chars: int | None = None  # length of its comparable text (None: stored before schema 10)
 
 
 def version_time(published: datetime, archived: datetime | None) -> datetime:
@@ -143,14 +149,19 @@ class Resolution:
 def resolve(versions: list[Version]) -> Resolution:
     """What to publish for an article seen in ``versions`` (at least one).
 
-    The newest capture's title and text win; the publication date is the earliest any version
-    gives; ``updated`` is the capture time at which the kept text replaced a different text, or
-    the publication date when the text never changed. Versions are ordered by (capture time, text
-    hash), so the result depends only on the set of versions, never on the order files are read.
+    The newest capture's title and text win, unless it is a teaser: a text less than
+    TEASER_SHARE of the fullest capture's (a live feed's one-line description of an article
+    the archive holds in full) is never published over a fuller one, and moves nothing but
+    the publication date. The publication date is the earliest any version gives; ``updated``
+    is the capture time at which the kept text replaced a different text, or the publication
+    date when the text never changed. Versions are ordered by (capture time, text hash), so
+    the result depends only on the set of versions, never on the order files are read.
     """
     ordered = sorted(versions)
-    kept = ordered[-1]
     published = min(v.published for v in ordered)
+    fullest = max((v.chars for v in ordered if v.chars is not None), default=0)
+    ordered = [v for v in ordered if v.chars is None or v.chars >= fullest * TEASER_SHARE]
+    kept = ordered[-1]
     updated = published
     for before, after in pairwise(ordered):
         if after.text_hash != before.text_hash:

@@ -122,6 +122,7 @@ class Ready:
     matchable: bool  # long enough to be matched by fingerprint alone
     sketch: Sketch | None = None  # for near duplicates; None when the text is too short
     sketch_ns: int = 0  # what computing it cost, for the run report
+    chars: int | None = None  # length of its comparable text (teasers: dedupe.resolve)
 
 
 @by_fields
@@ -174,8 +175,9 @@ def _ready(item: Item) -> Ready:
     sketch = neardup.sketch(comparable, item.title)
     spent = time.thread_time_ns() - started
     return Ready(
-        item, digest_text(comparable), len(comparable) >= MIN_FINGERPRINT_CHARS, sketch, spent
-    )
+        item, digest_text(comparable), len(comparable) >= MIN_FINGERPRINT_CHARS, sketch, spent,
+        len(comparable),
+    )  # fmt: skip
 
 
 def _prepare_star(args: tuple[FileStat, Source, str | None]) -> Prepared:
@@ -263,7 +265,9 @@ def _merge(ready: Ready, store: Store, now: datetime, tally: _Tally) -> None:
     if store.removed(item.key):  # retention deleted it: a later capture must not revive it
         tally.unchanged += 1
         return
-    version = Version(version_time(item.published, item.archived), text_hash, item.published)
+    version = Version(
+        version_time(item.published, item.archived), text_hash, item.published, ready.chars
+    )
     known = store.versions(item.key)
     if not item.dated and known:
         # The source gives no date: the entry is what was first seen, and a version is new
@@ -271,7 +275,7 @@ def _merge(ready: Ready, store: Store, now: datetime, tally: _Tally) -> None:
         if any(v.text_hash == text_hash for v in known):
             tally.unchanged += 1
             return
-        version = Version(now, text_hash, min(v.published for v in known))
+        version = Version(now, text_hash, min(v.published for v in known), ready.chars)
     if not known:
         if ready.matchable:
             other = store.same_text(text_hash, item.key)

@@ -88,8 +88,11 @@ H1, H2 = "a" * 32, "b" * 32
 P = T0
 
 
-def V(hours: int, h: str, published: datetime = P) -> Version:
-    return Version(P + timedelta(hours=hours), h, published)
+H3 = "c" * 32
+
+
+def V(hours: int, h: str, published: datetime = P, chars: int | None = None) -> Version:
+    return Version(P + timedelta(hours=hours), h, published, chars)
 
 
 RESOLVE = [
@@ -104,6 +107,25 @@ RESOLVE = [
     ([V(1, H1), V(5, H2), V(9, H1)], V(9, H1), P, P + timedelta(hours=9)),
     # A later capture claiming a later publication date keeps the earliest.
     ([V(1, H1), V(5, H1, P + timedelta(days=1))], V(5, H1, P + timedelta(days=1)), P, P),
+    # A later teaser (under half the full text) is not published over the full text, and
+    # moves nothing; nor does an earlier one, when the full text arrives.
+    ([V(1, H1, chars=3000), V(5, H2, chars=120)], V(1, H1, chars=3000), P, P),
+    ([V(1, H2, chars=120), V(5, H1, chars=3000)], V(5, H1, chars=3000), P, P),
+    # ... but an edit among full texts still does, and a teaser's earlier date counts.
+    (
+        [
+            V(1, H1, chars=3000),
+            V(3, H2, chars=120, published=P - timedelta(hours=2)),
+            V(5, H3, chars=2900),
+        ],
+        V(5, H3, chars=2900),
+        P - timedelta(hours=2),
+        P + timedelta(hours=5),
+    ),
+    # Half or more is an edit, not a teaser; versions stored before their length was kept
+    # (None) are taken as they were.
+    ([V(1, H1, chars=3000), V(5, H2, chars=1500)], V(5, H2, chars=1500), P, P + timedelta(hours=5)),
+    ([V(1, H1), V(5, H2, chars=120)], V(5, H2, chars=120), P, P + timedelta(hours=5)),
 ]
 
 

@@ -147,6 +147,45 @@ def test_archive_and_live_feed_of_one_article_make_one_entry(
     assert len({e.id for e in merged.entries}) == 3
 
 
+def test_a_live_teaser_never_replaces_the_archived_full_text(
+    tmp_path: Path, server: FeedServer
+) -> None:
+    """A feed's one-sentence description of an article the archive holds in full, dated
+    later: the entry keeps the full text, its link and its dates. The feed's own article
+    gets the name from RSS's "email (name)" author, and DW's tracking parameter is dropped."""
+    (tmp_path / "seeds").mkdir()
+    seed = livefeeds.SEEDS / "dw" / "001_214997b71d6f798a.txt"
+    (tmp_path / "seeds" / seed.name).write_bytes(seed.read_bytes())
+    doc = """<?xml version="1.0" encoding="utf-8"?><rss version="2.0"><channel><title>DW</title>
+    <link>https://www.dw.com/zh/</link>
+    <item><title>美俄就乌克兰召开安全对话</title>
+    <link>https://www.dw.com/zh/a-60376336?maca=chi-rss-chi-all-1127-rdf</link>
+    <author>noreply@dw.com (DW 中文)</author><pubDate>Mon, 10 Jan 2022 09:00:00 GMT</pubDate>
+    <description>美国和俄罗斯周一将於瑞士日内瓦就乌克兰议题进行安全会谈，然而美俄双方会前都释出强硬态度。</description>
+    </item>
+    <item><title>德国总理朔尔茨：北溪二号可能受到制裁</title>
+    <link>https://www.dw.com/zh/a-60381234?maca=chi-rss-chi-all-1127-rdf</link>
+    <author>noreply@dw.com (DW 中文)</author><pubDate>Mon, 10 Jan 2022 10:00:00 GMT</pubDate>
+    <description>德国总理朔尔茨周二表示，如果俄罗斯入侵乌克兰，北溪二号天然气管道项目可能受到制裁。</description>
+    </item></channel></rss>""".encode()
+    url = server.route("/dw.rss", Route(body=doc, headers=RSS))
+    archive = {"name": "archive", "path": "seeds", "adapter": "dw"}
+    Setup(tmp_path, [archive]).run()
+    full = Setup(tmp_path, [archive]).feed("archive").entries[0]
+    setup = Setup(tmp_path, [archive, url_source("live", url, adapter="dw")])
+    report = by_name(setup.run(NOW + timedelta(hours=1)))
+    assert report["live"].new == 1 and not report["live"].updated
+    entries = {e.id: e for e in setup.feed("all").entries}
+    assert len(entries) == 2
+    kept = entries[full.id]
+    assert kept.content[0].value == full.content[0].value  # all 16 paragraphs, the figures
+    assert kept.content[0].value.count("<p>") >= 15
+    assert (kept.title, kept.link, kept.updated) == (full.title, full.link, full.updated)
+    other = next(e for i, e in entries.items() if i != full.id)
+    assert other.link == "https://www.dw.com/zh/a-60381234"
+    assert other.author == "DW 中文"
+
+
 # -- conditional GET --------------------------------------------------------------------------
 
 

@@ -229,7 +229,7 @@ def test_rows_another_connection_commits_are_seen_after_the_next_commit(tmp_path
         with sqlite3.connect(path) as db:
             db.execute("INSERT INTO duplicates VALUES ('k', 'kept', 's', NULL, 'o', 'r', 't')")
             db.execute(
-                "INSERT INTO versions VALUES"
+                "INSERT INTO versions (key, at, text_hash, published, origin) VALUES"
                 " ('k', '2022-01-01T00:00:00.000000Z', 'h', '2022-01-01T00:00:00.000000Z', 'o')"
             )
         store.commit()
@@ -278,7 +278,10 @@ def test_migration_8_keeps_cycle_totals_and_drops_what_retention_left(tmp_path: 
         )
         db.execute("INSERT INTO tombstones VALUES ('dead', 'urn:y', 'retention', 'now')")
         for key in ("live", "dead"):
-            db.execute("INSERT INTO versions VALUES (?, 'at', 'h', 'p', 'o')", (key,))
+            db.execute(
+                "INSERT INTO versions (key, at, text_hash, published, origin) VALUES (?, 'at', 'h', 'p', 'o')",
+                (key,),
+            )
             db.execute("INSERT INTO signatures VALUES (?, x'00')", (key,))
             db.execute("INSERT INTO sketches VALUES (?, x'00', 1, 't', 1, '', 1, 0)", (key,))
         db.execute("INSERT INTO merges VALUES ('member', 'dead', 'r', 'm', 1, 1, 1, 0, 'at')")

@@ -165,7 +165,8 @@ def _entry_post(entry: dict[str, Any]) -> Post:
     meta: dict[str, Any] = {
         "date": _when(entry, "published") or _when(entry, "updated") or _when(entry, "created"),
         "categories": [t.get("term") for t in entry.get("tags") or [] if t.get("term")],
-        "author": entry.get("author"),
+        # RSS's <author> is "email (name)": the name, which feedparser takes apart.
+        "author": (entry.get("author_detail") or {}).get("name") or entry.get("author"),
         "guid": entry.get("id"),
         "headimg": _image(entry),
     }

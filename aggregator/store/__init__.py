@@ -469,18 +469,25 @@ class Store:
             if self._bulk and key not in self._sets().versions:
                 return []
             rows = self._db.execute(
-                "SELECT at, text_hash, published FROM versions WHERE key = ?", (key,)
+                "SELECT at, text_hash, published, chars FROM versions WHERE key = ?", (key,)
             )
-            return [Version(_dt(at), h, _dt(p)) for at, h, p in rows]
+            return [Version(_dt(at), h, _dt(p), n) for at, h, p, n in rows]
 
     def add_version(self, key: str, version: Version, origin: str) -> None:
         with self._errors:
             if self._known is not None:
                 self._known.versions.add(key)
             self._db.execute(
-                "INSERT OR IGNORE INTO versions (key, at, text_hash, published, origin)"
-                " VALUES (?, ?, ?, ?, ?)",
-                (key, _t(version.at), version.text_hash, _t(version.published), origin),
+                "INSERT OR IGNORE INTO versions (key, at, text_hash, published, origin, chars)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                (
+                    key,
+                    _t(version.at),
+                    version.text_hash,
+                    _t(version.published),
+                    origin,
+                    version.chars,
+                ),
             )
 
     def save_item(self, item: Item, res: Resolution, now: datetime) -> None:

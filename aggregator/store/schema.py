@@ -244,4 +244,10 @@ MIGRATIONS: tuple[str, ...] = (
     """
     CREATE TABLE stale_stories (story TEXT PRIMARY KEY) WITHOUT ROWID;
     """,
+    # 10: each version's text length (of its comparable text), so a teaser (a feed's one-line
+    # description of an article held in full) is never published over the full text
+    # (dedupe.resolve). Versions stored before have none and are taken as they were.
+    """
+    ALTER TABLE versions ADD COLUMN chars INTEGER;
+    """,
 )
