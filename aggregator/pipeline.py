@@ -160,11 +160,12 @@ def _clean(item: Item, source: Source) -> Item:
     profile = adapters.ADAPTERS[item.outlet]
     author = source.author or item.author
     author_uri = source.homepage or item.author_uri
-    lang = source.lang or item.lang
     # config.toml's sources usually repeat the outlet's own home page: no copy then (~8 us).
-    if (author, author_uri, lang) != (item.author, item.author_uri, item.lang):
-        item = replace(item, author=author, author_uri=author_uri, lang=lang)
-    return clean(item, profile.rules, profile.zone)
+    if (author, author_uri) != (item.author, item.author_uri):
+        item = replace(item, author=author, author_uri=author_uri)
+    item = clean(item, profile.rules, profile.zone)
+    # The source's lang, when config.toml gives one, over the script the cleaned text is in.
+    return item if source.lang in (None, item.lang) else replace(item, lang=source.lang)
 
 
 def _ready(item: Item) -> Ready:

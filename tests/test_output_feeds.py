@@ -296,6 +296,21 @@ def _walk(out: Path, name: str) -> list[str]:
         path = out / prev[0].removeprefix(BASE)
 
 
+def test_a_source_lang_in_config_wins_over_the_detected_script(tmp_path: Path) -> None:
+    """The script is told from the cleaned text unless config.toml names the source's lang."""
+    src = tmp_path / "bbc"
+    src.mkdir()
+    shutil.copy(Path(__file__).parent / "data/generic/generic-bbc-traditional.txt", src)
+    (tmp_path / "config.toml").write_text(
+        f'base_url = "{BASE}"\noutput_dir = "out"\nstate_db = "s.sqlite3"\n'
+        '[[sources]]\nname = "bbc"\npath = "bbc"\nadapter = "generic"\nlang = "zh-HK"\n',
+        encoding="utf-8",
+    )
+    Workspace(tmp_path).run_json()
+    feed = feedparser.parse((tmp_path / "out" / "bbc.atom").read_bytes())
+    assert feed.entries[0].get("language", feed.feed.language) == "zh-HK"
+
+
 def test_archives_keep_every_entry_reachable_and_never_change(tmp_path: Path) -> None:
     ws, out, voa = _three_days_published(tmp_path)
     assert len(_ids(out / "voa.atom")) == 3  # two in the window, one waiting for a page

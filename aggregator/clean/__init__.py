@@ -19,6 +19,7 @@ from datetime import UTC, tzinfo
 from lxml import etree
 from lxml.etree import _Element
 
+from aggregator import script
 from aggregator.clean import urls
 from aggregator.clean.rules import (
     AFTER_OUTLET,
@@ -172,9 +173,15 @@ def clean(item: Item, outlet_rules: tuple[Rule, ...] = (), tz: tzinfo | None = N
     image = _lead_image(root, item.image, ctx)
     content = sanitize(_serialise(root))
     text = _text(root)
+    title = clean_title(item.title)
+    # Simplified or Traditional, told again from what is left: a Traditional notice under a
+    # short Simplified article (tests/data/dw/dw-simplified-article-traditional-notice.txt)
+    # made the raw body look Traditional.
+    lang = (script.detect(title + text) or item.lang) if item.lang.startswith("zh") else item.lang
     return replace(
         item,
-        title=clean_title(item.title),
+        title=title,
+        lang=lang,
         categories=tuple(c for c in (squash(xml_text(c)) for c in item.categories) if c),
         author=squash(xml_text(item.author)) or item.outlet,
         content=content,
