@@ -244,17 +244,21 @@ def test_phrase_level_taiwan_vocabulary(tmp_path: Path) -> None:
     assert f"{link}軟件</a>和鼠標在網絡上發佈信息" in hk.content[0].value
 
 
-def test_traditional_entries_to_simplified(tmp_path: Path) -> None:
+def _bbc_traditional(tmp_path: Path, config: str) -> None:
+    """Run on the Traditional BBC fixture as source "bbc", with ``config`` after its table."""
     src = tmp_path / "bbc"
     src.mkdir()
     shutil.copy(Path(__file__).parent / "data/generic/generic-bbc-traditional.txt", src)
     (tmp_path / "config.toml").write_text(
         f'base_url = "{BASE}"\noutput_dir = "out"\nstate_db = "s.sqlite3"\n'
-        '[[sources]]\nname = "bbc"\npath = "bbc"\nadapter = "generic"\n'
-        '[[feeds]]\nname = "hans"\ntitle = "hans"\nscript = "zh-Hans"\n',
+        '[[sources]]\nname = "bbc"\npath = "bbc"\nadapter = "generic"\n' + config,
         encoding="utf-8",
     )
     Workspace(tmp_path).run_json()
+
+
+def test_traditional_entries_to_simplified(tmp_path: Path) -> None:
+    _bbc_traditional(tmp_path, '[[feeds]]\nname = "hans"\ntitle = "hans"\nscript = "zh-Hans"\n')
     original = feedparser.parse((tmp_path / "out" / "bbc.atom").read_bytes())
     hans = feedparser.parse((tmp_path / "out" / "hans.atom").read_bytes())
     assert original.entries[0].get("language", original.feed.language) == "zh-Hant"
@@ -298,15 +302,7 @@ def _walk(out: Path, name: str) -> list[str]:
 
 def test_a_source_lang_in_config_wins_over_the_detected_script(tmp_path: Path) -> None:
     """The script is told from the cleaned text unless config.toml names the source's lang."""
-    src = tmp_path / "bbc"
-    src.mkdir()
-    shutil.copy(Path(__file__).parent / "data/generic/generic-bbc-traditional.txt", src)
-    (tmp_path / "config.toml").write_text(
-        f'base_url = "{BASE}"\noutput_dir = "out"\nstate_db = "s.sqlite3"\n'
-        '[[sources]]\nname = "bbc"\npath = "bbc"\nadapter = "generic"\nlang = "zh-HK"\n',
-        encoding="utf-8",
-    )
-    Workspace(tmp_path).run_json()
+    _bbc_traditional(tmp_path, 'lang = "zh-HK"\n')
     feed = feedparser.parse((tmp_path / "out" / "bbc.atom").read_bytes())
     assert feed.entries[0].get("language", feed.feed.language) == "zh-HK"
 
