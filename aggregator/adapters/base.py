@@ -18,7 +18,7 @@ from typing import Any
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
-from aggregator import dates, script
+from aggregator import dates
 from aggregator.adapters.containers import Post, read_post
 from aggregator.clean import xml_text
 from aggregator.clean.rules import Rule
@@ -107,7 +107,8 @@ class Profile:
     homepage: str  # the outlet's site: author URI and rel="alternate" of its feed
     description: str  # one line for `aggregator adapters`
     hosts: tuple[str, ...] = ()  # article URL hosts that identify the outlet (auto-detection)
-    lang: str = "zh-Hans"  # BCP 47; Chinese items are re-checked for Traditional script
+    # BCP 47; a Chinese item's script (Simplified or Traditional) is told once it is cleaned.
+    lang: str = "zh-Hans"
     tz: str = "UTC"  # IANA zone for dates written without one
     article_id: re.Pattern[str] | None = None  # group 1: the outlet's article id in a URL path
     rules: tuple[Rule, ...] = ()  # boilerplate rules beyond the generic ones
@@ -170,9 +171,6 @@ class Profile:
             )
         author, author_uri = self.author_for(link)
         named = _text_value(meta, "author")
-        lang = self.lang
-        if lang.startswith("zh"):
-            lang = script.detect(title + post.body) or lang
         image_url = _http_url(_text_value(meta, *_IMAGE_KEYS))
         return Item(
             source=fetched.source,
@@ -195,7 +193,7 @@ class Profile:
             archived=post.archived,
             author=named or author,
             author_uri=author_uri,
-            lang=lang,
+            lang=self.lang,  # Simplified or Traditional: told from the cleaned text (clean)
             content=post.body,
             categories=_categories(meta, {named or "", author}),
             image=Image(image_url) if image_url else None,
