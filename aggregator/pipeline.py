@@ -119,10 +119,14 @@ class Ready:
 
     item: Item
     text_hash: str
-    matchable: bool  # long enough to be matched by fingerprint alone
+    chars: int  # length of its comparable text (teasers: dedupe.resolve)
     sketch: Sketch | None = None  # for near duplicates; None when the text is too short
     sketch_ns: int = 0  # what computing it cost, for the run report
-    chars: int | None = None  # length of its comparable text (teasers: dedupe.resolve)
+
+    @property
+    def matchable(self) -> bool:
+        """Long enough to be matched by fingerprint alone."""
+        return self.chars >= MIN_FINGERPRINT_CHARS
 
 
 @by_fields
@@ -175,10 +179,7 @@ def _ready(item: Item) -> Ready:
     started = time.thread_time_ns()  # CPU: workers share the cores with the main process
     sketch = neardup.sketch(comparable, item.title)
     spent = time.thread_time_ns() - started
-    return Ready(
-        item, digest_text(comparable), len(comparable) >= MIN_FINGERPRINT_CHARS, sketch, spent,
-        len(comparable),
-    )  # fmt: skip
+    return Ready(item, digest_text(comparable), len(comparable), sketch, spent)
 
 
 def _prepare_star(args: tuple[FileStat, Source, str | None]) -> Prepared:
@@ -642,7 +643,8 @@ def _near_duplicates(store: Store, now: datetime) -> tuple[Counter[str], set[str
     run or a stopped one) or that gained a member. Returns how many articles of each source
     were merged away, and the stories presented."""
     merged: Counter[str] = Counter()
-    touched = store.stale_stories()
+    stale = store.stale_stories()
+    touched = set(stale)
     pending = store.pending_days()
     if pending is not None:
         from aggregator import neardup  # numpy: only in runs that have something to compare
@@ -673,7 +675,8 @@ def _near_duplicates(store: Store, now: datetime) -> tuple[Counter[str], set[str
         store.compared()
     for story in sorted(touched):
         _present(store, story, now)
-    store.presented()
+    if stale:
+        store.presented()  # (a run with nothing stale writes nothing here)
     return merged, touched
 
 
