@@ -69,6 +69,11 @@ class Context:
             self._trailing = [(el, norm_text(el)) for el in reversed(found)]
         return [(el, text) for el, text in self._trailing if attached(el, root)]
 
+    def forget_trailing(self) -> None:
+        """Called by a rule that removed some of the last blocks: the next call to
+        ``trailing_blocks`` looks again, and finds the blocks that came before them."""
+        self._trailing = None
+
 
 def _last_leaves(el: _Element, found: list[_Element], limit: int) -> None:
     """Append the innermost blocks inside ``el`` to ``found``, last first, until there are
@@ -270,34 +275,85 @@ class LeadingDateLine(Rule):
         return 0
 
 
+def _link_only(el: _Element) -> bool:
+    """True when ``el`` holds one or more links and no text outside them."""
+    links = list(el.iter("a"))
+    return bool(links) and norm_text(el).replace(" ", "") == "".join(
+        norm_text(a) for a in links
+    ).replace(" ", "")
+
+
+@dataclass(frozen=True)
+class RelatedLinks(Rule):
+    """A list of links to other articles under a heading such as 相关新闻, 延伸阅读 or "Related",
+    among the last blocks: the page's navigation, which changes from one capture to the next and
+    is no part of the article. Every list item must be nothing but links; the heading may be any
+    element (``<h3>``, ``<p>``, ``<strong>``) standing just before the list."""
+
+    name: str
+    heading: re.Pattern[str]
+    needles: tuple[str, ...]
+
+    def apply(self, root: _Element, ctx: Context) -> int:
+        if not ctx.mentions(self.needles):
+            return 0
+        count = 0
+        for el, _ in ctx.trailing_blocks(root):
+            lst = el.getparent() if el.tag == "li" else None
+            if lst is None or lst.tag not in ("ul", "ol") or not attached(lst, root):
+                continue
+            title = lst.getprevious()
+            heading = _short_text(title, 20) if title is not None else None
+            if title is None or not heading or not self.heading.match(heading):
+                continue
+            if (title.tail or "").strip(_BLANK):
+                continue
+            items = [li for li in lst if isinstance(li.tag, str)]
+            if not all(li.tag == "li" and _link_only(li) for li in items):
+                continue
+            drop(title)
+            drop(lst)
+            count += 1
+        if count:  # the blocks before the list are now the last ones
+            ctx.forget_trailing()
+        return count
+
+
+# A web address written out as text in a promo ("获取更多RSS：<br>https://feedx.net"), with the
+# punctuation a writer may leave after it.
+_BARE_URL = re.compile(r"(?:https?://|www\.)\S+?[,，。.;；]?", re.IGNORECASE)
+
+
 @dataclass(frozen=True)
 class PromoFooter(Rule):
-    """A mirror's promo block: its marker text followed by nothing but links, with the
-    ``<hr>`` and ``<br>`` before it. Also a trailing block of nothing but links to the
-    mirror's own domains. Seen in seeds/dw/ and seeds/voa/003 (feedx.net, .top, .fun)."""
+    """A block of nothing but a marker and links: a mirror's promo ("获取更多RSS：" and its
+    sites, linked or written out; seeds/dw/, seeds/voa/003) or share buttons ("分享到：Facebook
+    Twitter Email"), with the ``<hr>`` and ``<br>`` before it. Without the marker, a block of
+    nothing but links to ``targets`` (the mirror's own sites, share endpoints) is one too.
+    Looked for among the last blocks only (``TRAILING_BLOCKS``)."""
 
     name: str
     marker: re.Pattern[str]
-    mirror_hosts: re.Pattern[str]
-    needles: tuple[str, ...]  # one of these is in the raw body wherever a promo could be
-
-    def _links_only(self, el: _Element, rest: str) -> bool:
-        link_text = "".join(norm_text(a) for a in el.iter("a"))
-        return squash(rest).replace(" ", "") == link_text.replace(" ", "")
+    targets: re.Pattern[str]  # matched against each link's absolute URL
+    needles: tuple[str, ...]  # one of these is in the raw body wherever such a block could be
+    # After "获取更多RSS：" any link is the promo's; after "分享：" a link may be the article's
+    # ("分享：<a>讲话全文</a>"), so there every link must go to ``targets``.
+    marker_suffices: bool = True
 
     def _is_promo(self, el: _Element, text: str) -> bool:
         m = self.marker.match(text)
-        if m:
-            return self._links_only(el, text[m.end() :])
+        rest = text[m.end() :] if m else text
         links = list(el.iter("a"))
-        return (
-            bool(links)
-            and all(
-                self.mirror_hosts.search(urls.absolute(a.get("href", ""), None) or "")
-                for a in links
-            )
-            and self._links_only(el, text)
-        )
+        # What is left once every link's text is taken out: nothing, or addresses as text.
+        for a in links:
+            rest = rest.replace(norm_text(a), " ", 1)
+        written = rest.split()
+        if not all(_BARE_URL.fullmatch(word) for word in written):
+            return False
+        if m and self.marker_suffices:  # the marker says what the block is
+            return True
+        hrefs = [urls.absolute(a.get("href", ""), None) or "" for a in links]
+        return bool(hrefs or written) and all(self.targets.match(u) for u in hrefs + written)
 
     def apply(self, root: _Element, ctx: Context) -> int:
         if not ctx.mentions(self.needles):
@@ -652,9 +708,35 @@ _TRACKER_HOSTS = re.compile(
     r"|/(?:pixel|beacon|tracking?)(?:\.gif|\.png|/|\?))",
     re.IGNORECASE,
 )
-_PROMO_MARKER = re.compile(r"^(?:获取|獲取)更多\s*RSS\s*[:：]?\s*", re.IGNORECASE)
-# The mirror's domains seen in the seeds (feedx.net, .top, .fun) and its other known ones.
-_MIRROR_HOSTS = re.compile(r"^https?://(?:www\.)?feedx\.[a-z]{2,6}/?$", re.IGNORECASE)
+# A mirror's promo: "获取更多RSS：", "订阅更多RSS：", "更多内容请访问：" (Simplified or Traditional).
+_PROMO_MARKER = re.compile(
+    r"^(?:(?:获取|獲取|订阅|訂閱)更多\s*RSS|更多(?:内容|內容|资讯|資訊)?\s*(?:请|請)(?:访问|訪問))"
+    r"\s*[:：]?\s*",
+    re.IGNORECASE,
+)
+# The mirror's sites (feedx.net, .top, .fun, .site in the seeds and fixtures) and its pages.
+_MIRROR_HOSTS = re.compile(
+    r"^(?:https?://)?(?:www\.)?feedx\.[a-z]{2,6}(?:[/?#]\S*)?$", re.IGNORECASE
+)
+# The heading of a list of links to other articles: 相关新闻, 相關報導, 延伸阅读, Related stories.
+_RELATED_HEADING = re.compile(
+    r"^(?:相关|相關|延伸|更多)(?:新闻|新聞|报道|報導|報道|阅读|閱讀|文章|链接|鏈接|連結|内容|內容)"
+    r"|^(?:related|see also|more on this|read more)\b",
+    re.IGNORECASE,
+)
+# Share buttons: "分享到：", "分享至", "Share this:" ...
+_SHARE_MARKER = re.compile(
+    r"^(?:分享(?:到|至)?|Share(?: this(?: article| story)?| on)?)\s*[:：]\s*|^(?:分享到|分享至)\s*",
+    re.IGNORECASE,
+)
+# Where share buttons point: the networks' share endpoints, and mailto.
+_SHARE_TARGETS = re.compile(
+    r"^(?:mailto:|https?://(?:[a-z0-9-]+\.)*(?:facebook\.com/shar|twitter\.com/(?:intent|share)"
+    r"|x\.com/intent|weibo\.com/share|linkedin\.com/(?:shareArticle|sharing)"
+    r"|(?:t|telegram)\.me/share|whatsapp\.com/send|wa\.me/|reddit\.com/submit|line\.me/R/msg"
+    r"|social-plugins\.line\.me|plus\.google\.com/share|pinterest\.com/pin/create))",
+    re.IGNORECASE,
+)
 # A notice, not a sentence that names copyright: "© 2022 ...", "(c) 2022", "Copyright 2022",
 # "... 版权所有。", "版权所有，未经许可不得转载", "本文版權歸美國之音所有", "版权归原作者所有",
 # "未经授权，不得转载". Kept: "这幅画作的版权所有者已提起诉讼", "(C) 部分为援引路透社的报道"
@@ -683,11 +765,23 @@ BEFORE_OUTLET: tuple[Rule, ...] = (
     AdBlocks("ad_blocks", _AD_TOKENS, _AD_PRECHECK),
     TrackingPixels("tracking_pixels", _TRACKER_HOSTS),
     LeadingDateLine("date_line"),
+    RelatedLinks(
+        "related_links",
+        _RELATED_HEADING,
+        ("相关", "相關", "延伸", "更多", "elated", "ELATED", "ee also", "ore on this", "ead more"),
+    ),
     PromoFooter(
         "mirror_promo",
         _PROMO_MARKER,
         _MIRROR_HOSTS,
-        ("更多RSS", "更多 RSS", "更多rss", "feedx.", "FEEDX.", "Feedx."),
+        ("更多RSS", "更多 RSS", "更多rss", "请访问", "請訪問", "feedx.", "FEEDX.", "Feedx."),
+    ),
+    PromoFooter(
+        "share_links",
+        _SHARE_MARKER,
+        _SHARE_TARGETS,
+        ("分享", "hare", "HARE", "mailto:"),
+        marker_suffices=False,
     ),
 )
 # After the outlet's rules: generic notices, then layout repairs on what is left.
