@@ -29,17 +29,8 @@ from enum import Enum
 from itertools import pairwise
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-# Query parameters that identify a campaign or a click, never an article. Sources: Google
-# Analytics (utm_*), Facebook (fbclid), Google Ads (gclid, dclid), Microsoft (msclkid), Mailchimp
-# (mc_cid, mc_eid), Instagram (igshid), Yandex (yclid), Alibaba (spm), Twitter (ref_src), DW's
-# feeds (maca).
-_TRACKING_PREFIXES = ("utm_",)
-_TRACKING_PARAMS = frozenset(
-    {
-        "fbclid", "gclid", "dclid", "msclkid", "mc_cid", "mc_eid", "igshid", "yclid", "spm",
-        "ref_src", "_ga", "_gl", "maca", "ocid", "cmpid", "at_medium", "at_campaign", "wt.mc_id",
-    }
-)  # fmt: skip
+from aggregator.clean.urls import is_tracking_param
+
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 
 # Atom ids are minted from the identity key in this namespace (RFC 4122 name-based UUID), so the
@@ -68,7 +59,7 @@ def canonical_url(url: str) -> str:
     query = sorted(
         (k, v)
         for k, v in parse_qsl(parts.query, keep_blank_values=True)
-        if not k.lower().startswith(_TRACKING_PREFIXES) and k.lower() not in _TRACKING_PARAMS
+        if not is_tracking_param(k)
     )
     return urlunsplit((scheme, netloc, parts.path or "/", urlencode(query), ""))
 

@@ -121,12 +121,15 @@ def _serialise(root: _Element) -> str:
 
 
 def _text(root: _Element) -> str:
-    """The article's words, one block a line, figures and captions left out. Edits the tree, so
+    """The article's words, one block (or table row) a line, figures and captions left out.
+    Edits the tree, so
     it runs after the HTML has been serialised."""
     for fig in list(root.iter("figure", "figcaption")):
         drop(fig)
-    for el in root.iter(*BLOCK_TAGS, "br"):
+    for el in root.iter(*BLOCK_TAGS, "br", "tr"):
         el.tail = "\n" + (el.tail or "")
+    for el in root.iter("td", "th"):  # a table row is a line, its cells apart ("出口 10%")
+        el.tail = " " + (el.tail or "")
     text = etree.tostring(root, method="text", encoding="unicode")
     if _LINE in text:  # cannot happen (libxml2 turns NUL into U+FFFD); the plain way, then
         return "\n".join(line for line in map(squash, text.split("\n")) if line)

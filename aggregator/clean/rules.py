@@ -43,6 +43,11 @@ _LEAF_TAGS = frozenset({"p", "div", "section", "article", "blockquote", "li", "f
 # and costs a walk of the article's end instead of the whole tree. The longest tail in the
 # fixtures is 3 blocks: a notice split over two paragraphs, then the promo.
 TRAILING_BLOCKS = 5
+# How much of the raw body's end holds those blocks' markup, with room to spare: a notice or a
+# promo is a few hundred characters of HTML, and what may follow it (another notice, share
+# buttons, the promo) is short too. The longest fixture tail (notice, call to follow, promo)
+# is about 1,000 characters.
+TAIL_CHARS = 4000
 
 
 @dataclass(slots=True)
@@ -57,6 +62,14 @@ class Context:
         its target could be there at all (substring search, ~100x cheaper than a regex)."""
         raw = self.raw
         return any(n in raw for n in needles)
+
+    def mentions_near_end(self, needles: tuple[str, ...]) -> bool:
+        """``mentions`` for the rules that look at the last blocks only: the needles are
+        looked for in the last ``TAIL_CHARS`` of the raw body, where those blocks are. (Each
+        search costs ~1 ns a character of Chinese text; the trailing rules' two dozen needles
+        over a whole 10,000-character body cost more than the rules themselves.)"""
+        tail = self.raw[-TAIL_CHARS:]
+        return any(n in tail for n in needles)
 
     def trailing_blocks(self, root: _Element) -> list[tuple[_Element, str]]:
         """The last TRAILING_BLOCKS innermost blocks (paragraphs, divs with no block inside)
@@ -292,11 +305,10 @@ class RelatedLinks(Rule):
 
     name: str
     heading: re.Pattern[str]
-    needles: tuple[str, ...]
 
     def apply(self, root: _Element, ctx: Context) -> int:
-        if not ctx.mentions(self.needles):
-            return 0
+        # No needles: the last blocks are found for the promo anyway, and testing them for a
+        # list item costs less than looking for the headings' words.
         count = 0
         for el, _ in ctx.trailing_blocks(root):
             lst = el.getparent() if el.tag == "li" else None
@@ -356,7 +368,7 @@ class PromoFooter(Rule):
         return bool(hrefs or written) and all(self.targets.match(u) for u in hrefs + written)
 
     def apply(self, root: _Element, ctx: Context) -> int:
-        if not ctx.mentions(self.needles):
+        if not ctx.mentions_near_end(self.needles):
             return 0
         count = 0
         for el, text in ctx.trailing_blocks(root):
@@ -387,7 +399,7 @@ class NoticeBlock(Rule):
     max_chars: int = 300
 
     def apply(self, root: _Element, ctx: Context) -> int:
-        if not ctx.mentions(self.needles):
+        if not ctx.mentions_near_end(self.needles):
             return 0
         count = 0
         for el, text in ctx.trailing_blocks(root):
@@ -424,7 +436,7 @@ class TrailingNotice(Rule):
     last_blocks: int = 3
 
     def apply(self, root: _Element, ctx: Context) -> int:
-        if not ctx.mentions(self.needles):
+        if not ctx.mentions_near_end(self.needles):
             return 0
         count = 0
         for el, text in ctx.trailing_blocks(root)[-self.last_blocks :]:
@@ -503,6 +515,60 @@ class ImageProxies(Rule):
             if original:
                 el.set(attr, original)
                 count += 1
+        return count
+
+
+# Where lazy-loading scripts keep the picture until it scrolls into view (lazysizes, jQuery
+# lazyload, WordPress plugins, Zhihu), in the order they are tried.
+_LAZY_ATTRS = (
+    "data-src",
+    "data-original",
+    "data-lazy-src",
+    "data-actualsrc",
+    "data-echo",
+    "data-url",
+)
+
+
+@dataclass(frozen=True)
+class LazyImages(Rule):
+    """A lazy-loaded image gets its picture back: ``src`` is a placeholder (a ``data:`` URI, a
+    blank, or missing) and the real URL sits in ``data-src`` or the like, which would be
+    removed with the other ``data-`` attributes and leave a blank or no image at all."""
+
+    name: str
+
+    def apply(self, root: _Element, ctx: Context) -> int:
+        if not ctx.mentions(("data-",)):
+            return 0
+        count = 0
+        for img in root.iter("img"):
+            src = (img.get("src") or "").strip()
+            if src and not src.lower().startswith("data:"):
+                continue
+            real = next((v for v in map(img.get, _LAZY_ATTRS) if v and v.strip()), None)
+            if real is not None and not real.strip().lower().startswith("data:"):
+                img.set("src", real.strip())
+                count += 1
+        return count
+
+
+@dataclass(frozen=True)
+class LinkTracking(Rule):
+    """Click-tracking parameters (``utm_*``, ``fbclid`` ...) removed from the body's links; the
+    rest of each URL stays as written."""
+
+    name: str
+
+    def apply(self, root: _Element, ctx: Context) -> int:
+        count = 0
+        for a in root.iter("a"):
+            href = a.get("href")
+            if href and "?" in href:
+                clean = urls.strip_tracking(href)
+                if clean != href:
+                    a.set("href", clean)
+                    count += 1
         return count
 
 
@@ -705,7 +771,9 @@ _AD_PRECHECK = re.compile(
 _TRACKER_HOSTS = re.compile(
     r"(?:feeds\.feedburner\.com/~r/|feedsportal\.com|pixel\.wp\.com|stats\.wordpress\.com"
     r"|google-analytics\.com|pixel\.quantserve\.com|scorecardresearch\.com|chartbeat\.net"
-    r"|/(?:pixel|beacon|tracking?)(?:\.gif|\.png|/|\?))",
+    r"|/(?:pixel|beacon|tracking?)(?:\.gif|\.png|/|\?)"
+    # Hit counters: the mirror's (feedx.net/counter.php?id=voa) and any counter script.
+    r"|/(?:counter|count|hits?|stats?|tracker)\.(?:php|aspx?|cgi|jsp)(?:\?|$))",
     re.IGNORECASE,
 )
 # A mirror's promo: "获取更多RSS：", "订阅更多RSS：", "更多内容请访问：" (Simplified or Traditional).
@@ -762,14 +830,11 @@ BEFORE_OUTLET: tuple[Rule, ...] = (
         frozenset({"iframe", "frame", "frameset", "object", "embed", "applet", "svg", "math"}),
     ),
     DropElements("forms", frozenset({"form", "input", "button", "select", "textarea"})),
+    LazyImages("lazy_images"),
     AdBlocks("ad_blocks", _AD_TOKENS, _AD_PRECHECK),
     TrackingPixels("tracking_pixels", _TRACKER_HOSTS),
     LeadingDateLine("date_line"),
-    RelatedLinks(
-        "related_links",
-        _RELATED_HEADING,
-        ("相关", "相關", "延伸", "更多", "elated", "ELATED", "ee also", "ore on this", "ead more"),
-    ),
+    RelatedLinks("related_links", _RELATED_HEADING),
     PromoFooter(
         "mirror_promo",
         _PROMO_MARKER,
@@ -807,6 +872,7 @@ AFTER_OUTLET: tuple[Rule, ...] = (
     FigureCaptions("figure_captions"),
     ImageProxies("image_proxy"),
     AbsoluteUrls("absolute_urls"),
+    LinkTracking("link_tracking"),
     PresentationAttributes("inline_styles"),
     BreakRuns("br_runs"),
     EmptyBlocks("empty_blocks"),

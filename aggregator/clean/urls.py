@@ -1,4 +1,4 @@
-"""URL repairs for article bodies: image-proxy unwrapping and absolute URLs.
+"""URL repairs for article bodies: image-proxy unwrapping, absolute URLs, tracking parameters.
 
 Inputs: a URL as found in a body, and the article's own URL as the base. Output: the URL a reader
 should load, or None when no absolute http(s) URL can be made of it. Pure string work.
@@ -6,14 +6,55 @@ should load, or None when no absolute http(s) URL can be made of it. Pure string
 
 from __future__ import annotations
 
-from urllib.parse import parse_qs, unquote, urljoin, urlsplit
+from urllib.parse import parse_qsl, unquote, unquote_plus, urlencode, urljoin, urlsplit
+
+# Query parameters that identify a campaign or a click, never a page. Sources: Google
+# Analytics (utm_*), Facebook (fbclid), Google Ads (gclid, dclid), Microsoft (msclkid), Mailchimp
+# (mc_cid, mc_eid), Instagram (igshid), Yandex (yclid), Alibaba (spm), Twitter (ref_src), DW's
+# feeds (maca). An article's identity (aggregator/dedupe.py) and the links in its body drop them.
+_TRACKING_PREFIXES = ("utm_",)
+_TRACKING_PARAMS = frozenset(
+    {
+        "fbclid", "gclid", "dclid", "msclkid", "mc_cid", "mc_eid", "igshid", "yclid", "spm",
+        "ref_src", "_ga", "_gl", "maca", "ocid", "cmpid", "at_medium", "at_campaign", "wt.mc_id",
+    }
+)  # fmt: skip
 
 # Image proxies mirrors route pictures through, and where each keeps the original URL.
 #   images.weserv.nl / wsrv.nl: ?url=host/path, "ssl:" prefix for https (weserv.nl docs);
 #     seen without scheme and without the "/" before "?" in seeds/voa/ and seeds/dw/.
 #   i0-i3.wp.com (Jetpack Photon): /host/path.
 _QUERY_PROXIES = frozenset({"images.weserv.nl", "wsrv.nl"})
+# The proxy's own query parameters (wsrv.nl API reference): size, crop, adjustments, format.
+_WESERV_PARAMS = frozenset(
+    {
+        "w", "h", "dpr", "fit", "cbg", "we", "a", "fpx", "fpy", "crop", "cx", "cy", "cw", "ch",
+        "precrop", "trim", "mask", "mtrim", "mbg", "flip", "flop", "ro", "rbg", "bg", "blur",
+        "con", "filt", "gam", "mod", "sat", "hue", "sharp", "tint", "q", "output", "il", "af",
+        "l", "lum", "n", "page", "filename", "default", "maxage", "encoding", "errorredirect", "t",
+    }
+)  # fmt: skip
 _PATH_PROXIES = frozenset({"i0.wp.com", "i1.wp.com", "i2.wp.com", "i3.wp.com"})
+
+
+def is_tracking_param(name: str) -> bool:
+    """True for a query parameter that tracks a click (see ``_TRACKING_PARAMS``)."""
+    lowered = name.lower()
+    return lowered.startswith(_TRACKING_PREFIXES) or lowered in _TRACKING_PARAMS
+
+
+def strip_tracking(url: str) -> str:
+    """``url`` without its tracking parameters; the rest (order, fragment, encoding) as
+    written. ``url`` itself when it has none."""
+    head, mark, rest = url.partition("?")
+    if not mark:
+        return url
+    query, hash_mark, fragment = rest.partition("#")
+    params = query.split("&")
+    kept = [p for p in params if not is_tracking_param(unquote_plus(p.partition("=")[0]))]
+    if len(kept) == len(params):
+        return url
+    return head + ("?" + "&".join(kept) if kept else "") + hash_mark + fragment
 
 
 def _split_loose(url: str) -> tuple[str, str, str]:
@@ -35,8 +76,15 @@ def unwrap_proxy(url: str) -> str | None:
         return None
     target: str | None = None
     if host in _QUERY_PROXIES:
-        values = parse_qs(query).get("url")
-        target = values[0] if values else None
+        pairs = parse_qsl(query, keep_blank_values=True)
+        target = next((v for k, v in pairs if k == "url"), None)
+        # "?url=host/a.jpg?width=900&height=600": the target's own query was not encoded, so
+        # its parameters after the first read as the proxy's. Those the proxy does not know
+        # are given back to the target (only when it has a query of its own already).
+        if target and "?" in target:
+            extra = [(k, v) for k, v in pairs if k != "url" and k not in _WESERV_PARAMS]
+            if extra:
+                target += "&" + urlencode(extra)
     elif host in _PATH_PROXIES and len(path) > 1:
         target = path.lstrip("/")
     if not target:
