@@ -186,6 +186,30 @@ def test_a_live_teaser_never_replaces_the_archived_full_text(
     assert other.author == "DW 中文"
 
 
+@pytest.mark.parametrize("archive_first", [True, False])
+def test_a_linkless_archived_post_gets_the_live_feeds_link(
+    tmp_path: Path, server: FeedServer, archive_first: bool
+) -> None:
+    """RSSHub's Al Jazeera posts are archived without their page's address; the same post from
+    the live route has it. Whichever is read first, the one entry links the page as its
+    ``alternate`` (not as a ``related`` copy), and the copy is not a second entry."""
+    (tmp_path / "seeds").mkdir()
+    seed = next((livefeeds.SEEDS / "aljazeera").glob("*.txt"))
+    (tmp_path / "seeds" / seed.name).write_bytes(seed.read_bytes())
+    post = livefeeds.aljazeera()
+    url = server.route("/aj.rss", Route(body=livefeeds.rss2(post, "半岛电视台"), headers=RSS))
+    archive = {"name": "archive", "path": "seeds", "adapter": "aljazeera"}
+    live = url_source("live", url, adapter="aljazeera")
+    Setup(tmp_path, [archive] if archive_first else [live]).run()
+    setup = Setup(tmp_path, [archive, live])
+    setup.run(NOW + timedelta(hours=1))
+    entries = setup.feed("all").entries
+    assert len(entries) == 1
+    links = {(link.rel, link.href) for link in entries[0].links}
+    assert ("alternate", post[0].link) in links
+    assert not any(rel in ("related", "via") for rel, _ in links)
+
+
 # -- conditional GET --------------------------------------------------------------------------
 
 

@@ -171,6 +171,18 @@ def _gone(path: Path, what: str) -> StateGone:
     )
 
 
+def _linked(e: Entry) -> Entry:
+    """``e`` with an address of its own: an article archived without one (RSSHub's Al Jazeera
+    posts) merged with a copy that has one links that copy's page as its ``alternate``: the one
+    whose text is shown (``via``) if it has one, else the first of the others. A reader then
+    opens the article from the entry, instead of from a "related" link beside an entry that has
+    none."""
+    if e.link or not (e.via or e.related):
+        return e
+    link = e.via or e.related[0]
+    return replace(e, link=link, via=None, related=tuple(u for u in e.related if u != link))
+
+
 class Store:
     def __init__(self, path: Path, *, readonly: bool = False, create: bool = True) -> None:
         """Open (and create, and migrate) the database at ``path``. ``readonly``: open an
@@ -662,7 +674,7 @@ class Store:
             extra = links - {e.link, e.via, *e.related}
             if extra:
                 e = replace(e, related=tuple(sorted({*e.related, *extra})))
-            out.append(e)
+            out.append(_linked(e))
         return out
 
     def apply_retention(self, retention: Retention, sources: Sequence[str], now: datetime) -> int:
