@@ -412,6 +412,12 @@ def _print_report(report: RunReport, out: Console) -> None:
         table.add_row(*row)
     out.print(table)
     for s in report.sources:
+        if s.recleaned:
+            out.print(
+                f"source {s.name}: {s.recleaned} stored article{'s' if s.recleaned != 1 else ''}"
+                " cleaned again by this version's rules (ids and dates kept)",
+                highlight=False,
+            )
         if s.fetch is not None and s.fetch.moved_to:
             out.print(
                 f"[yellow]source {s.name} moved permanently[/] to {_m(s.fetch.moved_to)}; "

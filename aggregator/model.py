@@ -262,6 +262,7 @@ class SourceReport:
     unchanged: int = 0  # same article, same text (a re-archive that changed nothing)
     duplicates: int = 0  # another article's exact copy under a different key
     near_duplicates: int = 0  # merged into another story's entry (neardup.py)
+    recleaned: int = 0  # stored captures cleaned again by a new version's rules, dates kept
     skipped: tuple[Skip, ...] = ()
     rules: tuple[tuple[str, int], ...] = ()  # cleaning rule -> times fired
     error: str | None = None  # the whole source failed

@@ -41,6 +41,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
+from functools import cache
 from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING
@@ -58,6 +59,7 @@ from aggregator import (
     stylesheet,
     writer,
 )
+from aggregator import clean as cleaning
 from aggregator.clean import clean, xml_text
 from aggregator.dedupe import (
     MIN_FINGERPRINT_CHARS,
@@ -182,6 +184,33 @@ def _ready(item: Item) -> Ready:
     return Ready(item, digest_text(comparable), len(comparable), sketch, spent)
 
 
+_CLEANING_CODE = ("clean", "adapters", "dates.py", "script.py")
+
+
+@cache
+def _cleaning_code() -> str:
+    """A digest of the code that turns a file into a cleaned item (read once a process)."""
+    package = Path(__file__).parent
+    h = hashlib.blake2b(digest_size=16)
+    for name in _CLEANING_CODE:
+        part = package / name
+        for path in sorted(part.glob("*.py")) if part.is_dir() else [part]:
+            h.update(path.relative_to(package).as_posix().encode() + b"\0" + path.read_bytes())
+    return h.hexdigest()
+
+
+def cleaning_signature() -> str:
+    """What a stored article's cleaning was made with: the cleaning and adapter code, and the
+    rules in force (by name). A source whose articles were made with another signature is
+    re-cleaned (``_ingest``)."""
+    names = [rule.name for rule in (*cleaning.BEFORE_OUTLET, *cleaning.AFTER_OUTLET)]
+    for key in sorted(adapters.ADAPTERS):
+        names += [f"{key}:{rule.name}" for rule in adapters.ADAPTERS[key].rules]
+    return hashlib.blake2b(
+        (_cleaning_code() + "\0" + "\0".join(names)).encode(), digest_size=16
+    ).hexdigest()
+
+
 def _prepare_star(args: tuple[FileStat, Source, str | None]) -> Prepared:
     return prepare(*args)
 
@@ -204,6 +233,8 @@ class _Tally:
     updated: int = 0
     unchanged: int = 0
     duplicates: int = 0
+    recleaned: int = 0
+    reclean: bool = False  # the source's articles were cleaned by other rules: clean them again
     skipped: list[Skip] = field(default_factory=list)
     rules: Counter[str] = field(default_factory=Counter)
     error: str | None = None
@@ -215,7 +246,7 @@ class _Tally:
         return SourceReport(
             name=self.name, files_seen=self.files_seen, files_read=self.files_read,
             new=self.new, updated=self.updated, unchanged=self.unchanged,
-            duplicates=self.duplicates, skipped=tuple(self.skipped),
+            duplicates=self.duplicates, recleaned=self.recleaned, skipped=tuple(self.skipped),
             rules=tuple(sorted(self.rules.items())), error=self.error, fetch=self.fetch,
             changed=self.changed,
         )  # fmt: skip
@@ -271,6 +302,8 @@ def _merge(ready: Ready, store: Store, now: datetime, tally: _Tally) -> None:
         version_time(item.published, item.archived), text_hash, item.published, ready.chars
     )
     known = store.versions(item.key)
+    if tally.reclean and _recleaned(ready, version, known, store, now, tally):
+        return
     if not item.dated and known:
         # The source gives no date: the entry is what was first seen, and a version is new
         # only when its text is.
@@ -312,6 +345,43 @@ def _merge(ready: Ready, store: Store, now: datetime, tally: _Tally) -> None:
         tally.unchanged += 1
 
 
+def _recleaned(
+    ready: Ready, version: Version, known: list[Version], store: Store, now: datetime,
+    tally: _Tally,
+) -> bool:  # fmt: skip
+    """In a source being re-cleaned (``_ingest``): True when ``ready`` was a capture already
+    stored, now saved as this version's rules clean it. Its stored version takes the new text
+    in place, so the change counts as no edit: ``updated`` moves only if the captures' texts
+    now differ where they did not (or the reverse), as the new rules see them. An exact
+    duplicate stays one (its article may not be re-cleaned yet); an undated capture is left."""
+    item = ready.item
+    if store.duplicate_of(item.key) is not None or not item.dated:
+        tally.unchanged += 1
+        return True
+    same = [v for v in known if v.at == version.at and v.published == version.published]
+    if not same:
+        return False  # a capture not stored before: taken in as usual
+    if same == [version]:
+        tally.unchanged += 1  # cleaned as before
+        return True
+    for old in same:
+        if old != version:
+            store.replace_version(item.key, old, version)
+    versions = [v for v in known if v not in same] + [version]
+    after = resolve(versions)
+    if after.kept == version:
+        store.save_item(item, after, now)
+        if ready.sketch is not None:
+            store.save_sketch(item.key, ready.sketch, _day(after.published))
+    else:
+        store.save_dates(item.key, after)
+    if (story := store.story_of(item.key)) is not None:
+        store.stale_story(story)
+    tally.recleaned += 1
+    tally.changed = True
+    return True
+
+
 def _day(when: datetime) -> int:
     """Days since 1970: the publication day near-duplicate candidates are windowed by."""
     return max(0, int(when.timestamp() // 86400))
@@ -338,10 +408,20 @@ def _ingest(
     lines = list(map("%s\0%d\0%d".__mod__, stats))
     text = "\n".join(lines)
     listing = hashlib.blake2b(text.encode("utf-8", "surrogateescape"), digest_size=16).hexdigest()
-    if store.listing_digest(source.name) == listing:
+    stored_listing = store.listing_digest(source.name)
+    signature = cleaning_signature()
+    # Articles made by other cleaning rules (an upgrade) are made again from their files, once.
+    tally.reclean = stored_listing is not None and store.cleaned_by(source.name) != signature
+    if tally.reclean:
+        log.warning(
+            "source %s: its articles were cleaned by an earlier version's rules; reading its "
+            "%d files again to clean them with this version's (once; entry ids and dates are "
+            "kept)", source.name, len(stats),
+        )  # fmt: skip
+    elif stored_listing == listing:
         _skipped_again(store, source, stats, set(), tally)
         return tally.report()
-    before = store.listing_lines(source.name)
+    before = None if tally.reclean else store.listing_lines(source.name)
     if before is None:
         candidates = stats
         known = store.file_states(source.name)
@@ -364,6 +444,9 @@ def _ingest(
     todo: list[tuple[FileStat, str | None]] = []
     for stat in candidates:
         state = known.get(stat.path)
+        if tally.reclean:
+            todo.append((stat, None))  # read and cleaned whatever its bytes
+            continue
         if state is not None and (state.size, state.mtime_ns) == (stat.size, stat.mtime_ns):
             if state.status == "skipped":
                 tally.skipped.append(Skip(stat.path, f"{state.reason} (file unchanged)"))
@@ -386,6 +469,8 @@ def _ingest(
             progress(source.name, done, len(todo))
     if complete and stats:  # (an empty listing is not kept: see _deleted)
         store.save_listing(source.name, listing, text)
+    if complete and not dry_run:
+        store.set_cleaned_by(source.name, signature)
     return tally.report()
 
 

@@ -431,6 +431,41 @@ def test_a_run_stopped_after_saving_leaves_the_feeds_to_the_next(
     assert not any(f["written"] for f in ws.run_json()["feeds"])  # and once is enough
 
 
+def test_an_upgrade_cleans_the_stored_articles_again(
+    ws: Workspace, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Articles stored by an earlier version, whose rules left the mirror's promo in: the
+    first run of this version reads every file again and cleans them by its rules, keeping each
+    entry's id and dates; the run after reads nothing."""
+    from aggregator import clean, config, pipeline
+    from aggregator.store import Store
+
+    older = tuple(r for r in clean.BEFORE_OUTLET if r.name != "mirror_promo")
+    with monkeypatch.context() as patch:
+        patch.setattr(clean, "BEFORE_OUTLET", older)
+        cfg = config.load(ws.config)
+        with Store(cfg.state_db) as store:
+            pipeline.run_once(cfg, store, datetime.now(UTC))
+            store.commit()
+    before = {e.id: e for e in _parsed(ws, "all.atom").entries}
+    assert sum("获取更多RSS" in e.content[0].value for e in before.values()) == 2  # VOA 003, DW
+    proc = ws.cli("run", "--verbose", check=True)
+    assert "source voa: its articles were cleaned by an earlier version's rules" in proc.stderr
+    assert "reading its 3 files again" in proc.stderr  # told why this run reads them all
+    for name in ("voa", "dw"):  # the others' cleaning did not change
+        assert f"source {name}: 1 stored article cleaned again" in proc.stdout
+    after = {e.id: e for e in _parsed(ws, "all.atom").entries}
+    assert after.keys() == before.keys()
+    for atom_id, e in after.items():
+        assert "获取更多RSS" not in e.content[0].value and "feedx" not in e.content[0].value
+        assert (e.published, e.updated) == (before[atom_id].published, before[atom_id].updated)
+    feeds = ws.feed_bytes()
+    report = ws.run_json()
+    assert sum(s["files_read"] for s in report["sources"]) == 0
+    assert sum(s["recleaned"] for s in report["sources"]) == 0
+    assert ws.feed_bytes() == feeds
+
+
 def test_nothing_produced_exits_1(tmp_path) -> None:  # type: ignore[no-untyped-def]
     (tmp_path / "empty").mkdir()
     (tmp_path / "config.toml").write_text(

@@ -35,7 +35,7 @@ from aggregator.clean.sanitize import sanitize
 from aggregator.errors import ParseError
 from aggregator.model import Image, Item
 
-__all__ = ["Rule", "clean", "clean_title", "summarize"]
+__all__ = ["AFTER_OUTLET", "BEFORE_OUTLET", "Rule", "clean", "clean_title", "summarize"]
 
 # The plain libxml2 HTML parser: lxml.html's element classes cost a Python call per element
 # touched, a quarter of the cleaning time (bench/profile_run.py).

@@ -502,6 +502,34 @@ class Store:
                 ),
             )
 
+    def replace_version(self, key: str, old: Version, new: Version) -> None:
+        """``old`` becomes ``new``: the same capture cleaned again by other rules."""
+        with self._errors:
+            self._db.execute(
+                # OR REPLACE: two captures of one instant that the new rules clean alike
+                # become one version.
+                "UPDATE OR REPLACE versions SET text_hash = ?, chars = ? WHERE key = ? AND at = ?"
+                " AND text_hash = ?",
+                (new.text_hash, new.chars, key, _t(old.at), old.text_hash),
+            )
+
+    def cleaned_by(self, source: str) -> str | None:
+        """The cleaning (``clean.signature``) the source's stored articles were made with; None
+        when not recorded (a source never read whole, or a state made before it was kept)."""
+        with self._errors:
+            row = self._db.execute(
+                "SELECT signature FROM cleaned_by WHERE source = ?", (source,)
+            ).fetchone()
+            return str(row[0]) if row else None
+
+    def set_cleaned_by(self, source: str, signature: str) -> None:
+        with self._errors:
+            self._db.execute(
+                "INSERT INTO cleaned_by (source, signature) VALUES (?, ?)"
+                " ON CONFLICT (source) DO UPDATE SET signature = excluded.signature",
+                (source, signature),
+            )
+
     def save_item(self, item: Item, res: Resolution, now: datetime) -> None:
         """Insert the article, or update it with ``item`` (the kept version) and its dates."""
         image = item.image

@@ -250,4 +250,10 @@ MIGRATIONS: tuple[str, ...] = (
     """
     ALTER TABLE versions ADD COLUMN chars INTEGER;
     """,
+    # 11: the cleaning each source's stored articles were made with (clean.signature): when a
+    # new version cleans differently, the source's files are read again once and its articles
+    # re-cleaned in place (pipeline._merge), so upgrading cleans what was already published.
+    """
+    CREATE TABLE cleaned_by (source TEXT PRIMARY KEY, signature TEXT NOT NULL) WITHOUT ROWID;
+    """,
 )
