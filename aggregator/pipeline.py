@@ -415,8 +415,8 @@ def _ingest(
     if tally.reclean:
         log.warning(
             "source %s: its articles were cleaned by an earlier version's rules; reading its "
-            "%d files again to clean them with this version's (once; entry ids and dates are "
-            "kept)", source.name, len(stats),
+            "%d files again to clean them with this version's (once; entry ids are kept)",
+            source.name, len(stats),
         )  # fmt: skip
     elif stored_listing == listing:
         _skipped_again(store, source, stats, set(), tally)

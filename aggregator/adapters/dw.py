@@ -34,15 +34,16 @@ PROFILE = Profile(
             ),
         ),
         # DW's call to follow it ("DW中文有Instagram！若您有安全上的考量，建议使用VPN浏览。
-        # 欢迎点击这里关注我们！"), before or after the notice, in either script.
+        # 欢迎点击这里关注我们！"), before or after the notice, in either script; "DW中文在
+        # Facebook上发布的一段视频…" is the article's sentence.
         NoticeBlock(
             "dw.social",
             re.compile(
-                r"^DW\s*中文(?:网|網)?\s*(?:有|在)\s*"
-                r"(?:Instagram|Facebook|Telegram|YouTube|Twitter|X|Threads|脸书|臉書|推特)",
+                r"^DW\s*中文(?:网|網)?\s*有\s*"
+                r"(?:Instagram|Facebook|Telegram|YouTube|Twitter|X|Threads|脸书|臉書|推特)\s*[!！]",
                 re.IGNORECASE,
             ),
-            needles=("DW中文有", "DW 中文有", "DW中文网有", "DW中文網有", "DW中文在"),
+            needles=("DW中文有", "DW 中文有", "DW中文网有", "DW中文網有"),
         ),
     ),
 )

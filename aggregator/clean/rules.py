@@ -56,6 +56,7 @@ class Context:
     tz: tzinfo  # the outlet's zone, for date lines written without one
     raw: str = ""  # the body as received: rules test it for their marker before walking the tree
     _trailing: list[tuple[_Element, str]] | None = None
+    _widened: bool = False  # a rule removed trailing blocks: see ``mentions_near_end``
 
     def mentions(self, needles: tuple[str, ...]) -> bool:
         """True when the raw body contains one of ``needles``: a rule's cheap test of whether
@@ -69,6 +70,10 @@ class Context:
         search costs ~1 ns a character of Chinese text; the trailing rules' two dozen needles
         over a whole 10,000-character body cost more than the rules themselves.)"""
         tail = self.raw[-TAIL_CHARS:]
+        if self._widened or "</script" in tail or "</style" in tail:
+            # A script or style at the end takes room but no block; and once a rule removed
+            # the last blocks, the ones before them may lie further up: the whole body, then.
+            return self.mentions(needles)
         return any(n in tail for n in needles)
 
     def trailing_blocks(self, root: _Element) -> list[tuple[_Element, str]]:
@@ -86,6 +91,7 @@ class Context:
         """Called by a rule that removed some of the last blocks: the next call to
         ``trailing_blocks`` looks again, and finds the blocks that came before them."""
         self._trailing = None
+        self._widened = True
 
 
 def _last_leaves(el: _Element, found: list[_Element], limit: int) -> None:
@@ -307,8 +313,9 @@ class RelatedLinks(Rule):
     heading: re.Pattern[str]
 
     def apply(self, root: _Element, ctx: Context) -> int:
-        # No needles: the last blocks are found for the promo anyway, and testing them for a
-        # list item costs less than looking for the headings' words.
+        # Gated on the list's markup, not the headings' many words (each search costs).
+        if not ctx.mentions_near_end(("<li", "<LI")):
+            return 0
         count = 0
         for el, _ in ctx.trailing_blocks(root):
             lst = el.getparent() if el.tag == "li" else None
@@ -345,16 +352,21 @@ class PromoFooter(Rule):
     Looked for among the last blocks only (``TRAILING_BLOCKS``)."""
 
     name: str
-    marker: re.Pattern[str]
+    marker: re.Pattern[str] | None  # says what the block is: its links may go anywhere
+    # A marker an article may also write ("更多内容请访问：<a>报告全文</a>", "分享：<a>讲话全文</a>"):
+    # every link and written address after it must go to ``targets``.
+    guarded: re.Pattern[str] | None
     targets: re.Pattern[str]  # matched against each link's absolute URL
     needles: tuple[str, ...]  # one of these is in the raw body wherever such a block could be
-    # After "获取更多RSS：" any link is the promo's; after "分享：" a link may be the article's
-    # ("分享：<a>讲话全文</a>"), so there every link must go to ``targets``.
-    marker_suffices: bool = True
+    # Links a block needs to be taken without a marker: one for the mirror's own sites; two for
+    # share endpoints, as a lone mailto: link is an article's contact address.
+    unmarked_links: int = 1
 
     def _is_promo(self, el: _Element, text: str) -> bool:
-        m = self.marker.match(text)
-        rest = text[m.end() :] if m else text
+        m = self.marker.match(text) if self.marker else None
+        g = None if m or self.guarded is None else self.guarded.match(text)
+        found = m or g
+        rest = text[found.end() :] if found else text
         links = list(el.iter("a"))
         # What is left once every link's text is taken out: nothing, or addresses as text.
         for a in links:
@@ -362,8 +374,10 @@ class PromoFooter(Rule):
         written = rest.split()
         if not all(_BARE_URL.fullmatch(word) for word in written):
             return False
-        if m and self.marker_suffices:  # the marker says what the block is
+        if m:
             return True
+        if not g and len(links) < self.unmarked_links:
+            return False
         hrefs = [urls.absolute(a.get("href", ""), None) or "" for a in links]
         return bool(hrefs or written) and all(self.targets.match(u) for u in hrefs + written)
 
@@ -776,11 +790,11 @@ _TRACKER_HOSTS = re.compile(
     r"|/(?:counter|count|hits?|stats?|tracker)\.(?:php|aspx?|cgi|jsp)(?:\?|$))",
     re.IGNORECASE,
 )
-# A mirror's promo: "获取更多RSS：", "订阅更多RSS：", "更多内容请访问：" (Simplified or Traditional).
-_PROMO_MARKER = re.compile(
-    r"^(?:(?:获取|獲取|订阅|訂閱)更多\s*RSS|更多(?:内容|內容|资讯|資訊)?\s*(?:请|請)(?:访问|訪問))"
-    r"\s*[:：]?\s*",
-    re.IGNORECASE,
+# A mirror's promo: "获取更多RSS：", "订阅更多RSS：" (Simplified or Traditional); and "更多内容请访问：",
+# which an article may write too, so only with the mirror's sites after it.
+_PROMO_MARKER = re.compile(r"^(?:获取|獲取|订阅|訂閱)更多\s*RSS\s*[:：]?\s*", re.IGNORECASE)
+_VISIT_MARKER = re.compile(
+    r"^更多(?:内容|內容|资讯|資訊)?\s*(?:请|請)(?:访问|訪問)\s*[:：]?\s*", re.IGNORECASE
 )
 # The mirror's sites (feedx.net, .top, .fun, .site in the seeds and fixtures) and its pages.
 _MIRROR_HOSTS = re.compile(
@@ -838,15 +852,17 @@ BEFORE_OUTLET: tuple[Rule, ...] = (
     PromoFooter(
         "mirror_promo",
         _PROMO_MARKER,
+        _VISIT_MARKER,
         _MIRROR_HOSTS,
         ("更多RSS", "更多 RSS", "更多rss", "请访问", "請訪問", "feedx.", "FEEDX.", "Feedx."),
     ),
     PromoFooter(
         "share_links",
+        None,
         _SHARE_MARKER,
         _SHARE_TARGETS,
         ("分享", "hare", "HARE", "mailto:"),
-        marker_suffices=False,
+        unmarked_links=2,
     ),
 )
 # After the outlet's rules: generic notices, then layout repairs on what is left.

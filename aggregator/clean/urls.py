@@ -46,10 +46,10 @@ def is_tracking_param(name: str) -> bool:
 def strip_tracking(url: str) -> str:
     """``url`` without its tracking parameters; the rest (order, fragment, encoding) as
     written. ``url`` itself when it has none."""
-    head, mark, rest = url.partition("?")
+    before, hash_mark, fragment = url.partition("#")  # a "?" in the fragment is not a query
+    head, mark, query = before.partition("?")
     if not mark:
         return url
-    query, hash_mark, fragment = rest.partition("#")
     params = query.split("&")
     kept = [p for p in params if not is_tracking_param(unquote_plus(p.partition("=")[0]))]
     if len(kept) == len(params):

@@ -171,15 +171,16 @@ def _gone(path: Path, what: str) -> StateGone:
     )
 
 
-def _linked(e: Entry) -> Entry:
+def _linked(e: Entry, same_text: list[str]) -> Entry:
     """``e`` with an address of its own: an article archived without one (RSSHub's Al Jazeera
-    posts) merged with a copy that has one links that copy's page as its ``alternate``: the one
-    whose text is shown (``via``) if it has one, else the first of the others. A reader then
-    opens the article from the entry, instead of from a "related" link beside an entry that has
-    none."""
-    if e.link or not (e.via or e.related):
+    posts) links, as its ``alternate``, the page of the copy whose text it shows (``via``), else
+    of an exact copy (``same_text``, sorted). Not a near-duplicate's page: that may be another
+    outlet's. A reader then opens the article from the entry, not from a "related" link."""
+    if e.link:
         return e
-    link = e.via or e.related[0]
+    link = e.via or (same_text[0] if same_text else None)
+    if link is None:
+        return e
     return replace(e, link=link, via=None, related=tuple(u for u in e.related if u != link))
 
 
@@ -702,7 +703,7 @@ class Store:
             extra = links - {e.link, e.via, *e.related}
             if extra:
                 e = replace(e, related=tuple(sorted({*e.related, *extra})))
-            out.append(_linked(e))
+            out.append(_linked(e, sorted(links)))
         return out
 
     def apply_retention(self, retention: Retention, sources: Sequence[str], now: datetime) -> int:
