@@ -199,6 +199,11 @@ def _cleaning_code() -> str:
     return h.hexdigest()
 
 
+# Read when the module loads: a daemon whose package is upgraded on disk under it goes on
+# cleaning by the rules it loaded, and must record those.
+_cleaning_code()
+
+
 def cleaning_signature() -> str:
     """What a stored article's cleaning was made with: the cleaning and adapter code, and the
     rules in force (by name). A source whose articles were made with another signature is
@@ -235,6 +240,7 @@ class _Tally:
     duplicates: int = 0
     recleaned: int = 0
     reclean: bool = False  # the source's articles were cleaned by other rules: clean them again
+    recorded: set[str] = field(default_factory=set)  # files read before, when re-cleaning
     skipped: list[Skip] = field(default_factory=list)
     rules: Counter[str] = field(default_factory=Counter)
     error: str | None = None
@@ -291,8 +297,9 @@ def _worker_init(parent: int) -> None:
     linux.die_with_parent(parent)
 
 
-def _merge(ready: Ready, store: Store, now: datetime, tally: _Tally) -> None:
-    """Store one cleaned item: new article, new version of one, or exact duplicate."""
+def _merge(ready: Ready, store: Store, now: datetime, tally: _Tally, again: bool = False) -> None:
+    """Store one cleaned item: new article, new version of one, or exact duplicate. ``again``:
+    the item comes from a file read before, being re-cleaned (``_recleaned``)."""
     item, text_hash = ready.item, ready.text_hash
     tally.run.sketch_ns += ready.sketch_ns
     if store.removed(item.key):  # retention deleted it: a later capture must not revive it
@@ -302,7 +309,7 @@ def _merge(ready: Ready, store: Store, now: datetime, tally: _Tally) -> None:
         version_time(item.published, item.archived), text_hash, item.published, ready.chars
     )
     known = store.versions(item.key)
-    if tally.reclean and _recleaned(ready, version, known, store, now, tally):
+    if again and _recleaned(ready, version, known, store, now, tally):
         return
     if not item.dated and known:
         # The source gives no date: the entry is what was first seen, and a version is new
@@ -349,32 +356,38 @@ def _recleaned(
     ready: Ready, version: Version, known: list[Version], store: Store, now: datetime,
     tally: _Tally,
 ) -> bool:  # fmt: skip
-    """In a source being re-cleaned (``_ingest``): True when ``ready`` was a capture already
-    stored, now saved as this version's rules clean it. Its stored version takes the new text
-    in place, so the change counts as no edit: ``updated`` moves only if the captures' texts
-    now differ where they did not (or the reverse), as the new rules see them. An exact
-    duplicate stays one (its article may not be re-cleaned yet); an undated capture is left."""
+    """For an item of a file read before, in a source being re-cleaned (``_ingest``): True
+    when the file's capture was stored, now saved as this version's rules clean it. The
+    capture's stored version (found by its file) takes the new text and dates in place, and so
+    do other captures that had its old text (files since deleted, a feed's copy), so the change
+    counts as no edit: ``updated`` moves only where captures' texts now differ differently. When
+    the text is the same, the stored title, links and pictures are still brought up to date. An
+    exact duplicate stays one: its article may not be re-cleaned yet."""
     item = ready.item
-    if store.duplicate_of(item.key) is not None or not item.dated:
+    if store.duplicate_of(item.key) is not None:
         tally.unchanged += 1
         return True
-    same = [v for v in known if v.at == version.at and v.published == version.published]
+    same = store.versions_of(item.key, item.origin)
     if not same:
-        return False  # a capture not stored before: taken in as usual
-    if same == [version]:
+        return False  # not stored from this file (its key changed): taken in as usual
+    if same != [version]:
+        store.replace_version(item.key, item.origin, version, {v.text_hash for v in same})
+        known = store.versions(item.key)
+    after = resolve(known)
+    if after.kept.text_hash != version.text_hash:
+        if same != [version]:
+            store.save_dates(item.key, after)
+            tally.recleaned += 1
+            tally.changed = True
+        else:
+            tally.unchanged += 1
+        return True
+    if same == [version] and store.shows(item, after):
         tally.unchanged += 1  # cleaned as before
         return True
-    for old in same:
-        if old != version:
-            store.replace_version(item.key, old, version)
-    versions = [v for v in known if v not in same] + [version]
-    after = resolve(versions)
-    if after.kept == version:
-        store.save_item(item, after, now)
-        if ready.sketch is not None:
-            store.save_sketch(item.key, ready.sketch, _day(after.published))
-    else:
-        store.save_dates(item.key, after)
+    store.save_item(item, after, now)
+    if ready.sketch is not None:
+        store.save_sketch(item.key, ready.sketch, _day(after.published))
     if (story := store.story_of(item.key)) is not None:
         store.stale_story(story)
     tally.recleaned += 1
@@ -410,13 +423,14 @@ def _ingest(
     listing = hashlib.blake2b(text.encode("utf-8", "surrogateescape"), digest_size=16).hexdigest()
     stored_listing = store.listing_digest(source.name)
     signature = cleaning_signature()
-    # Articles made by other cleaning rules (an upgrade) are made again from their files, once.
-    tally.reclean = stored_listing is not None and store.cleaned_by(source.name) != signature
+    # Articles made by other cleaning rules (an upgrade) are made again from their files, once:
+    # until a run has taken in every file (a stopped one leaves it to the next).
+    tally.reclean = store.cleaned_by(source.name) != signature and store.has_files(source.name)
     if tally.reclean:
         log.warning(
             "source %s: its articles were cleaned by an earlier version's rules; reading its "
-            "%d files again to clean them with this version's (once; entry ids are kept)",
-            source.name, len(stats),
+            "%d file%s again to clean them with this version's (once; entry ids are kept)",
+            source.name, len(stats), "" if len(stats) == 1 else "s",
         )  # fmt: skip
     elif stored_listing == listing:
         _skipped_again(store, source, stats, set(), tally)
@@ -426,6 +440,8 @@ def _ingest(
         candidates = stats
         known = store.file_states(source.name)
         recorded = list(known)
+        if tally.reclean:
+            tally.recorded = set(known)
     else:
         seen = set(before)
         candidates = [stat for stat, line in zip(stats, lines, strict=True) if line not in seen]
@@ -469,7 +485,7 @@ def _ingest(
             progress(source.name, done, len(todo))
     if complete and stats:  # (an empty listing is not kept: see _deleted)
         store.save_listing(source.name, listing, text)
-    if complete and not dry_run:
+    if complete and stats and not dry_run:  # (an empty folder may be a disk not mounted)
         store.set_cleaned_by(source.name, signature)
     return tally.report()
 
@@ -567,8 +583,9 @@ def _take(p: Prepared, source: Source, store: Store, now: datetime, tally: _Tall
         state = FileState(p.stat.size, p.stat.mtime_ns, p.digest, "skipped", p.skip)
         store.record_file(source.name, origin, state, now)
         return
+    again = tally.reclean and origin in tally.recorded  # a file read before, cleaned again
     for ready in p.items:
-        _merge(ready, store, now, tally)
+        _merge(ready, store, now, tally, again)
         tally.rules.update(dict(ready.item.fired))
     store.record_file(
         source.name, origin, FileState(p.stat.size, p.stat.mtime_ns, p.digest, "ok", None), now

@@ -434,30 +434,38 @@ def test_a_run_stopped_after_saving_leaves_the_feeds_to_the_next(
 def test_an_upgrade_cleans_the_stored_articles_again(
     ws: Workspace, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Articles stored by an earlier version, whose rules left the mirror's promo in: the
-    first run of this version reads every file again and cleans them by its rules, keeping each
-    entry's id and dates; the run after reads nothing."""
+    """Articles stored by an earlier version, whose rules left the mirror's promo in and the
+    pictures behind their proxy: the first run of this version reads every file again and
+    cleans them by its rules (a text change, or only the markup), keeping each entry's id and
+    dates, even when the first such run is stopped part way; the run after reads nothing."""
     from aggregator import clean, config, pipeline
     from aggregator.store import Store
 
-    older = tuple(r for r in clean.BEFORE_OUTLET if r.name != "mirror_promo")
-    with monkeypatch.context() as patch:
-        patch.setattr(clean, "BEFORE_OUTLET", older)
+    def run_in_process(stop_after: int | None = None) -> None:
+        asked = iter(range(10**6))
+        stop = None if stop_after is None else (lambda: next(asked) >= stop_after)
         cfg = config.load(ws.config)
         with Store(cfg.state_db) as store:
-            pipeline.run_once(cfg, store, datetime.now(UTC))
+            pipeline.run_once(cfg, store, datetime.now(UTC), stop=stop)
             store.commit()
+
+    with monkeypatch.context() as patch:
+        patch.setattr(clean, "BEFORE_OUTLET", tuple(r for r in clean.BEFORE_OUTLET if r.name != "mirror_promo"))  # fmt: skip
+        patch.setattr(clean, "AFTER_OUTLET", tuple(r for r in clean.AFTER_OUTLET if r.name != "image_proxy"))  # fmt: skip
+        run_in_process()
     before = {e.id: e for e in _parsed(ws, "all.atom").entries}
     assert sum("获取更多RSS" in e.content[0].value for e in before.values()) == 2  # VOA 003, DW
+    assert sum("weserv" in e.content[0].value for e in before.values()) == 4  # VOA, DW
+    run_in_process(stop_after=1)  # this version's first run, stopped after one file
     proc = ws.cli("run", "--verbose", check=True)
     assert "source voa: its articles were cleaned by an earlier version's rules" in proc.stderr
     assert "reading its 3 files again" in proc.stderr  # told why this run reads them all
-    for name in ("voa", "dw"):  # the others' cleaning did not change
-        assert f"source {name}: 1 stored article cleaned again" in proc.stdout
+    assert "source dw: 1 stored article cleaned again" in proc.stdout
     after = {e.id: e for e in _parsed(ws, "all.atom").entries}
     assert after.keys() == before.keys()
     for atom_id, e in after.items():
-        assert "获取更多RSS" not in e.content[0].value and "feedx" not in e.content[0].value
+        for left in ("获取更多RSS", "feedx", "weserv"):
+            assert left not in e.content[0].value
         assert (e.published, e.updated) == (before[atom_id].published, before[atom_id].updated)
     feeds = ws.feed_bytes()
     report = ws.run_json()

@@ -503,15 +503,58 @@ class Store:
                 ),
             )
 
-    def replace_version(self, key: str, old: Version, new: Version) -> None:
-        """``old`` becomes ``new``: the same capture cleaned again by other rules."""
+    def versions_of(self, key: str, origin: str) -> list[Version]:
+        """The versions of ``key`` captured from the file ``origin``."""
         with self._errors:
+            rows = self._db.execute(
+                "SELECT at, text_hash, published, chars FROM versions WHERE key = ? AND origin = ?",
+                (key, origin),
+            )
+            return [Version(_dt(at), h, _dt(p), n) for at, h, p, n in rows]
+
+    def replace_version(self, key: str, origin: str, new: Version, old_hashes: set[str]) -> None:
+        """The capture from ``origin`` cleaned again by other rules becomes ``new``; so do the
+        other versions of ``key`` that had its old text (``old_hashes``): files since deleted,
+        a feed's copy. (OR REPLACE: captures the new rules clean alike become one version.)"""
+        with self._errors:
+            if self._known is not None:
+                self._known.versions.add(key)
             self._db.execute(
-                # OR REPLACE: two captures of one instant that the new rules clean alike
-                # become one version.
-                "UPDATE OR REPLACE versions SET text_hash = ?, chars = ? WHERE key = ? AND at = ?"
-                " AND text_hash = ?",
-                (new.text_hash, new.chars, key, _t(old.at), old.text_hash),
+                "UPDATE OR REPLACE versions SET at = ?, text_hash = ?, published = ?, chars = ?"
+                " WHERE key = ? AND origin = ?",
+                (_t(new.at), new.text_hash, _t(new.published), new.chars, key, origin),
+            )
+            for old in old_hashes - {new.text_hash}:
+                self._db.execute(
+                    "UPDATE OR REPLACE versions SET text_hash = ?, chars = ? WHERE key = ?"
+                    " AND text_hash = ?",
+                    (new.text_hash, new.chars, key, old),
+                )
+
+    def shows(self, item: Item, res: Resolution) -> bool:
+        """True when the stored article already shows ``item`` with ``res``'s dates."""
+        image = item.image
+        with self._errors:
+            row = self._db.execute(
+                "SELECT title, link, author, author_uri, lang, categories, image_url,"
+                " image_caption, summary, content, published, updated FROM items WHERE key = ?",
+                (item.key,),
+            ).fetchone()
+        return row is not None and tuple(row) == (
+            item.title, item.link, item.author, item.author_uri, item.lang,
+            json.dumps(list(item.categories), ensure_ascii=False),
+            image.url if image else None, image.caption if image else None,
+            item.summary, item.content, _t(res.published), _t(res.updated),
+        )  # fmt: skip
+
+    def has_files(self, source: str) -> bool:
+        """True when a file of ``source`` was ever recorded as read."""
+        with self._errors:
+            return (
+                self._db.execute(
+                    "SELECT 1 FROM files WHERE source = ? LIMIT 1", (source,)
+                ).fetchone()
+                is not None
             )
 
     def cleaned_by(self, source: str) -> str | None:
