@@ -424,8 +424,14 @@ def _ingest(
     stored_listing = store.listing_digest(source.name)
     signature = cleaning_signature()
     # Articles made by other cleaning rules (an upgrade) are made again from their files, once:
-    # until a run has taken in every file (a stopped one leaves it to the next).
-    tally.reclean = store.cleaned_by(source.name) != signature and store.has_files(source.name)
+    # until a run has taken in every file (a stopped one leaves it to the next). A source none
+    # of whose files was recorded yet is made by these rules from its first file on, so a
+    # first run stopped part way is no reason to read again what it took in.
+    if not store.has_files(source.name):
+        if not dry_run:
+            store.set_cleaned_by(source.name, signature)
+    else:
+        tally.reclean = store.cleaned_by(source.name) != signature
     if tally.reclean:
         log.warning(
             "source %s: its articles were cleaned by an earlier version's rules; reading its "
