@@ -367,29 +367,26 @@ def _recleaned(
     if store.duplicate_of(item.key) is not None:
         tally.unchanged += 1
         return True
-    same = store.versions_of(item.key, item.origin)
+    same = store.versions(item.key, item.origin)
     if not same:
         return False  # not stored from this file (its key changed): taken in as usual
-    if same != [version]:
+    moved = same != [version]  # the new rules clean this capture differently
+    if moved:
         store.replace_version(item.key, item.origin, version, {v.text_hash for v in same})
         known = store.versions(item.key)
     after = resolve(known)
-    if after.kept.text_hash != version.text_hash:
-        if same != [version]:
-            store.save_dates(item.key, after)
-            tally.recleaned += 1
-            tally.changed = True
-        else:
-            tally.unchanged += 1
-        return True
-    if same == [version] and store.shows(item, after):
+    shown = after.kept.text_hash == version.text_hash  # the entry shows this capture's text
+    if not moved and (not shown or store.shows(item, after)):
         tally.unchanged += 1  # cleaned as before
         return True
-    store.save_item(item, after, now)
-    if ready.sketch is not None:
-        store.save_sketch(item.key, ready.sketch, _day(after.published))
+    if shown:
+        store.save_item(item, after, now)
+        if ready.sketch is not None:
+            store.save_sketch(item.key, ready.sketch, _day(after.published))
+    else:
+        store.save_dates(item.key, after)
     if (story := store.story_of(item.key)) is not None:
-        store.stale_story(story)
+        store.stale_story(story)  # its entry's text or dates may have moved
     tally.recleaned += 1
     tally.changed = True
     return True

@@ -57,6 +57,7 @@ class Context:
     raw: str = ""  # the body as received: rules test it for their marker before walking the tree
     _trailing: list[tuple[_Element, str]] | None = None
     _widened: bool = False  # a rule removed trailing blocks: see ``mentions_near_end``
+    _near: str | None = None  # where ``mentions_near_end`` looks, chosen once an item
 
     def mentions(self, needles: tuple[str, ...]) -> bool:
         """True when the raw body contains one of ``needles``: a rule's cheap test of whether
@@ -69,12 +70,13 @@ class Context:
         looked for in the last ``TAIL_CHARS`` of the raw body, where those blocks are. (Each
         search costs ~1 ns a character of Chinese text; the trailing rules' two dozen needles
         over a whole 10,000-character body cost more than the rules themselves.)"""
-        tail = self.raw[-TAIL_CHARS:]
-        if self._widened or "</script" in tail or "</style" in tail:
-            # A script or style at the end takes room but no block; and once a rule removed
-            # the last blocks, the ones before them may lie further up: the whole body, then.
-            return self.mentions(needles)
-        return any(n in tail for n in needles)
+        if self._near is None:
+            tail = self.raw[-TAIL_CHARS:]
+            # A script or style at the end takes room but holds no block: the whole body then.
+            self._near = self.raw if "</script" in tail or "</style" in tail else tail
+        # Once a rule removed the last blocks, the ones before them may lie further up.
+        near = self.raw if self._widened else self._near
+        return any(n in near for n in needles)
 
     def trailing_blocks(self, root: _Element) -> list[tuple[_Element, str]]:
         """The last TRAILING_BLOCKS innermost blocks (paragraphs, divs with no block inside)

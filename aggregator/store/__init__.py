@@ -477,12 +477,16 @@ class Store:
 
     # -- versions and items ------------------------------------------------------------------
 
-    def versions(self, key: str) -> list[Version]:
+    def versions(self, key: str, origin: str | None = None) -> list[Version]:
+        """The captured versions of ``key``; with ``origin``, those captured from that file."""
         with self._errors:
             if self._bulk and key not in self._sets().versions:
                 return []
-            rows = self._db.execute(
-                "SELECT at, text_hash, published, chars FROM versions WHERE key = ?", (key,)
+            sql = "SELECT at, text_hash, published, chars FROM versions WHERE key = ?"
+            rows = (
+                self._db.execute(sql, (key,))
+                if origin is None
+                else self._db.execute(sql + " AND origin = ?", (key, origin))
             )
             return [Version(_dt(at), h, _dt(p), n) for at, h, p, n in rows]
 
@@ -502,15 +506,6 @@ class Store:
                     version.chars,
                 ),
             )
-
-    def versions_of(self, key: str, origin: str) -> list[Version]:
-        """The versions of ``key`` captured from the file ``origin``."""
-        with self._errors:
-            rows = self._db.execute(
-                "SELECT at, text_hash, published, chars FROM versions WHERE key = ? AND origin = ?",
-                (key, origin),
-            )
-            return [Version(_dt(at), h, _dt(p), n) for at, h, p, n in rows]
 
     def replace_version(self, key: str, origin: str, new: Version, old_hashes: set[str]) -> None:
         """The capture from ``origin`` cleaned again by other rules becomes ``new``; so do the
