@@ -370,9 +370,18 @@ def _recleaned(
     same = store.versions(item.key, item.origin)
     if not same:
         return False  # not stored from this file (its key changed): taken in as usual
+    if len(same) > 1:
+        # A feed's entry captured several times (or a file edited in place): the capture is
+        # the one of its time, else the latest (an undated entry's time is when first seen).
+        at = version.at if any(v.at == version.at for v in same) else max(v.at for v in same)
+        same = [v for v in same if v.at == at]
+    if not item.dated:
+        version = replace(version, at=same[0].at, published=same[0].published)
     moved = same != [version]  # the new rules clean this capture differently
     if moved:
-        store.replace_version(item.key, item.origin, version, {v.text_hash for v in same})
+        store.replace_version(
+            item.key, item.origin, version, {v.text_hash for v in same}, same[0].at
+        )
         known = store.versions(item.key)
     after = resolve(known)
     shown = after.kept.text_hash == version.text_hash  # the entry shows this capture's text
@@ -659,8 +668,11 @@ def _ingest_url(
         return tally.report()
     if isinstance(got, Fetched):  # --offline: the snapshot, always parsed again
         tally.fetch = FetchStatus("offline", f"snapshot of {got.at:%Y-%m-%d %H:%M:%S} UTC")
-        _take_feed(source, got, store, now, tally)
+        signature = cleaning_signature()
+        _take_feed(source, got, store, now, tally, again=store.cleaned_by(source.name) != signature)
+        store.set_cleaned_by(source.name, signature)
         return tally.report()
+    _reclean_snapshot(source, store, now, tally)
     from aggregator.fetch import http
 
     failures, retry_at = http.next_attempt(got, state, now)
@@ -706,9 +718,11 @@ def _ingest_url(
 
 
 def _take_feed(
-    source: Source, fetched: Fetched, store: Store, now: datetime, tally: _Tally
-) -> None:
-    """Parse, clean and store every entry of one downloaded feed."""
+    source: Source, fetched: Fetched, store: Store, now: datetime, tally: _Tally,
+    again: bool = False,
+) -> None:  # fmt: skip
+    """Parse, clean and store every entry of one downloaded feed. ``again``: the feed was
+    taken in before, by other cleaning rules (``_reclean_snapshot``)."""
     try:
         items, skipped = adapters.parse_feed(fetched, source.adapter, source.policy.max_items)
     except SourceError as e:
@@ -735,8 +749,40 @@ def _take_feed(
             log.error("bug while cleaning %s:\n%s", item.origin, traceback.format_exc())
             tally.skipped.append(Skip(item.origin, f"internal error ({type(e).__name__}: {e})"))
             continue
-        _merge(ready, store, now, tally)
+        _merge(ready, store, now, tally, again)
         tally.rules.update(dict(ready.item.fired))
+
+
+def _reclean_snapshot(source: Source, store: Store, now: datetime, tally: _Tally) -> None:
+    """A URL source's entries stored by other cleaning rules (an upgrade): its last fetched
+    body (the snapshot) is read again, once, and the captures it holds are cleaned by this
+    version's rules in place, as an archive's files are (``_recleaned``): ids and dates kept,
+    no edit counted. Entries older than the snapshot keep their cleaning. Done before this
+    run's fetch is taken in, so what the server sends now compares with captures cleaned
+    alike. What the snapshot's reading reports besides (entries skipped) was said when it was
+    fetched; a failure is logged, and the source's fetch goes on."""
+    signature = cleaning_signature()
+    if store.cleaned_by(source.name) == signature:
+        return
+    old = store.snapshot(source.name)
+    if old is not None:
+        replay = _Tally(source.name, run=tally.run)
+        _take_feed(source, old, store, now, replay, again=True)
+        if replay.error is not None:
+            log.warning("source %s: could not clean its stored entries again: %s",
+                        source.name, replay.error)  # fmt: skip
+        else:
+            log.warning(
+                "source %s: its entries were cleaned by an earlier version's rules; cleaned "
+                "%d of them again from the last feed fetched (once; entry ids are kept)",
+                source.name, replay.recleaned,
+            )  # fmt: skip
+        tally.recleaned += replay.recleaned
+        tally.new += replay.new
+        tally.updated += replay.updated
+        tally.duplicates += replay.duplicates
+        tally.changed = tally.changed or replay.changed
+    store.set_cleaned_by(source.name, signature)
 
 
 # -- near duplicates ------------------------------------------------------------------------

@@ -802,6 +802,51 @@ def test_offline_rebuilds_from_snapshots_without_the_network(
     assert len(setup.feed("live").entries) == 3
 
 
+@pytest.mark.parametrize("then", ["304", "changed", "offline"])
+def test_an_upgrade_cleans_a_live_sources_stored_entries_again(
+    tmp_path: Path, server: FeedServer, monkeypatch: pytest.MonkeyPatch, then: str
+) -> None:
+    """Entries stored from a live feed by an earlier version, whose rules left the mirror's
+    promo in and the pictures behind their proxy. This version's first run cleans them again
+    from the source's snapshot, whatever the server answers (304, a feed with one more entry)
+    or with --offline: ids and dates kept, not counted (or dated) as edits, and the next run
+    does nothing."""
+    from aggregator import clean
+
+    route = Route(body=livefeeds.rss2(livefeeds.voa()), headers=RSS, etag='"v1"')
+    url = server.route("/f", route)
+    setup = Setup(tmp_path, [url_source("live", url, adapter="voa")])
+    with monkeypatch.context() as patch:
+        patch.setattr(clean, "BEFORE_OUTLET", tuple(r for r in clean.BEFORE_OUTLET if r.name != "mirror_promo"))  # fmt: skip
+        patch.setattr(clean, "AFTER_OUTLET", tuple(r for r in clean.AFTER_OUTLET if r.name != "image_proxy"))  # fmt: skip
+        assert by_name(setup.run())["live"].new == 3
+    before = {e.id: e for e in setup.feed("live").entries}
+    assert sum("获取更多RSS" in e.content[0].value for e in before.values()) == 1
+    assert sum("weserv" in e.content[0].value for e in before.values()) == 3
+    if then == "changed":  # one more article: the server answers 200 with new bytes
+        extra = livefeeds.Article(
+            "港口工人罢工进入第三天", "https://www.voachinese.com/a/strike/7700009.html",
+            "<p>港口工人罢工进入第三天，货轮在锚地排起长队。</p>", "2022-01-11T08:00:00Z",
+        )  # fmt: skip
+        route.body, route.etag = livefeeds.rss2([*livefeeds.voa(), extra]), '"v2"'
+    report = by_name(setup.run(NOW + timedelta(hours=1), offline=then == "offline"))["live"]
+    outcome = {"304": "not-modified", "changed": "fetched", "offline": "offline"}[then]
+    assert report.fetch is not None and report.fetch.outcome == outcome
+    assert (report.recleaned, report.updated) == (3, 0)
+    assert report.new == (1 if then == "changed" else 0)
+    after = {e.id: e for e in setup.feed("live").entries}
+    assert before.keys() <= after.keys()
+    for atom_id, e in before.items():
+        body = after[atom_id].content[0].value
+        for left in ("获取更多RSS", "feedx", "weserv"):
+            assert left not in body, (atom_id, left)
+        assert (after[atom_id].published, after[atom_id].updated) == (e.published, e.updated)
+    feeds = (tmp_path / "out" / "all.atom").read_bytes()
+    again = by_name(setup.run(NOW + timedelta(hours=2), offline=then == "offline"))["live"]
+    assert (again.recleaned, again.updated, again.new) == (0, 0, 0)
+    assert (tmp_path / "out" / "all.atom").read_bytes() == feeds
+
+
 def test_offline_without_a_snapshot_says_what_to_do(tmp_path: Path, server: FeedServer) -> None:
     setup = Setup(tmp_path, [url_source("live", server.base + "/f")])
     live = by_name(setup.run(offline=True))["live"]

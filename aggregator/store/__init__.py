@@ -507,17 +507,20 @@ class Store:
                 ),
             )
 
-    def replace_version(self, key: str, origin: str, new: Version, old_hashes: set[str]) -> None:
-        """The capture from ``origin`` cleaned again by other rules becomes ``new``; so do the
-        other versions of ``key`` that had its old text (``old_hashes``): files since deleted,
-        a feed's copy. (OR REPLACE: captures the new rules clean alike become one version.)"""
+    def replace_version(
+        self, key: str, origin: str, new: Version, old_hashes: set[str], at: datetime
+    ) -> None:
+        """The capture from ``origin`` at ``at`` cleaned again by other rules becomes ``new``;
+        so do the other versions of ``key`` that had its old text (``old_hashes``): files since
+        deleted, a feed's copy. (OR REPLACE: captures the new rules clean alike become one
+        version.)"""
         with self._errors:
             if self._known is not None:
                 self._known.versions.add(key)
             self._db.execute(
                 "UPDATE OR REPLACE versions SET at = ?, text_hash = ?, published = ?, chars = ?"
-                " WHERE key = ? AND origin = ?",
-                (_t(new.at), new.text_hash, _t(new.published), new.chars, key, origin),
+                " WHERE key = ? AND origin = ? AND at = ?",
+                (_t(new.at), new.text_hash, _t(new.published), new.chars, key, origin, _t(at)),
             )
             for old in old_hashes - {new.text_hash}:
                 self._db.execute(
