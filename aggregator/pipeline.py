@@ -318,6 +318,16 @@ def _merge(ready: Ready, store: Store, now: datetime, tally: _Tally, again: bool
             tally.unchanged += 1
             return
         version = Version(now, text_hash, min(v.published for v in known), ready.chars)
+    elif item.live and known and version not in known:
+        # A feed's entry edited under the time it gave before (most CMSs keep an RSS item's
+        # pubDate): a text this feed sent before is no news; a new one is as new as this fetch.
+        mine = store.versions(item.key, item.origin)
+        last = max(mine, default=None)
+        if last is not None and version.at <= last.at:
+            if any(v.text_hash == text_hash for v in mine):
+                tally.unchanged += 1
+                return
+            version = replace(version, at=max(now, last.at + timedelta(seconds=1)))
     if not known:
         if ready.matchable:
             other = store.same_text(text_hash, item.key)
@@ -371,12 +381,15 @@ def _recleaned(
     if not same:
         return False  # not stored from this file (its key changed): taken in as usual
     if len(same) > 1:
-        # A feed's entry captured several times (or a file edited in place): the capture is
-        # the one of its time, else the latest (an undated entry's time is when first seen).
-        at = version.at if any(v.at == version.at for v in same) else max(v.at for v in same)
-        same = [v for v in same if v.at == at]
-    if not item.dated:
-        version = replace(version, at=same[0].at, published=same[0].published)
+        # A feed's entry captured several times (or a file edited in place): the file or the
+        # snapshot holds its latest capture.
+        latest = max(v.at for v in same)
+        same = [v for v in same if v.at == latest]
+    if item.live or not item.dated:
+        # The time of a feed's capture is when it was seen (_merge), not one read from it;
+        # a date the source gives is read again.
+        published = item.published if item.dated else same[0].published
+        version = replace(version, at=same[0].at, published=published)
     moved = same != [version]  # the new rules clean this capture differently
     if moved:
         store.replace_version(

@@ -701,6 +701,53 @@ def test_reused_guid_never_gives_two_entries_one_id(tmp_path: Path, server: Feed
     assert len(ids) == len(set(ids)) == 2
 
 
+@pytest.mark.parametrize("order", ["ab", "ba"])
+def test_an_edit_under_the_same_date_is_shown_and_dated_when_seen(
+    tmp_path: Path, server: FeedServer, order: str
+) -> None:
+    """Most CMSs edit an RSS item without touching its pubDate. The edit is shown (whichever
+    text's hash sorts first: both orders), its entry's ``updated`` is when the edit was seen,
+    and the edited text fetched again, with other entries changing around it, adds no capture
+    and moves nothing."""
+    import sqlite3
+
+    texts = {
+        "a": ("Bridge closed for repairs", "The city closed the old bridge on Monday for repairs."),
+        "b": ("CORRECTION: Bridge closed until May", "The city closed the old bridge on Monday; "
+              "repairs will last until May, not March as first reported."),
+    }  # fmt: skip
+
+    def doc(text: str, extra: str = "") -> bytes:
+        title, body = texts[text]
+        return f"""<?xml version="1.0" encoding="utf-8"?><rss version="2.0"><channel><title>t</title>
+        <item><title>{title}</title><link>https://news.example.com/bridge</link>
+        <pubDate>Mon, 10 Jan 2022 04:58:40 GMT</pubDate><description>{body}</description></item>
+        {extra}</channel></rss>""".encode()
+
+    first, second = order
+    route = Route(body=doc(first), headers=RSS)
+    url = server.route("/f", route)
+    setup = Setup(tmp_path, [url_source("live", url, adapter="generic")])
+    assert by_name(setup.run())["live"].new == 1
+    published = setup.feed("live").entries[0].published
+    route.body = doc(second)
+    edited = by_name(setup.run(NOW + timedelta(hours=1)))["live"]
+    assert (edited.new, edited.updated) == (0, 1)
+    entry = setup.feed("live").entries[0]
+    assert entry.title == texts[second][0]
+    assert texts[second][1] in entry.content[0].value
+    assert entry.published == published
+    assert entry.updated == (NOW + timedelta(hours=1)).isoformat()
+    other = "<item><title>Ferry runs more often</title><link>https://news.example.com/ferry</link>"
+    route.body = doc(second, other + "<description>Two more ferries a day.</description></item>")
+    again = by_name(setup.run(NOW + timedelta(hours=2)))["live"]
+    assert (again.new, again.updated) == (1, 0)
+    entry = next(e for e in setup.feed("live").entries if e.link.endswith("/bridge"))
+    assert entry.updated == (NOW + timedelta(hours=1)).isoformat()
+    with sqlite3.connect(tmp_path / "state.sqlite3") as db:
+        assert db.execute("SELECT COUNT(*) FROM versions").fetchone()[0] == 3  # a, b, ferry
+
+
 def test_entries_without_id_link_or_date_keep_a_stable_identity(
     tmp_path: Path, server: FeedServer
 ) -> None:

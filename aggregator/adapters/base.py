@@ -198,4 +198,5 @@ class Profile:
             categories=_categories(meta, {named or "", author}),
             image=Image(image_url) if image_url else None,
             dated=dated,
+            live=post.container == "feed",
         )
