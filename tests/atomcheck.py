@@ -94,7 +94,7 @@ def check_content_html(html: str, where: str) -> list[str]:
         for name, value in el.attrib.items():
             if name.startswith("on") or name == "style":
                 problems.append(f"{where}: attribute {name} on <{el.tag}>")
-            if name in ("href", "src") and not (
+            if name in ("href", "src", "poster") and not (
                 absolute_http(value) or value.startswith("mailto:")
             ):
                 problems.append(f"{where}: {name}={value!r} is not an absolute http(s) URL")

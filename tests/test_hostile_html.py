@@ -62,6 +62,23 @@ ATTACKS = [
     ("frameset", '<frameset><frame src="javascript:alert(1)"></frameset>'),
     ("textarea-breakout", "<textarea></textarea><script>alert(1)</script></textarea>"),
     ("unclosed-attr", '<p title="x><script>alert(1)</script>">t</p>'),
+    # Players stay (media_embeds): none of their URLs may be active or relative.
+    (
+        "video-javascript-urls",
+        '<video src="javascript:alert(1)" poster="javascript:alert(2)" onerror=alert(3)>'
+        '<source src="javascript:alert(4)"><source src="data:video/mp4;base64,AAAA"></video>',
+    ),
+    (
+        "video-source-handlers",
+        '<video controls autoplay onplay=alert(1)><source src="/v.mp4" onerror="alert(2)">'
+        "<track src=x.vtt><script>alert(3)</script></video>",
+    ),
+    ("audio-vbscript", '<audio src="vbscript:msgbox(1)" controls></audio><p>t</p>'),
+    ("iframe-javascript-src", '<iframe src="javascript:alert(1)" title="Watch"></iframe>'),
+    (
+        "iframe-inside-link",
+        '<a href="https://a.example/"><iframe src="https://b.example/"></iframe></a>',
+    ),
 ]
 
 

@@ -121,10 +121,10 @@ def _serialise(root: _Element) -> str:
 
 
 def _text(root: _Element) -> str:
-    """The article's words, one block (or table row) a line, figures and captions left out.
-    Edits the tree, so
-    it runs after the HTML has been serialised."""
-    for fig in list(root.iter("figure", "figcaption")):
+    """The article's words, one block (or table row) a line, figures, captions and players
+    (their link for readers that do not play them) left out. Edits the tree, so it runs after
+    the HTML has been serialised."""
+    for fig in list(root.iter("figure", "figcaption", "video", "audio")):
         drop(fig)
     for el in root.iter(*BLOCK_TAGS, "br", "tr"):
         el.tail = "\n" + (el.tail or "")

@@ -548,14 +548,16 @@ _LAZY_ATTRS = (
 
 @dataclass(frozen=True)
 class LazyImages(Rule):
-    """A lazy-loaded image gets its picture back: ``src`` is a placeholder (a ``data:`` URI, a
-    blank, or missing) and the real URL sits in ``data-src`` or the like, which would be
-    removed with the other ``data-`` attributes and leave a blank or no image at all."""
+    """An image whose ``src`` is a placeholder (a ``data:`` URI, a blank, or missing) gets its
+    picture back: from ``data-src`` or the like (lazy loading), else the widest candidate of its
+    ``srcset`` (or of its ``<picture>``'s first ``<source>``, JPEG or PNG before other types).
+    Those attributes are removed later with the other presentational ones, which left a blank
+    or no image at all, and the caption under it."""
 
     name: str
 
     def apply(self, root: _Element, ctx: Context) -> int:
-        if not ctx.mentions(("data-",)):
+        if not ctx.mentions(("data-", "srcset")):
             return 0
         count = 0
         for img in root.iter("img"):
@@ -563,10 +565,161 @@ class LazyImages(Rule):
             if src and not src.lower().startswith("data:"):
                 continue
             real = next((v for v in map(img.get, _LAZY_ATTRS) if v and v.strip()), None)
+            if real is None:
+                real = _widest(img.get("srcset") or img.get("data-srcset") or "")
+            # (libxml2 does not know <source> is empty: it nests what follows inside it.)
+            picture = next((up for up in img.iterancestors("picture")), None)
+            if real is None and picture is not None:
+                sources = sorted(picture.iter("source"), key=_source_rank)
+                real = next(filter(None, (_widest(s.get("srcset") or "") for s in sources)), None)
             if real is not None and not real.strip().lower().startswith("data:"):
                 img.set("src", real.strip())
                 count += 1
         return count
+
+
+# A srcset candidate: a URL, then an optional width ("900w") or density ("2x") descriptor.
+_SRCSET_CANDIDATE = re.compile(r"\s*(\S+?),?(?:\s+(\d+(?:\.\d+)?)[wx])?\s*(?:,|$)")
+
+
+def _widest(srcset: str) -> str | None:
+    """The URL of a ``srcset``'s largest candidate (a candidate without descriptor is 1x)."""
+    best: tuple[float, str] | None = None
+    for m in _SRCSET_CANDIDATE.finditer(srcset):
+        url, size = m.group(1), float(m.group(2) or 1)
+        if url and (best is None or size > best[0]):
+            best = (size, url)
+    return best[1] if best else None
+
+
+def _source_rank(source: _Element) -> int:
+    """A ``<picture>``'s sources, those every reader shows (JPEG, PNG, GIF, no type) first."""
+    kind = (source.get("type") or "").lower()
+    return 0 if kind in ("", "image/jpeg", "image/png", "image/gif") else 1
+
+
+# Players embedded by address, with the page where each plays (a link to a bare player page
+# shows nothing but the player): YouTube (and its no-cookie domain), Vimeo, Dailymotion.
+_PLAYER_PAGES = (
+    (re.compile(r"^https://(?:www\.)?youtube(?:-nocookie)?\.com/embed/([\w-]{6,})"),
+     "https://www.youtube.com/watch?v={}"),
+    (re.compile(r"^https://player\.vimeo\.com/video/(\d+)"), "https://vimeo.com/{}"),
+    (re.compile(r"^https://(?:www\.)?dailymotion\.com/embed/video/(\w+)"),
+     "https://www.dailymotion.com/video/{}"),
+)  # fmt: skip
+# What a player's title says when it names nothing ("YouTube video player").
+_GENERIC_TITLE = re.compile(
+    r"^(?:youtube|vimeo|dailymotion)?\s*(?:video\s*)?(?:player|embed(?:ded)?(?:\s*content)?"
+    r"|iframe)?$|^(?:视频|視頻|影片)?播放器$",
+    re.IGNORECASE,
+)
+_PLAYER_WORDS = re.compile(r"player|video|audio|/embed|podcast", re.IGNORECASE)
+# Frames that show nothing a reader wants: ad servers and tag managers.
+_AD_FRAMES = re.compile(
+    r"doubleclick\.net|googlesyndication\.com|googletagmanager\.com|adservice\.|/ads?/",
+    re.IGNORECASE,
+)
+_INLINE_PARENTS = frozenset({"p", "span", "em", "i", "strong", "b", "small", "li", "td", "th",
+                             "h1", "h2", "h3", "h4", "h5", "h6", "figcaption", "blockquote"})  # fmt: skip
+
+
+def _shown_url(url: str, limit: int = 60) -> str:
+    """A URL as link text: no scheme, no ``www.``, cut to ``limit`` characters."""
+    short = url.split("://", 1)[-1].removeprefix("www.").rstrip("/")
+    return short if len(short) <= limit else short[: limit - 1] + "…"
+
+
+def _hidden(el: _Element) -> bool:
+    w, h = (el.get("width") or "").strip(), (el.get("height") or "").strip()
+    style = (el.get("style") or "").replace(" ", "").lower()
+    return (
+        w in ("0", "1", "0px", "1px")
+        or h in ("0", "1", "0px", "1px")
+        or "display:none" in style
+        or "visibility:hidden" in style
+    )
+
+
+@dataclass(frozen=True)
+class MediaEmbeds(Rule):
+    """Embedded video and audio, which a feed cannot play as the page did, left as something a
+    reader can use instead of nothing or a stranded caption:
+
+    * an ``<iframe>`` player becomes a link to what it plays ("▶ " and its title, else its
+      address): YouTube's, Vimeo's and Dailymotion's players link their watch page; hidden
+      frames and ad frames are left to the ``embeds`` rule, which removes every frame;
+    * ``<video>`` and ``<audio>`` stay playable (controls, no preload, the poster and their
+      sources, absolute) and hold a link to the file for readers that do not play them, in
+      place of the page's fallback sentence ("您的浏览器不支持视频播放。"); one with no source
+      at all is removed with that sentence."""
+
+    name: str
+
+    def apply(self, root: _Element, ctx: Context) -> int:
+        if not ctx.mentions(("<iframe", "<IFRAME", "<video", "<audio", "<VIDEO", "<AUDIO")):
+            return 0
+        count = 0
+        for el in list(root.iter("iframe", "video", "audio")):
+            if el.tag == "iframe":
+                count += self._frame(el, ctx)
+            else:
+                count += self._player(el, ctx)
+        return count
+
+    def _frame(self, frame: _Element, ctx: Context) -> int:
+        src = urls.absolute(frame.get("src") or "", ctx.base_url)
+        parent = frame.getparent()
+        if src is None or parent is None or _hidden(frame) or _AD_FRAMES.search(src):
+            return 0
+        if any(up.tag == "a" for up in frame.iterancestors()):
+            return 0  # a link cannot hold a link
+        page, known = src, False
+        for pattern, template in _PLAYER_PAGES:
+            if m := pattern.match(src):
+                page, known = template.format(m.group(1)), True
+                break
+        title = squash(frame.get("title") or "")
+        label = title if title and not _GENERIC_TITLE.match(title) else _shown_url(page)
+        link = etree.Element("a", href=page)
+        link.text = ("▶ " if known or _PLAYER_WORDS.search(src) else "") + label
+        if parent.tag in _INLINE_PARENTS or any(up.tag == "figure" for up in frame.iterancestors()):
+            new = link
+        else:  # a block of its own: a figure, which the summary and text leave out
+            new = etree.Element("figure")
+            new.append(link)
+        new.tail = frame.tail
+        parent.replace(frame, new)
+        return 1
+
+    def _player(self, player: _Element, ctx: Context) -> int:
+        found = [player.get("src") or ""] + [s.get("src") or "" for s in player.iter("source")]
+        files = [u for u in (urls.absolute(f, ctx.base_url) for f in found if f) if u]
+        if not files or _hidden(player):
+            drop(player)
+            return 1
+        poster = urls.absolute(player.get("poster") or "", ctx.base_url)
+        own = urls.absolute(player.get("src") or "", ctx.base_url)
+        sources = [
+            (u, s.get("type"))
+            for s in player.iter("source")
+            if (u := urls.absolute(s.get("src") or "", ctx.base_url))
+        ]
+        tail = player.tail
+        player.clear()  # attributes, the fallback sentence, tracks and anything else inside
+        player.tail = tail
+        if own:
+            player.set("src", own)
+        if poster and player.tag == "video":
+            player.set("poster", urls.unwrap_proxy(poster) or poster)
+        player.set("controls", "controls")
+        player.set("preload", "none")
+        for url, kind in sources:
+            source = etree.SubElement(player, "source", src=url)
+            if kind:
+                source.set("type", kind)
+        link = etree.SubElement(player, "a", href=files[0])
+        link.text = "▶ " + _shown_url(files[0])
+        return 1
 
 
 @dataclass(frozen=True)
@@ -615,6 +768,41 @@ class AbsoluteUrls(Rule):
             else:
                 del el.attrib[attr]
         return count
+
+
+@dataclass(frozen=True)
+class RepeatedImages(Rule):
+    """A picture shown again further down (the mirror's copy of the lead image at the top,
+    then the article's own figure of it) is shown once: the later ``<img>`` goes, with its
+    figure when that held nothing else. Compared once proxies are unwrapped and URLs made
+    absolute."""
+
+    name: str
+
+    def apply(self, root: _Element, ctx: Context) -> int:
+        seen: set[str] = set()
+        again: list[_Element] = []
+        for img in root.iter("img"):
+            src = img.get("src")
+            if src in seen:
+                again.append(img)
+            elif src:
+                seen.add(src)
+        for img in again:
+            figure = img.getparent()
+            if (
+                figure is not None
+                and figure.tag == "figure"
+                and not any(
+                    el is not img and el.tag in ("img", "video", "audio", "a")
+                    for el in figure.iter()
+                    if el is not figure
+                )
+            ):
+                drop(figure)
+            else:
+                drop(img)
+        return len(again)
 
 
 _PRESENTATIONAL = (
@@ -767,6 +955,8 @@ class EmptyBlocks(Rule):
                 continue
             if el is root or not isinstance(el.tag, str) or el.tag in _KEEP_EMPTY:
                 continue
+            if el.tag == "source" and getattr(el.getparent(), "tag", "") in ("video", "audio"):
+                continue  # a player's file
             drop(el)
             count += 1
         return count
@@ -841,6 +1031,7 @@ BEFORE_OUTLET: tuple[Rule, ...] = (
         "scripts",
         frozenset({"script", "noscript", "style", "template", "link", "meta", "base", "title"}),
     ),
+    MediaEmbeds("media_embeds"),
     DropElements(
         "embeds",
         frozenset({"iframe", "frame", "frameset", "object", "embed", "applet", "svg", "math"}),
@@ -890,6 +1081,7 @@ AFTER_OUTLET: tuple[Rule, ...] = (
     FigureCaptions("figure_captions"),
     ImageProxies("image_proxy"),
     AbsoluteUrls("absolute_urls"),
+    RepeatedImages("repeated_images"),
     LinkTracking("link_tracking"),
     PresentationAttributes("inline_styles"),
     BreakRuns("br_runs"),

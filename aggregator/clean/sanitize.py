@@ -11,19 +11,25 @@ from __future__ import annotations
 
 import nh3
 
-# Everything that is the article: text structure, emphasis, links, images, figures, tables.
+# Everything that is the article: text structure, emphasis, links, images, figures, tables,
+# video and audio.
 TAGS = frozenset(
     {
         "p", "br", "hr", "div", "span", "h1", "h2", "h3", "h4", "h5", "h6",
         "ul", "ol", "li", "dl", "dt", "dd", "blockquote", "q", "cite", "pre", "code",
         "em", "i", "strong", "b", "u", "s", "del", "ins", "mark", "small", "sub", "sup", "abbr",
-        "a", "img", "figure", "figcaption", "picture",
+        "a", "img", "figure", "figcaption", "picture", "video", "audio", "source",
         "table", "thead", "tbody", "tfoot", "tr", "th", "td", "caption",
     }
 )  # fmt: skip
 ATTRIBUTES = {
     "a": {"href", "title"},
     "img": {"src", "alt", "title"},
+    # Players stay playable: their files and poster (URL attributes, held to the schemes
+    # below like every src and href), controls shown, nothing loaded before a click.
+    "video": {"src", "poster", "controls", "preload"},
+    "audio": {"src", "controls", "preload"},
+    "source": {"src", "type"},
     "abbr": {"title"},
     "blockquote": {"cite"},
     "q": {"cite"},
