@@ -28,6 +28,8 @@ from aggregator.model import Entry, Image
 SAMPLE_CHARS = 2400
 # Fewer Chinese characters than this and the text cannot be told either way.
 MIN_HAN = 8
+# A text this long with few Han characters is in another language (a headline and a sentence).
+MIN_FOREIGN = 80
 # Share of Han characters that t2s changes above which a text is Traditional. Simplified text
 # scores near 0 (DW writes a few Traditional forms, 於 and 後, in Simplified articles:
 # seeds/dw/ scores under 0.01); Traditional text scores 0.2-0.4 (tests/data/*/ *traditional*).
@@ -74,7 +76,9 @@ def to_simplified(text: str) -> str:
 
 
 def detect(text: str) -> str | None:
-    """``"zh-Hans"``, ``"zh-Hant"``, or None when the text has too few Han characters to tell.
+    """``"zh-Hans"``, ``"zh-Hant"``; ``""`` when the text is not Chinese (at least
+    MIN_FOREIGN characters, under a fifth of them Han: an English article's curly quotes are
+    not Chinese); None when there is too little text to tell.
 
     ``text`` may be HTML: markup holds no Han characters worth counting. Only the first
     SAMPLE_CHARS characters are looked at. The Han characters are counted from the UTF-8
@@ -85,6 +89,8 @@ def detect(text: str) -> str | None:
     """
     sample = text[:SAMPLE_CHARS]
     han = (len(sample.encode()) - len(sample)) // 2
+    if han * 5 < len(sample):
+        return "" if len(sample) >= MIN_FOREIGN else None
     if han < MIN_HAN:
         return None
     changed = len(_traditional().findall(sample))

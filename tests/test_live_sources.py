@@ -748,6 +748,58 @@ def test_an_edit_under_the_same_date_is_shown_and_dated_when_seen(
         assert db.execute("SELECT COUNT(*) FROM versions").fetchone()[0] == 3  # a, b, ferry
 
 
+def test_the_language_a_feed_declares_labels_its_entries(
+    tmp_path: Path, server: FeedServer
+) -> None:
+    """Entries are labelled with the language their feed declares (Atom xml:lang, per entry
+    or for the feed; RSS's <language>; JSON Feed's language), not the generic adapter's
+    Chinese; a merged feed of several languages says "und" and labels each entry."""
+    from lxml import etree
+
+    text = (
+        "Refinery strikes entered their third week on Friday, with long queues at petrol stations."
+    )
+    atom = f"""<?xml version="1.0" encoding="utf-8"?>
+    <feed xmlns="http://www.w3.org/2005/Atom" xml:lang="en"><title>t</title><id>urn:x:f</id>
+    <updated>2022-10-21T18:00:00Z</updated>
+    <entry><title>Fuel strike</title><id>urn:x:1</id><link href="https://en.example.com/1"/>
+    <updated>2022-10-21T18:00:00Z</updated><content type="html">&lt;p&gt;{text}&lt;/p&gt;</content></entry>
+    <entry xml:lang="fr"><title>Grève</title><id>urn:x:2</id><link href="https://fr.example.com/2"/>
+    <updated>2022-10-21T19:00:00Z</updated><content type="html">&lt;p&gt;Les grèves continuent dans les raffineries, avec de longues files aux stations.&lt;/p&gt;</content></entry>
+    </feed>""".encode()
+    rss = f"""<?xml version="1.0" encoding="utf-8"?><rss version="2.0"><channel><title>t</title>
+    <language>en-gb</language><item><title>Queues in Paris</title><link>https://uk.example.com/3</link>
+    <pubDate>Fri, 21 Oct 2022 20:00:00 GMT</pubDate><description>{text} Paris too.</description>
+    </item></channel></rss>""".encode()
+    doc = {"version": "https://jsonfeed.org/version/1.1", "title": "t", "language": "pt-br",
+           "items": [{"id": "4", "url": "https://br.example.com/4", "title": "Greve",
+                      "content_text": "A greve nas refinarias francesas entrou na terceira semana.",
+                      "date_published": "2022-10-21T21:00:00Z"}]}  # fmt: skip
+    setup = Setup(tmp_path, [
+        url_source("atom", server.route("/a", Route(body=atom, headers=ATOM)), adapter="generic"),
+        url_source("rss", server.route("/r", Route(body=rss, headers=RSS)), adapter="generic"),
+        url_source("json", server.route("/j", Route(body=json.dumps(doc).encode(), headers=JSON)),
+                   adapter="generic"),
+    ])  # fmt: skip
+    setup.run()
+
+    def langs(name: str) -> tuple[str | None, dict[str, str | None]]:
+        root = etree.parse(str(tmp_path / "out" / f"{name}.atom")).getroot()
+        xml_lang = "{http://www.w3.org/XML/1998/namespace}lang"
+        ns = {"a": "http://www.w3.org/2005/Atom"}
+        return root.get(xml_lang), {
+            e.findtext("a:title", namespaces=ns): e.get(xml_lang)
+            for e in root.iterfind("a:entry", ns)
+        }
+
+    assert langs("atom") == ("und", {"Fuel strike": "en", "Grève": "fr"})
+    assert langs("rss") == ("en-GB", {"Queues in Paris": None})
+    assert langs("json") == ("pt-BR", {"Greve": None})
+    assert langs("all") == ("und", {
+        "Fuel strike": "en", "Grève": "fr", "Queues in Paris": "en-GB", "Greve": "pt-BR",
+    })  # fmt: skip
+
+
 def test_entries_without_id_link_or_date_keep_a_stable_identity(
     tmp_path: Path, server: FeedServer
 ) -> None:

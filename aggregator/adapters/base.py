@@ -100,6 +100,27 @@ _CONTROL_REF = re.compile(
 _NOT_IN_URL = re.compile("[\x00-\x20\x7f\ud800-\udfff\ufffe\uffff]")
 
 
+# A BCP 47 language tag as feeds write them: "en", "en-gb", "zh_CN", "pt-BR", "zh-Hant-TW".
+_LANGUAGE_TAG = re.compile(r"[A-Za-z]{2,3}(?:[-_][A-Za-z0-9]{1,8})*")
+
+
+def language_tag(value: str | None) -> str | None:
+    """``value`` as a BCP 47 tag in its usual case ("en-gb" -> "en-GB", "zh_hant" ->
+    "zh-Hant"), or None when it is not one."""
+    if value is None or not _LANGUAGE_TAG.fullmatch(value := value.strip()):
+        return None
+    first, *rest = value.replace("_", "-").split("-")
+    parts = [first.lower()]
+    for part in rest:
+        if len(part) == 2 and part.isalpha():
+            parts.append(part.upper())  # region
+        elif len(part) == 4 and part.isalpha():
+            parts.append(part.title())  # script
+        else:
+            parts.append(part.lower())
+    return "-".join(parts)
+
+
 @dataclass(frozen=True)
 class Profile:
     key: str  # registry key: config.toml, tests/data/<key>/, `aggregator adapters`
@@ -193,7 +214,9 @@ class Profile:
             archived=post.archived,
             author=named or author,
             author_uri=author_uri,
-            lang=self.lang,  # Simplified or Traditional: told from the cleaned text (clean)
+            # The language the item declares (a feed's xml:lang or <language>, front-matter's
+            # lang:), else the outlet's; Chinese script is told from the cleaned text (clean).
+            lang=language_tag(_text_value(meta, "lang", "language")) or self.lang,
             content=post.body,
             categories=_categories(meta, {named or "", author}),
             image=Image(image_url) if image_url else None,

@@ -89,7 +89,8 @@ def read_feed(data: bytes, headers: Mapping[str, str], url: str) -> tuple[Post, 
         problem = parsed.get("bozo_exception")
         detail = f" ({problem})" if problem else ""
         raise ParseError(url, f"not an RSS or Atom feed{detail}")
-    return tuple(_entry_post(entry) for entry in parsed.entries)
+    language = parsed.feed.get("language")  # RSS's <language>, the feed's xml:lang
+    return tuple(_entry_post(entry, language) for entry in parsed.entries)
 
 
 def _when(entry: dict[str, Any], key: str) -> Any:
@@ -161,8 +162,19 @@ def _title(title: Any, body: str, kind: str | None = None) -> str | None:
     return text if len(text) <= UNTITLED_CHARS else text[:UNTITLED_CHARS].rstrip() + "…"
 
 
-def _entry_post(entry: dict[str, Any]) -> Post:
+def _language(entry: Mapping[str, Any]) -> Any:
+    """The xml:lang in force on the entry's title, content or summary (feedparser reads it
+    there; RSS has none per item)."""
+    for detail in (entry.get("title_detail"), *(entry.get("content") or []),
+                   entry.get("summary_detail")):  # fmt: skip
+        if isinstance(detail, Mapping) and detail.get("language"):
+            return detail["language"]
+    return None
+
+
+def _entry_post(entry: dict[str, Any], language: Any = None) -> Post:
     meta: dict[str, Any] = {
+        "lang": _language(entry) or language,
         "date": _when(entry, "published") or _when(entry, "updated") or _when(entry, "created"),
         "categories": [t.get("term") for t in entry.get("tags") or [] if t.get("term")],
         # RSS's <author> is "email (name)": the name, which feedparser takes apart.
@@ -197,7 +209,8 @@ def _json_feed(data: bytes, url: str) -> tuple[Post, ...]:
     if not isinstance(items, list):
         raise ParseError(url, 'a JSON Feed without an "items" list')
     # Relative URLs resolve against where the document was fetched (RFC 3986 section 5.1.3).
-    return tuple(_json_item(item, url) for item in items if isinstance(item, dict))
+    language = doc.get("language")
+    return tuple(_json_item(item, url, language) for item in items if isinstance(item, dict))
 
 
 def _str(value: Any) -> str | None:
@@ -219,7 +232,7 @@ def _list(value: Any) -> list[Any]:
     return value if isinstance(value, list) else []
 
 
-def _json_item(item: Mapping[str, Any], base: str) -> Post:
+def _json_item(item: Mapping[str, Any], base: str, language: Any = None) -> Post:
     link = _str(item.get("url")) or _str(item.get("external_url"))
     body = _str(item.get("content_html")) or ""
     if not body:
@@ -236,6 +249,7 @@ def _json_item(item: Mapping[str, Any], base: str) -> Post:
     tags = [t for t in _list(item.get("tags")) if isinstance(t, str)]
     image = _str(item.get("image")) or _str(item.get("banner_image"))
     meta: dict[str, Any] = {
+        "lang": _str(item.get("language")) or _str(language),
         "date": _str(item.get("date_published")) or _str(item.get("date_modified")),
         "categories": tags,
         "author": author,

@@ -180,7 +180,12 @@ def clean(item: Item, outlet_rules: tuple[Rule, ...] = (), tz: tzinfo | None = N
     # Simplified or Traditional, told again from what is left: a Traditional notice under a
     # short Simplified article (tests/data/dw/dw-simplified-article-traditional-notice.txt)
     # made the raw body look Traditional.
-    lang = (script.detect(title + text) or item.lang) if item.lang.startswith("zh") else item.lang
+    # An article in another language from a Chinese outlet or archive is "und" (undetermined),
+    # never labelled Chinese; a source's lang in config.toml says what it is.
+    lang = item.lang
+    if lang.startswith("zh"):
+        told = script.detect(title + text)
+        lang = "und" if told == "" else told or lang
     return replace(
         item,
         title=title,
