@@ -800,6 +800,30 @@ def test_the_language_a_feed_declares_labels_its_entries(
     })  # fmt: skip
 
 
+def test_a_json_feed_notes_lines_authors_and_site(tmp_path: Path, server: FeedServer) -> None:
+    """A JSON Feed note written as plain text keeps its lines; an item by two authors names
+    both; an outlet known only by its address (generic adapter) keeps that address's scheme
+    and port as the author's URI."""
+    url = server.route("/j", Route(headers=JSON))
+    site = server.base  # http://127.0.0.1:PORT
+    doc = {"version": "https://jsonfeed.org/version/1.1", "title": "Notes", "items": [
+        {"id": "n1", "url": f"{site}/notes/1", "title": "Two lines and a list",
+         "content_text": "First line of the note.\nSecond line right after it.\n\n"
+                         "- item one\n- item two",
+         "authors": [{"name": "Ana Lima"}, {"name": "Bruno Souza"}, {"url": "https://x.example"}],
+         "date_published": "2022-10-21T18:00:00Z"}]}  # fmt: skip
+    server.routes["/j"].body = json.dumps(doc).encode()
+    setup = Setup(tmp_path, [url_source("notes", url, adapter="generic")])
+    assert by_name(setup.run())["notes"].new == 1
+    entry = setup.feed("notes").entries[0]
+    assert entry.content[0].value.replace("<br />", "<br>") == (  # feedparser writes <br />
+        "<p>First line of the note.<br>Second line right after it.</p>"
+        "<p>- item one<br>- item two</p>"
+    )
+    assert entry.author_detail.name == "Ana Lima, Bruno Souza"
+    assert entry.author_detail.href == site + "/"
+
+
 def test_entries_without_id_link_or_date_keep_a_stable_identity(
     tmp_path: Path, server: FeedServer
 ) -> None:

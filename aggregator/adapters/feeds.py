@@ -124,9 +124,13 @@ def _body(entry: Mapping[str, Any]) -> str:
 
 
 def _text_html(text: str) -> str:
-    """Plain text as HTML: escaped, one paragraph a blank-line-separated block."""
+    """Plain text as HTML: escaped, one paragraph a blank-line-separated block, its single line
+    ends kept as ``<br>`` (a note's lines, a list written with dashes)."""
     blocks = [b.strip() for b in re.split(r"\n\s*\n", text) if b.strip()]
-    return "".join(f"<p>{html.escape(b)}</p>" for b in blocks)
+    return "".join(
+        "<p>" + "<br>".join(html.escape(line.strip()) for line in b.splitlines()) + "</p>"
+        for b in blocks
+    )
 
 
 def _image(entry: Mapping[str, Any]) -> str | None:
@@ -242,10 +246,8 @@ def _json_item(item: Mapping[str, Any], base: str, language: Any = None) -> Post
     authors = _list(item.get("authors")) or (
         [item["author"]] if isinstance(item.get("author"), dict) else []
     )
-    author = next(
-        (a["name"] for a in authors if isinstance(a, dict) and isinstance(a.get("name"), str)),
-        None,
-    )
+    names = [a["name"] for a in authors if isinstance(a, dict) and isinstance(a.get("name"), str)]
+    author = ", ".join(n.strip() for n in names if n.strip()) or None
     tags = [t for t in _list(item.get("tags")) if isinstance(t, str)]
     image = _str(item.get("image")) or _str(item.get("banner_image"))
     meta: dict[str, Any] = {

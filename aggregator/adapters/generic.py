@@ -10,11 +10,11 @@ from aggregator.adapters.base import Profile
 
 class GenericProfile(Profile):
     def author_for(self, link: str | None) -> tuple[str, str]:
-        host = (urlsplit(link).hostname or "") if link else ""
-        if not host:
+        parts = urlsplit(link) if link else None
+        if parts is None or not parts.hostname:
             return self.outlet, self.homepage
-        name = host.removeprefix("www.")
-        return name, f"https://{host}/"
+        name = parts.hostname.removeprefix("www.")
+        return name, f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}/"  # its scheme and port
 
 
 PROFILE = GenericProfile(
