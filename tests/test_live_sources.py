@@ -824,6 +824,55 @@ def test_a_json_feed_notes_lines_authors_and_site(tmp_path: Path, server: FeedSe
     assert entry.author_detail.href == site + "/"
 
 
+def test_podcast_and_video_enclosures_are_playable_in_the_entry(
+    tmp_path: Path, server: FeedServer
+) -> None:
+    """A podcast episode's audio enclosure, a Media RSS video and a JSON Feed attachment
+    become players in the entry's content, each with a link to its file; a file the text
+    already links is not added twice; a Media RSS image is still the lead image."""
+    rss = b"""<?xml version="1.0" encoding="utf-8"?>
+    <rss version="2.0" xmlns:media="http://search.yahoo.com/mrss/"><channel><title>t</title>
+    <item><title>Episode 12: the fuel strike</title><link>https://pod.example.com/12</link>
+    <pubDate>Fri, 21 Oct 2022 18:00:00 GMT</pubDate><description>This week: the strike.</description>
+    <enclosure url="https://cdn.example.com/ep12.mp3" type="audio/mpeg" length="1234"/></item>
+    <item><title>Queues filmed</title><link>https://pod.example.com/13</link>
+    <pubDate>Fri, 21 Oct 2022 19:00:00 GMT</pubDate>
+    <description>&lt;p&gt;Watch it &lt;a href="https://cdn.example.com/q.mp4"&gt;here&lt;/a&gt;.&lt;/p&gt;</description>
+    <media:content url="https://cdn.example.com/q.mp4" medium="video" type="video/mp4"/>
+    <media:content url="https://cdn.example.com/still.webm" medium="video"/>
+    <media:content url="https://cdn.example.com/q.jpg" medium="image"/></item>
+    </channel></rss>"""
+    doc = {"version": "https://jsonfeed.org/version/1.1", "title": "t", "items": [
+        {"id": "1", "url": "https://pod.example.com/14", "title": "Episode 14",
+         "content_text": "The refinery workers speak.", "date_published": "2022-10-22T18:00:00Z",
+         "attachments": [{"url": "/ep14.m4a", "mime_type": "audio/mp4"},
+                         {"url": "/ep14.pdf", "mime_type": "application/pdf"}]}]}  # fmt: skip
+    json_url = server.route("/j.json", Route(body=json.dumps(doc).encode(), headers=JSON))
+    setup = Setup(tmp_path, [
+        url_source("rss", server.route("/r", Route(body=rss, headers=RSS)), adapter="generic"),
+        url_source("json", json_url, adapter="generic"),
+    ])  # fmt: skip
+    setup.run()
+    entries = {e.title: e for e in setup.feed("all").entries}
+    # (feedparser writes empty elements as "<source />")
+    episode = entries["Episode 12: the fuel strike"].content[0].value.replace(" />", ">")
+    assert (
+        '<audio controls="controls" preload="none"><source src="https://cdn.example.com/ep12.mp3" type="audio/mpeg">'
+        in episode
+    )
+    assert (
+        '<a href="https://cdn.example.com/ep12.mp3"' in episode
+        and "▶ cdn.example.com/ep12.mp3" in episode
+    )
+    video = entries["Queues filmed"]
+    body = video.content[0].value
+    assert body.count("<video") == 1 and "still.webm" in body and body.count("q.mp4") == 1
+    assert video.media_content[0]["url"] == "https://cdn.example.com/q.jpg"
+    attached = entries["Episode 14"].content[0].value.replace(" />", ">")
+    assert f'<source src="{server.base}/ep14.m4a" type="audio/mp4">' in attached
+    assert "ep14.pdf" not in attached
+
+
 def test_entries_without_id_link_or_date_keep_a_stable_identity(
     tmp_path: Path, server: FeedServer
 ) -> None:

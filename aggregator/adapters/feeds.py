@@ -148,6 +148,44 @@ def _image(entry: Mapping[str, Any]) -> str | None:
     return None
 
 
+def _media(entry: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """(URL, type) of each audio or video file the entry carries beside its text: RSS
+    enclosures (a podcast's episode), Atom's rel="enclosure", Media RSS's video and audio."""
+    found: list[tuple[str, str]] = []
+    for link in entry.get("links") or []:
+        if link.get("rel") == "enclosure" and isinstance(link.get("href"), str):
+            found.append((link["href"], str(link.get("type") or "")))
+    for media in entry.get("media_content") or []:
+        kind = str(media.get("type") or "")
+        medium = str(media.get("medium") or kind.partition("/")[0])
+        if isinstance(media.get("url"), str) and medium in ("audio", "video"):
+            found.append((media["url"], kind or f"{medium}/"))
+    return _players(found)
+
+
+def _players(files: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """The audio and video among ``files``, each URL once."""
+    seen: set[str] = set()
+    out = []
+    for url, kind in files:
+        if kind.startswith(("audio/", "video/")) and url not in seen:
+            seen.add(url)
+            out.append((url, kind))
+    return out
+
+
+def _with_players(body: str, files: list[tuple[str, str]]) -> str:
+    """``body`` with a player for each file it does not already play or link: the cleaning
+    rule ``media_embeds`` then gives each its link for readers that do not play them."""
+    for url, kind in files:
+        if html.escape(url) in body or url in body:
+            continue
+        tag = "video" if kind.startswith("video/") else "audio"
+        source = f'<source src="{html.escape(url)}" type="{html.escape(kind)}">'
+        body += f"<p><{tag} controls>{source}</{tag}></p>"
+    return body
+
+
 _TAG = re.compile(r"<[^>]*>")
 UNTITLED_CHARS = 60  # a title made from the text of an entry that has none (microblog posts)
 
@@ -187,7 +225,7 @@ def _entry_post(entry: dict[str, Any], language: Any = None) -> Post:
         "headimg": _image(entry),
     }
     link = entry.get("link")
-    body = _body(entry)
+    body = _with_players(_body(entry), _media(entry))
     return Post(
         container="feed",
         title=_title(entry.get("title"), body, (entry.get("title_detail") or {}).get("type")),
@@ -242,6 +280,12 @@ def _json_item(item: Mapping[str, Any], base: str, language: Any = None) -> Post
     if not body:
         text = _str(item.get("content_text")) or _str(item.get("summary")) or ""
         body = _text_html(text)
+    files = [
+        (_join(base, a["url"]) or "", str(a.get("mime_type") or ""))
+        for a in _list(item.get("attachments"))
+        if isinstance(a, dict) and isinstance(a.get("url"), str)
+    ]
+    body = _with_players(body, _players(files))
     # Wrongly typed members (a number where a list belongs) are ignored, as front-matter's are.
     authors = _list(item.get("authors")) or (
         [item["author"]] if isinstance(item.get("author"), dict) else []
