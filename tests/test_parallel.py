@@ -171,10 +171,32 @@ def _reading(ws: Workspace) -> tuple[subprocess.Popen[str], list[int]]:
     return proc, workers
 
 
+def _cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU seconds the processes ``pids`` have used so far (from /proc)."""
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15)
+    return total / os.sysconf("SC_CLK_TCK")
+
+
 def _interrupted(proc: subprocess.Popen[str], times: int) -> tuple[str, str]:
-    """Ctrl-C ``times`` times, half a second into the read; the run's (stdout, stderr) once it
-    has exited 130 without a traceback."""
-    time.sleep(0.5)
+    """Ctrl-C ``times`` times once the run has been taking in files for a while: its main
+    process has spent a fifth of a second of CPU since its workers appeared, storing what
+    they cleaned (not after a fixed time: on a loaded machine, or while the workers still
+    start, nothing may have been taken in yet); the run's (stdout, stderr) once it has exited
+    130 without a traceback."""
+    start = _cpu_seconds([proc.pid])
+    deadline = time.monotonic() + 60
+    while (
+        _cpu_seconds([proc.pid]) - start < 0.2
+        and proc.poll() is None
+        and time.monotonic() < deadline
+    ):
+        time.sleep(0.01)
     for _ in range(times):
         os.kill(proc.pid, signal.SIGINT)
         time.sleep(0.05)
