@@ -24,7 +24,7 @@ from feedserver import FeedServer, Route
 from lxml import etree
 
 from aggregator import config as config_mod
-from aggregator import pipeline, writer
+from aggregator import pipeline, script, writer
 from aggregator.store import Store
 
 BASE = "https://news.example.org/feeds/"
@@ -298,6 +298,47 @@ def _walk(out: Path, name: str) -> list[str]:
         assert prev[0] not in seen
         seen.add(prev[0])
         path = out / prev[0].removeprefix(BASE)
+
+
+LANGUAGE_SAMPLES = [
+    # (text, what detect says): Chinese in either script, whatever else is mixed in; other
+    # scripts and English with typographic quotes are not Chinese; too little to tell is None.
+    ("美国总统拜登星期六在白宫就经济问题发表讲话，强调通货膨胀正在放缓。", "zh-Hans"),
+    ("這是一篇繁體中文的文章，討論臺灣的經濟發展與對外貿易關係。", "zh-Hant"),
+    (
+        "美国商务部周五公布的数据显示，2022年第三季度GDP增长2.6%，高于预期的2.4%。"
+        "Commerce Department data: GDP grew 2.6% in Q3 2022.",
+        "zh-Hans",
+    ),
+    (
+        "We’ve been “clear,” she said. “I’m resigning as leader of the Conservative Party.” "
+        "Tory MPs’ reaction was swift: “It’s over,” one said.",
+        "",
+    ),
+    (
+        "Забастовки на нефтеперерабатывающих заводах Франции вошли в третью неделю, "
+        "очереди на заправках растут.",
+        "",
+    ),
+    (
+        "日本の首相は月曜日、東京で記者会見を開き、新しい経済対策を発表しました。"
+        "これは物価高に対応するもので、家計への支援が中心となります。政府は来月にも補正予算案を"
+        "国会に提出する方針です。",
+        "",
+    ),
+    (
+        "한국 정부는 월요일 새로운 경제 대책을 발표했습니다. 이는 물가 상승에 대응하기 위한 "
+        "것으로 가계 지원이 중심입니다. 정부는 다음 달 추가 경정 예산안을 제출할 방침입니다.",
+        "",
+    ),
+    ("短讯", None),
+    ("Short note.", None),
+]
+
+
+@pytest.mark.parametrize(("text", "told"), LANGUAGE_SAMPLES, ids=range(len(LANGUAGE_SAMPLES)))
+def test_chinese_is_told_from_other_languages(text: str, told: str | None) -> None:
+    assert script.detect(text) == told
 
 
 def test_a_source_lang_in_config_wins_over_the_detected_script(tmp_path: Path) -> None:

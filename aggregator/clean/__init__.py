@@ -180,12 +180,12 @@ def clean(item: Item, outlet_rules: tuple[Rule, ...] = (), tz: tzinfo | None = N
     # Simplified or Traditional, told again from what is left: a Traditional notice under a
     # short Simplified article (tests/data/dw/dw-simplified-article-traditional-notice.txt)
     # made the raw body look Traditional.
-    # An article in another language from a Chinese outlet or archive is "und" (undetermined),
-    # never labelled Chinese; a source's lang in config.toml says what it is.
-    lang = item.lang
-    if lang.startswith("zh"):
-        told = script.detect(title + text)
-        lang = "und" if told == "" else told or lang
+    # Chinese text is told Simplified or Traditional whatever its input declared (a Chinese
+    # blog's feed left at WordPress's default en-US); an article in another language from a
+    # Chinese outlet is "und" (undetermined), never labelled Chinese. A source's lang in
+    # config.toml still says what it is (pipeline).
+    told = script.detect(title + text)
+    lang = told or ("und" if told == "" and item.lang.startswith("zh") else item.lang)
     return replace(
         item,
         title=title,
