@@ -318,13 +318,13 @@ def _merge(ready: Ready, store: Store, now: datetime, tally: _Tally, again: bool
             tally.unchanged += 1
             return
         version = Version(now, text_hash, min(v.published for v in known), ready.chars)
-    elif item.live and known and version not in known:
+    elif item.live and known:
         # A feed's entry edited under the time it gave before (most CMSs keep an RSS item's
-        # pubDate): a text this feed sent before is no news; a new one is as new as this fetch.
-        mine = store.versions(item.key, item.origin)
-        last = max(mine, default=None)
+        # pubDate): the text this feed sent last is no news; another one (an edit, or an
+        # edit taken back) is as new as this fetch.
+        last = max(store.versions(item.key, item.origin), default=None)
         if last is not None and version.at <= last.at:
-            if any(v.text_hash == text_hash for v in mine):
+            if text_hash == last.text_hash:
                 tally.unchanged += 1
                 return
             version = replace(version, at=max(now, last.at + timedelta(seconds=1)))

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import html
 import json
+import mimetypes
 import re
 import time
 from collections.abc import Mapping
@@ -148,7 +149,7 @@ def _image(entry: Mapping[str, Any]) -> str | None:
     return None
 
 
-def _media(entry: Mapping[str, Any]) -> list[tuple[str, str]]:
+def _media(entry: Mapping[str, Any]) -> list[tuple[str, str, str]]:
     """(URL, type) of each audio or video file the entry carries beside its text: RSS
     enclosures (a podcast's episode), Atom's rel="enclosure", Media RSS's video and audio."""
     found: list[tuple[str, str]] = []
@@ -159,30 +160,34 @@ def _media(entry: Mapping[str, Any]) -> list[tuple[str, str]]:
         kind = str(media.get("type") or "")
         medium = str(media.get("medium") or kind.partition("/")[0])
         if isinstance(media.get("url"), str) and medium in ("audio", "video"):
-            found.append((media["url"], kind or f"{medium}/"))
+            found.append((media["url"], kind or medium))
     return _players(found)
 
 
-def _players(files: list[tuple[str, str]]) -> list[tuple[str, str]]:
-    """The audio and video among ``files``, each URL once."""
+def _players(files: list[tuple[str, str]]) -> list[tuple[str, str, str]]:
+    """(URL, "audio" or "video", media type or "") of the audio and video among ``files``
+    (URL, type as the feed gives it: a media type, "audio"/"video", or nothing), each URL
+    once. A missing type is guessed from the file's name; one that cannot be is left out of
+    the player, which then asks the file itself."""
     seen: set[str] = set()
     out = []
-    for url, kind in files:
-        if kind.startswith(("audio/", "video/")) and url not in seen:
+    for url, given in files:
+        kind = given if "/" in given else mimetypes.guess_type(url.split("?")[0])[0] or ""
+        medium = kind.partition("/")[0] if "/" in kind else given
+        if medium in ("audio", "video") and url not in seen:
             seen.add(url)
-            out.append((url, kind))
+            out.append((url, medium, kind if kind.startswith(medium + "/") else ""))
     return out
 
 
-def _with_players(body: str, files: list[tuple[str, str]]) -> str:
+def _with_players(body: str, files: list[tuple[str, str, str]]) -> str:
     """``body`` with a player for each file it does not already play or link: the cleaning
     rule ``media_embeds`` then gives each its link for readers that do not play them."""
-    for url, kind in files:
+    for url, medium, kind in files:
         if html.escape(url) in body or url in body:
             continue
-        tag = "video" if kind.startswith("video/") else "audio"
-        source = f'<source src="{html.escape(url)}" type="{html.escape(kind)}">'
-        body += f"<p><{tag} controls>{source}</{tag}></p>"
+        typed = f' type="{html.escape(kind)}"' if kind else ""
+        body += f'<p><{medium} controls><source src="{html.escape(url)}"{typed}></{medium}></p>'
     return body
 
 

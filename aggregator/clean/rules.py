@@ -566,7 +566,7 @@ class LazyImages(Rule):
                 continue
             real = next((v for v in map(img.get, _LAZY_ATTRS) if v and v.strip()), None)
             if real is None:
-                real = _widest(img.get("srcset") or img.get("data-srcset") or "")
+                real = _widest(img.get("srcset") or "") or _widest(img.get("data-srcset") or "")
             # (libxml2 does not know <source> is empty: it nests what follows inside it.)
             picture = next((up for up in img.iterancestors("picture")), None)
             if real is None and picture is not None:
@@ -578,18 +578,37 @@ class LazyImages(Rule):
         return count
 
 
-# A srcset candidate: a URL, then an optional width ("900w") or density ("2x") descriptor.
-_SRCSET_CANDIDATE = re.compile(r"\s*(\S+?),?(?:\s+(\d+(?:\.\d+)?)[wx])?\s*(?:,|$)")
-
-
 def _widest(srcset: str) -> str | None:
-    """The URL of a ``srcset``'s largest candidate (a candidate without descriptor is 1x)."""
+    """The URL of a ``srcset``'s largest candidate (a candidate without descriptor is 1x),
+    parsed as HTML does: a URL runs to the next space (it may hold commas: a CDN's
+    ``w_400,h_300``), a comma at its end closes the candidate, else its descriptors run to
+    the next comma; ``data:`` placeholders are passed over."""
     best: tuple[float, str] | None = None
-    for m in _SRCSET_CANDIDATE.finditer(srcset):
-        url, size = m.group(1), float(m.group(2) or 1)
-        if url and (best is None or size > best[0]):
-            best = (size, url)
+    pos, end = 0, len(srcset)
+    while pos < end:
+        while pos < end and (srcset[pos].isspace() or srcset[pos] == ","):
+            pos += 1
+        start = pos
+        while pos < end and not srcset[pos].isspace():
+            pos += 1
+        url, descriptor = srcset[start:pos], ""
+        if url.endswith(","):
+            url = url.rstrip(",")
+        else:
+            start = pos
+            while pos < end and srcset[pos] != ",":
+                pos += 1
+            descriptor = srcset[start:pos].strip()
+        if not url or url.lower().startswith("data:"):
+            continue
+        size = _DESCRIPTOR.fullmatch(descriptor)
+        value = float(size.group(1)) if size else 1.0
+        if best is None or value > best[0]:
+            best = (value, url)
     return best[1] if best else None
+
+
+_DESCRIPTOR = re.compile(r"(\d+(?:\.\d+)?)[wx]")
 
 
 def _source_rank(source: _Element) -> int:
@@ -601,7 +620,7 @@ def _source_rank(source: _Element) -> int:
 # Players embedded by address, with the page where each plays (a link to a bare player page
 # shows nothing but the player): YouTube (and its no-cookie domain), Vimeo, Dailymotion.
 _PLAYER_PAGES = (
-    (re.compile(r"^https://(?:www\.)?youtube(?:-nocookie)?\.com/embed/([\w-]{6,})"),
+    (re.compile(r"^https://(?:www\.)?youtube(?:-nocookie)?\.com/embed/(?!videoseries)([\w-]{6,})"),
      "https://www.youtube.com/watch?v={}"),
     (re.compile(r"^https://player\.vimeo\.com/video/(\d+)"), "https://vimeo.com/{}"),
     (re.compile(r"^https://(?:www\.)?dailymotion\.com/embed/video/(\w+)"),
@@ -656,10 +675,8 @@ class MediaEmbeds(Rule):
     name: str
 
     def apply(self, root: _Element, ctx: Context) -> int:
-        if not ctx.mentions(("<iframe", "<IFRAME", "<video", "<audio", "<VIDEO", "<AUDIO")):
-            return 0
         count = 0
-        for el in list(root.iter("iframe", "video", "audio")):
+        for el in list(root.iter("iframe", "video", "audio")):  # (lxml lower-cases tag names)
             if el.tag == "iframe":
                 count += self._frame(el, ctx)
             else:
@@ -780,14 +797,20 @@ class RepeatedImages(Rule):
     name: str
 
     def apply(self, root: _Element, ctx: Context) -> int:
-        seen: set[str] = set()
+        seen: dict[str, _Element] = {}
         again: list[_Element] = []
         for img in root.iter("img"):
             src = img.get("src")
-            if src in seen:
+            if not src or _icon(img):
+                continue
+            first = seen.get(src)
+            if first is None:
+                seen[src] = img
+            elif _captioned(img) and not _captioned(first):
+                again.append(first)  # the later copy has the caption: it stays
+                seen[src] = img
+            else:
                 again.append(img)
-            elif src:
-                seen.add(src)
         for img in again:
             figure = img.getparent()
             if (
@@ -803,6 +826,18 @@ class RepeatedImages(Rule):
             else:
                 drop(img)
         return len(again)
+
+
+def _captioned(img: _Element) -> bool:
+    parent = img.getparent()
+    return parent is not None and parent.tag == "figure" and parent.find("figcaption") is not None
+
+
+def _icon(img: _Element) -> bool:
+    """A small inline picture (an emoji or icon, repeated on purpose): 64 px or less."""
+    sizes = [img.get("width", ""), img.get("height", "")]
+    return any(v.strip().removesuffix("px").isdigit() and int(v.strip().removesuffix("px")) <= 64
+               for v in sizes)  # fmt: skip
 
 
 _PRESENTATIONAL = (
