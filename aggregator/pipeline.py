@@ -681,9 +681,7 @@ def _ingest_url(
         return tally.report()
     if isinstance(got, Fetched):  # --offline: the snapshot, always parsed again
         tally.fetch = FetchStatus("offline", f"snapshot of {got.at:%Y-%m-%d %H:%M:%S} UTC")
-        signature = cleaning_signature()
-        _take_feed(source, got, store, now, tally, again=store.cleaned_by(source.name) != signature)
-        store.set_cleaned_by(source.name, signature)
+        _take_feed(source, got, store, now, tally, again=_cleaning_changed(source, store))
         return tally.report()
     _reclean_snapshot(source, store, now, tally)
     from aggregator.fetch import http
@@ -774,8 +772,7 @@ def _reclean_snapshot(source: Source, store: Store, now: datetime, tally: _Tally
     run's fetch is taken in, so what the server sends now compares with captures cleaned
     alike. What the snapshot's reading reports besides (entries skipped) was said when it was
     fetched; a failure is logged, and the source's fetch goes on."""
-    signature = cleaning_signature()
-    if store.cleaned_by(source.name) == signature:
+    if not _cleaning_changed(source, store):
         return
     old = store.snapshot(source.name)
     if old is not None:
@@ -795,7 +792,17 @@ def _reclean_snapshot(source: Source, store: Store, now: datetime, tally: _Tally
         tally.updated += replay.updated
         tally.duplicates += replay.duplicates
         tally.changed = tally.changed or replay.changed
+
+
+def _cleaning_changed(source: Source, store: Store) -> bool:
+    """True when a URL source's stored entries were cleaned by other rules than this
+    version's, which are recorded as its cleaning from now on: the caller cleans them again
+    in the same transaction."""
+    signature = cleaning_signature()
+    if store.cleaned_by(source.name) == signature:
+        return False
     store.set_cleaned_by(source.name, signature)
+    return True
 
 
 # -- near duplicates ------------------------------------------------------------------------

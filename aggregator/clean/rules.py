@@ -709,18 +709,18 @@ class MediaEmbeds(Rule):
         return 1
 
     def _player(self, player: _Element, ctx: Context) -> int:
-        found = [player.get("src") or ""] + [s.get("src") or "" for s in player.iter("source")]
-        files = [u for u in (urls.absolute(f, ctx.base_url) for f in found if f) if u]
-        if not files or _hidden(player):
-            drop(player)
-            return 1
-        poster = urls.absolute(player.get("poster") or "", ctx.base_url)
         own = urls.absolute(player.get("src") or "", ctx.base_url)
         sources = [
             (u, s.get("type"))
             for s in player.iter("source")
             if (u := urls.absolute(s.get("src") or "", ctx.base_url))
         ]
+        files = [own] if own else []
+        files += [u for u, _ in sources]
+        if not files or _hidden(player):
+            drop(player)
+            return 1
+        poster = urls.absolute(player.get("poster") or "", ctx.base_url)
         tail = player.tail
         player.clear()  # attributes, the fallback sentence, tracks and anything else inside
         player.tail = tail
@@ -835,9 +835,8 @@ def _captioned(img: _Element) -> bool:
 
 def _icon(img: _Element) -> bool:
     """A small inline picture (an emoji or icon, repeated on purpose): 64 px or less."""
-    sizes = [img.get("width", ""), img.get("height", "")]
-    return any(v.strip().removesuffix("px").isdigit() and int(v.strip().removesuffix("px")) <= 64
-               for v in sizes)  # fmt: skip
+    sizes = (img.get(name, "").strip().removesuffix("px") for name in ("width", "height"))
+    return any(v.isdigit() and int(v) <= 64 for v in sizes)
 
 
 _PRESENTATIONAL = (
