@@ -36,7 +36,7 @@ import resource
 import signal
 import time
 import traceback
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
@@ -98,7 +98,7 @@ from aggregator.store import FileState, Store, read_status
 from aggregator.store.lock import StateLock, close_inherited
 
 if TYPE_CHECKING:
-    from concurrent.futures import ProcessPoolExecutor
+    from concurrent.futures import Future, ProcessPoolExecutor
 
     from aggregator.fetch.http import HttpResult
 
@@ -106,6 +106,9 @@ log = logging.getLogger("aggregator")
 
 # Below this many files to read, worker processes cost more to start than they save.
 PARALLEL_THRESHOLD = 256
+# From this many URL sources never read before, a run's feeds are read (parsed and cleaned)
+# by worker processes while this one stores them: ~10 ms of CPU a feed.
+PARALLEL_FEEDS = 64
 # Commit every this many files, so an interrupted cold run keeps what it did.
 COMMIT_EVERY = 2000
 # URL sources: commit at most this often while fetches complete.
@@ -225,6 +228,9 @@ class _RunState:
     """What the whole run gathers across sources."""
 
     sketch_ns: int = 0  # spent computing sketches (in the workers, when there are workers)
+    # The cleaning this version does (read once a run, not once a source: 500 URL sources
+    # computed it 500 times).
+    signature: str = field(default_factory=lambda: cleaning_signature())
 
 
 @dataclass
@@ -259,28 +265,70 @@ class _Tally:
 
 
 class _Workers:
-    """One process pool for the whole run, started the first time a source has enough files."""
+    """One process pool for the whole run: started before the fetches when there are many
+    feeds (``start``), else the first time a source has enough files."""
 
     def __init__(self, config: Config) -> None:
         self.count = max(1, min(config.workers or (os.cpu_count() or 1), 8))
         self._pool: ProcessPoolExecutor | None = None
 
+    @property
+    def started(self) -> bool:
+        return self._pool is not None
+
+    def start(self) -> None:
+        """Start the workers now, if there are to be any (``count`` > 1). Every worker is
+        forked before this returns, so before any other thread of this process starts."""
+        if self.count == 1 or self._pool is not None:
+            return
+        from concurrent.futures import ProcessPoolExecutor  # ~12 ms: only when used
+
+        # numpy: loaded once here, not by every worker (~0.25 s each); this process compares
+        # the sketches after.
+        from aggregator import neardup  # noqa: F401
+
+        linux.die_with_parent(None)  # looked up once here, not in every worker
+        self._pool = ProcessPoolExecutor(
+            max_workers=self.count, initializer=_worker_init, initargs=(os.getpid(),)
+        )
+        # With fork (Linux's default) the first task starts every worker at once.
+        self._pool.submit(os.getpid).result()
+
+    def submit(self, fn: Callable[[Source, Fetched], FeedRead], source: Source,
+               fetched: Fetched) -> Future[FeedRead] | None:  # fmt: skip
+        """The reading of one feed by a worker; None once the workers are gone (one died:
+        the caller reads the feed itself, as every later one this run)."""
+        if self._pool is None:
+            return None
+        try:
+            return self._pool.submit(fn, source, fetched)
+        except RuntimeError as e:  # BrokenProcessPool
+            log.warning("the worker processes stopped (%s); reading the rest here", e)
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool, self.count = None, 1
+            return None
+
     def map(self, source: Source, todo: list[tuple[FileStat, str | None]]) -> Iterator[Prepared]:
         if self.count == 1 or len(todo) < PARALLEL_THRESHOLD:
             return (prepare(stat, source, digest) for stat, digest in todo)
-        if self._pool is None:
-            from concurrent.futures import ProcessPoolExecutor  # ~12 ms: only when used
-
-            linux.die_with_parent(None)  # looked up once here, not in every worker
-            self._pool = ProcessPoolExecutor(
-                max_workers=self.count, initializer=_worker_init, initargs=(os.getpid(),)
-            )
+        self.start()
+        assert self._pool is not None
         args = ((stat, source, digest) for stat, digest in todo)
         return self._pool.map(_prepare_star, args, chunksize=64)
 
     def close(self, cancel: bool = False) -> None:
         if self._pool is not None:
             self._pool.shutdown(cancel_futures=cancel)
+
+
+def _outcome(future: Future[FeedRead]) -> FeedRead | None:
+    """A worker's reading of a feed; None when the worker could not give it (it died: the
+    feed is read again here)."""
+    try:
+        return future.result()
+    except Exception as e:  # BrokenProcessPool: a worker was killed (out of memory...)
+        log.warning("a worker process failed (%s: %s); reading its feed here", type(e).__name__, e)
+        return None
 
 
 def _worker_init(parent: int) -> None:
@@ -441,7 +489,7 @@ def _ingest(
     text = "\n".join(lines)
     listing = hashlib.blake2b(text.encode("utf-8", "surrogateescape"), digest_size=16).hexdigest()
     stored_listing = store.listing_digest(source.name)
-    signature = cleaning_signature()
+    signature = run.signature
     # Articles made by other cleaning rules (an upgrade) are made again from their files, once:
     # until a run has taken in every file (a stopped one leaves it to the next). A source none
     # of whose files was recorded yet is made by these rules from its first file on, so a
@@ -623,6 +671,7 @@ def _take(p: Prepared, source: Source, store: Store, now: datetime, tally: _Tall
 def _fetch_urls(
     config: Config,
     sources: list[Source],
+    states: dict[str, FetchState],
     store: Store,
     now: datetime,
     offline: bool,
@@ -631,7 +680,6 @@ def _fetch_urls(
     """Each URL source with its stored state and what this run got for it, in the order the
     fetches complete: a fetch result, or with ``offline`` the stored snapshot (None when there
     is none). Once ``stop`` says True no further fetch starts (those under way end)."""
-    states = {s.name: store.fetch_state(s.name) for s in sources}
     if offline:
         for s in sources:
             yield s, states[s.name], store.snapshot(s.name)
@@ -666,6 +714,18 @@ def _current_url(source: Source, state: FetchState) -> str | None:
     return source.url
 
 
+def _to_read(
+    source: Source, state: FetchState, got: HttpResult | Fetched | None, now: datetime
+) -> Fetched | None:
+    """The feed a fetch brought that must be read: new bytes (not a 304, a failure, or the
+    bytes read last time). ``--offline`` snapshots are read in ``_ingest_url`` itself."""
+    if isinstance(got, Fetched) or got is None or got.outcome != "fetched":
+        return None
+    if hashlib.blake2b(got.data, digest_size=16).hexdigest() == state.digest:
+        return None
+    return Fetched(got.final_url, source.name, got.data, True, got.headers, now)
+
+
 def _ingest_url(
     source: Source,
     state: FetchState,
@@ -673,7 +733,11 @@ def _ingest_url(
     store: Store,
     now: datetime,
     run: _RunState,
+    read: FeedRead | None = None,
 ) -> SourceReport:
+    """Take in what the fetch of one URL source got: its fetch state, its snapshot, and the
+    entries of new bytes, which ``read`` holds when they were read already (in a worker,
+    from ``_to_read``); else they are read here."""
     tally = _Tally(source.name, run=run)
     if got is None:
         tally.error = "no snapshot stored yet; run once without --offline to fetch it"
@@ -681,7 +745,9 @@ def _ingest_url(
         return tally.report()
     if isinstance(got, Fetched):  # --offline: the snapshot, always parsed again
         tally.fetch = FetchStatus("offline", f"snapshot of {got.at:%Y-%m-%d %H:%M:%S} UTC")
-        _take_feed(source, got, store, now, tally, again=_cleaning_changed(source, store))
+        _take_feed(
+            source, got, store, now, tally, again=_cleaning_changed(source, store, run.signature)
+        )
         return tally.report()
     _reclean_snapshot(source, store, now, tally)
     from aggregator.fetch import http
@@ -718,7 +784,7 @@ def _ingest_url(
         fetched = Fetched(got.final_url, source.name, got.data, True, got.headers, now)
         store.save_snapshot(fetched)
         if digest != state.digest:
-            _take_feed(source, fetched, store, now, tally)
+            _store_feed(read if read is not None else read_feed(source, fetched), store, now, tally)
         else:
             detail += ", same bytes as last time"
     if retry_at is not None and got.outcome != "waiting":
@@ -728,38 +794,69 @@ def _ingest_url(
     return tally.report()
 
 
+@by_fields
+@dataclass(frozen=True, slots=True)
+class FeedRead:
+    """One downloaded feed parsed and its entries cleaned: pure, so it may run in a worker
+    (``read_feed``); the main process logs what it says and stores the items
+    (``_store_feed``)."""
+
+    origin: str
+    items: tuple[Ready, ...] = ()
+    skipped: tuple[Skip, ...] = ()  # entries left out, with their reasons
+    error: str | None = None  # the whole feed could not be read
+    bugs: tuple[tuple[str, str], ...] = ()  # (origin, traceback) of unexpected exceptions
+
+
+def read_feed(source: Source, fetched: Fetched) -> FeedRead:
+    """Parse and clean every entry of one downloaded feed. An entry that fails is skipped
+    with its reason, the others go on; a feed that cannot be read at all gives ``error``."""
+    try:
+        items, skipped = adapters.parse_feed(fetched, source.adapter, source.policy.max_items)
+    except SourceError as e:
+        return FeedRead(fetched.origin, error=f"{e.origin}: {e.reason}")
+    except Exception as e:  # a bug: this source fails with its reason, the others go on
+        reason = f"{fetched.origin}: internal error ({type(e).__name__}: {e}); please report it"
+        return FeedRead(
+            fetched.origin, error=reason, bugs=((fetched.origin, traceback.format_exc()),)
+        )
+    ready: list[Ready] = []
+    left = list(skipped)
+    bugs: list[tuple[str, str]] = []
+    for item in items:
+        try:
+            ready.append(_ready(_clean(item, source)))
+        except SourceError as e:
+            left.append(Skip(item.origin, e.reason))
+        except Exception as e:  # a bug: report it with its traceback, keep the run going
+            bugs.append((item.origin, traceback.format_exc()))
+            left.append(Skip(item.origin, f"internal error ({type(e).__name__}: {e})"))
+    return FeedRead(fetched.origin, tuple(ready), tuple(left), bugs=tuple(bugs))
+
+
 def _take_feed(
     source: Source, fetched: Fetched, store: Store, now: datetime, tally: _Tally,
     again: bool = False,
 ) -> None:  # fmt: skip
     """Parse, clean and store every entry of one downloaded feed. ``again``: the feed was
     taken in before, by other cleaning rules (``_reclean_snapshot``)."""
-    try:
-        items, skipped = adapters.parse_feed(fetched, source.adapter, source.policy.max_items)
-    except SourceError as e:
-        tally.error = f"{e.origin}: {e.reason}"
+    _store_feed(read_feed(source, fetched), store, now, tally, again)
+
+
+def _store_feed(
+    read: FeedRead, store: Store, now: datetime, tally: _Tally, again: bool = False
+) -> None:
+    """Store what ``read_feed`` gave, and say what it left out."""
+    for origin, trace in read.bugs:
+        log.error("bug while reading %s:\n%s", origin, trace)
+    if read.error is not None:
+        tally.error = read.error
         return
-    except Exception as e:  # a bug: this source fails with its reason, the others go on
-        log.error("bug while reading %s:\n%s", fetched.origin, traceback.format_exc())
-        tally.error = (
-            f"{fetched.origin}: internal error ({type(e).__name__}: {e}); please report it"
-        )
-        return
-    tally.files_seen = tally.files_read = len(items) + len(skipped)
-    tally.skipped.extend(skipped)
-    for skip in skipped:
+    tally.files_seen = tally.files_read = len(read.items) + len(read.skipped)
+    tally.skipped.extend(read.skipped)
+    for skip in read.skipped:
         log.warning("skipped %s: %s", skip.origin, skip.reason)
-    for item in items:
-        try:
-            ready = _ready(_clean(item, source))
-        except SourceError as e:
-            tally.skipped.append(Skip(item.origin, e.reason))
-            log.warning("skipped %s: %s", item.origin, e.reason)
-            continue
-        except Exception as e:  # a bug: report it with its traceback, keep the run going
-            log.error("bug while cleaning %s:\n%s", item.origin, traceback.format_exc())
-            tally.skipped.append(Skip(item.origin, f"internal error ({type(e).__name__}: {e})"))
-            continue
+    for ready in read.items:
         _merge(ready, store, now, tally, again)
         tally.rules.update(dict(ready.item.fired))
 
@@ -772,7 +869,7 @@ def _reclean_snapshot(source: Source, store: Store, now: datetime, tally: _Tally
     run's fetch is taken in, so what the server sends now compares with captures cleaned
     alike. What the snapshot's reading reports besides (entries skipped) was said when it was
     fetched; a failure is logged, and the source's fetch goes on."""
-    if not _cleaning_changed(source, store):
+    if not _cleaning_changed(source, store, tally.run.signature):
         return
     old = store.snapshot(source.name)
     if old is not None:
@@ -794,11 +891,10 @@ def _reclean_snapshot(source: Source, store: Store, now: datetime, tally: _Tally
         tally.changed = tally.changed or replay.changed
 
 
-def _cleaning_changed(source: Source, store: Store) -> bool:
+def _cleaning_changed(source: Source, store: Store, signature: str) -> bool:
     """True when a URL source's stored entries were cleaned by other rules than this
-    version's, which are recorded as its cleaning from now on: the caller cleans them again
-    in the same transaction."""
-    signature = cleaning_signature()
+    version's (``signature``), which are recorded as its cleaning from now on: the caller
+    cleans them again in the same transaction."""
     if store.cleaned_by(source.name) == signature:
         return False
     store.set_cleaned_by(source.name, signature)
@@ -1307,19 +1403,49 @@ def _run(
     early = _Early(config, staging) if staging is not None and urls else None
     committed = time.monotonic()
     outdated: set[str] = set()  # sources whose entries changed since the last commit
-    for source, state, got in _fetch_urls(config, urls, store, now, offline, stop) if urls else ():
-        done[source.name] = taken = _ingest_url(source, state, got, store, now, run)
+    workers = _Workers(config)
+    # Many feeds to read: their parsing and cleaning go to the workers, started before the
+    # fetch thread (a fork copies only the thread that calls it), while this process stores
+    # and publishes; each taken in the order its fetch completed.
+    pending: deque[tuple[Source, FetchState, HttpResult, Future[FeedRead]]] = deque()
+
+    def take(source: Source, state: FetchState, got: HttpResult | Fetched | None,
+             read: FeedRead | None = None) -> None:  # fmt: skip
+        done[source.name] = taken = _ingest_url(source, state, got, store, now, run, read)
         if taken.changed:
             outdated.add(source.name)
             if early is not None:
                 early.publish(source.name, store, now)
-        if not dry_run and time.monotonic() - committed >= COMMIT_SECONDS:
-            _commit(config, store, outdated)
-            committed = time.monotonic()
-    if urls and not dry_run:
-        _commit(config, store, outdated)
-    workers = _Workers(config)
+
+    def settle() -> None:
+        source, state, got, future = pending.popleft()
+        take(source, state, got, _outcome(future))
+
+    states = {s.name: store.fetch_state(s.name) for s in urls}
     try:
+        # Workers when many feeds are new to the store, so have bytes to read: a first run,
+        # a daemon's first cycle. Later, most answer 304 or the same bytes, and the few
+        # that changed are read here rather than paying for the workers.
+        if not offline and sum(st.digest is None for st in states.values()) >= PARALLEL_FEEDS:
+            workers.start()
+        for source, state, got in (
+            _fetch_urls(config, urls, states, store, now, offline, stop) if urls else ()
+        ):
+            fetched = _to_read(source, state, got, now) if workers.started else None
+            future = workers.submit(read_feed, source, fetched) if fetched is not None else None
+            if future is not None and got is not None and not isinstance(got, Fetched):
+                pending.append((source, state, got, future))
+            else:
+                take(source, state, got)
+            while pending and pending[0][3].done():
+                settle()
+            if not dry_run and time.monotonic() - committed >= COMMIT_SECONDS:
+                _commit(config, store, outdated)
+                committed = time.monotonic()
+        while pending:
+            settle()
+        if urls and not dry_run:
+            _commit(config, store, outdated)
         for source in chosen:
             if source.url is None and not (stop is not None and stop()):
                 done[source.name] = taken = _ingest(

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import gzip
 import json
+import logging
+import os
 import re
 import ssl
 import subprocess
@@ -31,6 +33,7 @@ from aggregator import config as config_mod
 from aggregator.dedupe import mint_atom_id
 from aggregator.fetch import http
 from aggregator.model import RunReport, SourceReport
+from aggregator.pipeline import read_feed as _read_feed
 from aggregator.pipeline import run_once
 from aggregator.store import Store
 from tests import livefeeds
@@ -45,12 +48,15 @@ JSON = {"content-type": "application/feed+json"}
 class Setup:
     """A workspace: config.toml with the given sources, a state database, an output folder."""
 
-    def __init__(self, root: Path, sources: list[dict[str, Any]], fetch: str = "") -> None:
+    def __init__(
+        self, root: Path, sources: list[dict[str, Any]], fetch: str = "", top: str = ""
+    ) -> None:
         self.root = root
         lines = [
             'base_url = "https://news.example.org/feeds/"',
             'output_dir = "out"',
             'state_db = "state.sqlite3"',
+            top,
             "[fetch]",
             "timeout = 5",
             fetch,
@@ -1175,3 +1181,78 @@ def test_feeds_staged_while_others_download_are_what_the_end_writes(
 
     assert files(tmp_path / "early") == files(tmp_path / "late")
     assert len(files(tmp_path / "early")) >= 9  # all, voa, mirror in three formats
+
+
+def test_many_feeds_are_read_by_worker_processes_as_by_one(
+    tmp_path: Path, server: FeedServer, monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:  # fmt: skip
+    """From PARALLEL_FEEDS URL sources on, the feeds fetched are parsed and cleaned by worker
+    processes while the run stores them. What is stored, reported and published is exactly
+    what one process makes: entries, skips with their reasons, a source that fails. A worker
+    that dies costs nothing: its feeds are read by the run itself."""
+    from aggregator import pipeline
+
+    monkeypatch.setattr(pipeline, "PARALLEL_FEEDS", 4)
+    bad = {"version": "https://jsonfeed.org/version/1.1", "title": "t", "items": [
+        {"id": "1", "url": "https://example.com/a/1.html", "title": "fine",
+         "content_html": "<p>" + "正文。" * 40 + "</p>", "date_published": "2026-11-20T10:00:00Z"},
+        {"id": "2", "url": "https://example.com:99999/a/2.html", "title": "bad port"},
+    ]}  # fmt: skip
+    sources = [
+        url_source("voa", server.route("/voa", Route(body=livefeeds.rss2(livefeeds.voa()), headers=RSS)), "voa"),
+        url_source("dw", server.route("/dw", Route(body=livefeeds.atom1(livefeeds.dw()), headers=ATOM)), "dw"),
+        url_source("aj", server.route("/aj", Route(body=livefeeds.json_feed(livefeeds.aljazeera()), headers=JSON)), "aljazeera"),
+        url_source("json", server.route("/j", Route(body=json.dumps(bad).encode(), headers=JSON))),
+        url_source("html", server.route("/h", Route(body=b"<html><body>no feed</body></html>", headers={"content-type": "text/html"}))),
+    ]  # fmt: skip
+    submitted: list[str] = []
+    submit = pipeline._Workers.submit
+
+    def counting(self: Any, fn: Any, source: Any, fetched: Any) -> Any:
+        future = submit(self, fn, source, fetched)
+        if future is not None:
+            submitted.append(source.name)
+        return future
+
+    monkeypatch.setattr(pipeline._Workers, "submit", counting)
+
+    def outcome(setup: Setup) -> tuple[Any, dict[str, bytes]]:
+        report = setup.run()
+        seen = sorted(
+            (s.name, s.new, s.files_read, tuple(s.skipped), s.error, dict(s.rules))
+            for s in report.sources
+        )
+        out = setup.root / "out"
+        return seen, {p.name: p.read_bytes() for p in sorted(out.iterdir()) if p.is_file()}
+
+    runs = {}
+    for workers in (1, 2):
+        (tmp_path / str(workers)).mkdir()
+        runs[workers] = outcome(Setup(tmp_path / str(workers), sources, top=f"workers = {workers}"))
+    assert sorted(submitted) == ["aj", "dw", "html", "json", "voa"]  # all read by workers
+    assert runs[2] == runs[1]
+    reports = {name: (new, skipped, error) for name, new, _, skipped, error, _ in runs[2][0]}
+    assert reports["voa"][0] == len(livefeeds.voa()) and reports["aj"][0] >= 1
+    assert [s.reason for s in reports["json"][1]] == [
+        "the article link 'https://example.com:99999/a/2.html' is not an http(s) URL"
+    ]
+    assert "not a feed" in (reports["html"][2] or "")
+    assert len(runs[2][1]) >= 18  # all and each source, in three formats
+
+    # A worker killed mid-run (the out-of-memory killer): every feed is still read.
+    monkeypatch.setattr(pipeline, "read_feed", _dies_in_a_worker)
+    (tmp_path / "killed").mkdir()
+    with caplog.at_level(logging.WARNING, logger="aggregator"):
+        assert outcome(Setup(tmp_path / "killed", sources, top="workers = 2")) == runs[1]
+    assert "a worker process failed (BrokenProcessPool" in caplog.text
+
+
+_TEST_PROCESS = os.getpid()
+
+
+def _dies_in_a_worker(source: Any, fetched: Any) -> Any:
+    """``pipeline.read_feed`` that kills the worker process calling it."""
+    if os.getpid() != _TEST_PROCESS:
+        os._exit(9)
+    return _read_feed(source, fetched)
