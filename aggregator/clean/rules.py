@@ -633,9 +633,15 @@ _GENERIC_TITLE = re.compile(
     re.IGNORECASE,
 )
 _PLAYER_WORDS = re.compile(r"player|video|audio|/embed|podcast", re.IGNORECASE)
-# Frames that show nothing a reader wants: ad servers and tag managers.
+# Frames that show nothing a reader wants: ad servers, tag managers, "recommended for you"
+# and comment widgets, like/share/follow buttons. (A Facebook post or video embedded is a
+# player: it becomes a link.)
 _AD_FRAMES = re.compile(
-    r"doubleclick\.net|googlesyndication\.com|googletagmanager\.com|adservice\.|/ads?/",
+    r"doubleclick\.net|googlesyndication\.com|googletagmanager\.com|adservice\.|/ads?/"
+    r"|outbrain\.com|taboola\.com|amazon-adsystem\.com|adnxs\.com|criteo\.(?:com|net)"
+    r"|disqus\.com|addthis\.com|sharethis\.com"
+    r"|facebook\.com/plugins/(?:like|share_button|page|follow|comments|likebox)\.php"
+    r"|platform\.twitter\.com/widgets/(?:follow|tweet|hashtag|mention)_button",
     re.IGNORECASE,
 )
 _INLINE_PARENTS = frozenset({"p", "span", "em", "i", "strong", "b", "small", "li", "td", "th",
@@ -646,6 +652,12 @@ def _shown_url(url: str, limit: int = 60) -> str:
     """A URL as link text: no scheme, no ``www.``, cut to ``limit`` characters."""
     short = url.split("://", 1)[-1].removeprefix("www.").rstrip("/")
     return short if len(short) <= limit else short[: limit - 1] + "…"
+
+
+def _lazy(el: _Element, name: str) -> str:
+    """An attribute, or its lazy-loading stand-in (``data-src``) when the page's script was
+    to set it."""
+    return (el.get(name) or el.get(f"data-{name}") or "").strip()
 
 
 def _hidden(el: _Element) -> bool:
@@ -666,11 +678,12 @@ class MediaEmbeds(Rule):
 
     * an ``<iframe>`` player becomes a link to what it plays ("▶ " and its title, else its
       address): YouTube's, Vimeo's and Dailymotion's players link their watch page; hidden
-      frames and ad frames are left to the ``embeds`` rule, which removes every frame;
+      frames, ad frames and widgets (like buttons, comments, "recommended") are left to the
+      ``embeds`` rule, which removes every frame;
     * ``<video>`` and ``<audio>`` stay playable (controls, no preload, the poster and their
-      sources, absolute) and hold a link to the file for readers that do not play them, in
-      place of the page's fallback sentence ("您的浏览器不支持视频播放。"); one with no source
-      at all is removed with that sentence."""
+      sources, absolute, ``data-src`` ones included) and hold a link to the file for readers
+      that do not play them, in place of the page's fallback sentence ("您的浏览器不支持视频
+      播放。"); one with no source at all is removed with that sentence."""
 
     name: str
 
@@ -709,18 +722,18 @@ class MediaEmbeds(Rule):
         return 1
 
     def _player(self, player: _Element, ctx: Context) -> int:
-        own = urls.absolute(player.get("src") or "", ctx.base_url)
+        own = urls.absolute(_lazy(player, "src"), ctx.base_url)
         sources = [
             (u, s.get("type"))
             for s in player.iter("source")
-            if (u := urls.absolute(s.get("src") or "", ctx.base_url))
+            if (u := urls.absolute(_lazy(s, "src"), ctx.base_url))
         ]
         files = [own] if own else []
         files += [u for u, _ in sources]
         if not files or _hidden(player):
             drop(player)
             return 1
-        poster = urls.absolute(player.get("poster") or "", ctx.base_url)
+        poster = urls.absolute(_lazy(player, "poster"), ctx.base_url)
         tail = player.tail
         player.clear()  # attributes, the fallback sentence, tracks and anything else inside
         player.tail = tail
