@@ -6,7 +6,8 @@ The folder name is the adapter registry key. Each fixture is named after the beh
 
 Expected JSON, every key but ``adapter`` optional:
 
-* ``title``, ``link``, ``key``, ``lang``, ``author``, ``author_uri``: compared exactly;
+* ``title``, ``link``, ``key``, ``lang``, ``author``, ``author_uri``, ``summary``: compared
+  exactly;
 * ``published``, ``archived``: ISO 8601 instants, compared as UTC instants (``archived`` may be null);
 * ``categories``: the list, in order; ``image``: null or ``{"url": ..., "caption": ...}``;
 * ``rules_fired``: a subset of the cleaning rules that fired, each with its exact count;
@@ -33,7 +34,7 @@ from aggregator.model import Fetched, Item
 DATA = Path(__file__).parent / "data"
 FIXTURES = sorted(DATA.glob("*/*.txt"))
 
-_EXACT = ("title", "link", "key", "lang", "author", "author_uri")
+_EXACT = ("title", "link", "key", "lang", "author", "author_uri", "summary")
 _KNOWN = frozenset(
     {"adapter", "published", "archived", "categories", "image", "rules_fired", "content_contains",
      "content_excludes", "summary_startswith", "error_contains", *_EXACT}

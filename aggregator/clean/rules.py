@@ -552,7 +552,8 @@ class LazyImages(Rule):
     picture back: from ``data-src`` or the like (lazy loading), else the widest candidate of its
     ``srcset`` (or of its ``<picture>``'s first ``<source>``, JPEG or PNG before other types).
     Those attributes are removed later with the other presentational ones, which left a blank
-    or no image at all, and the caption under it."""
+    or no image at all, and the caption under it. A ``<picture>`` is then left as its
+    ``<img>`` alone."""
 
     name: str
 
@@ -575,7 +576,14 @@ class LazyImages(Rule):
             if real is not None and not real.strip().lower().startswith("data:"):
                 img.set("src", real.strip())
                 count += 1
-        return count
+        # A <picture> is its <img> from here on: its sources only offer srcsets, which the
+        # sanitiser removes, leaving empty <source type="image/webp"> tags in the feed.
+        pictures = list(root.iter("picture"))
+        for picture in pictures:
+            etree.strip_tags(picture, "source")
+        if pictures:
+            etree.strip_tags(root, "picture")
+        return count + len(pictures)
 
 
 def _widest(srcset: str) -> str | None:
@@ -632,6 +640,7 @@ _GENERIC_TITLE = re.compile(
     r"|iframe)?$|^(?:视频|視頻|影片)?播放器$",
     re.IGNORECASE,
 )
+_CAPTION_CLASS = re.compile(r"caption|credit", re.IGNORECASE)
 _PLAYER_WORDS = re.compile(r"player|video|audio|/embed|podcast", re.IGNORECASE)
 # Frames that show nothing a reader wants: ad servers, tag managers, "recommended for you"
 # and comment widgets, like/share/follow buttons. (A Facebook post or video embedded is a
@@ -683,7 +692,8 @@ class MediaEmbeds(Rule):
     * ``<video>`` and ``<audio>`` stay playable (controls, no preload, the poster and their
       sources, absolute, ``data-src`` ones included) and hold a link to the file for readers
       that do not play them, in place of the page's fallback sentence ("您的浏览器不支持视频
-      播放。"); one with no source at all is removed with that sentence."""
+      播放。"); one with no source at all is removed with that sentence. A caption right
+      after it (``class="caption"``) makes a figure with it, out of the summary."""
 
     name: str
 
@@ -749,7 +759,28 @@ class MediaEmbeds(Rule):
                 source.set("type", kind)
         link = etree.SubElement(player, "a", href=files[0])
         link.text = "▶ " + _shown_url(files[0])
+        _caption_player(player)
         return 1
+
+
+def _caption_player(player: _Element) -> None:
+    """A player followed by its caption (``<p class="caption">``) outside any figure: the two
+    become a figure, which the summary and the text leave out, as they do an image's."""
+    after, parent = player.getnext(), player.getparent()
+    if after is None or parent is None or (player.tail or "").strip():
+        return
+    if not _CAPTION_CLASS.search(after.get("class") or "") or after.tag not in ("p", "div"):
+        return
+    if any(up.tag == "figure" for up in player.iterancestors()):
+        return
+    figure = etree.Element("figure")
+    tail, player.tail = player.tail, None
+    parent.replace(player, figure)
+    figure.append(player)
+    rest, after.tail = after.tail, None
+    after.tag = "figcaption"
+    figure.append(after)  # (moved from the parent)
+    figure.tail = (tail or "") + (rest or "")
 
 
 @dataclass(frozen=True)
