@@ -278,9 +278,10 @@ class _Workers:
 
     def start(self) -> None:
         """Start the workers now, if there are to be any (``count`` > 1). Every worker is
-        forked before this returns, so before any other thread of this process starts."""
+        forked before this returns: a run's workers before its fetch thread starts."""
         if self.count == 1 or self._pool is not None:
             return
+        import multiprocessing
         from concurrent.futures import ProcessPoolExecutor  # ~12 ms: only when used
 
         # numpy: loaded once here, not by every worker (~0.25 s each); this process compares
@@ -288,11 +289,23 @@ class _Workers:
         from aggregator import neardup  # noqa: F401
 
         linux.die_with_parent(None)  # looked up once here, not in every worker
+        # fork, named: the workers inherit what this process loaded (Python 3.14 would
+        # otherwise start them from a fork server, whose child _worker_init refuses).
         self._pool = ProcessPoolExecutor(
-            max_workers=self.count, initializer=_worker_init, initargs=(os.getpid(),)
-        )
-        # With fork (Linux's default) the first task starts every worker at once.
-        self._pool.submit(os.getpid).result()
+            max_workers=self.count, mp_context=multiprocessing.get_context("fork"),
+            initializer=_worker_init, initargs=(os.getpid(),),
+        )  # fmt: skip
+        try:
+            self._pool.submit(os.getpid).result()  # with fork, every worker starts now
+        except Exception as e:  # BrokenProcessPool, OSError (no processes left)
+            log.warning("could not start worker processes (%s); reading in this one", e)
+            self.discard()
+
+    def discard(self) -> None:
+        """The workers are broken (one was killed): none from now on in this run."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+        self._pool, self.count = None, 1
 
     def submit(self, fn: Callable[[Source, Fetched], FeedRead], source: Source,
                fetched: Fetched) -> Future[FeedRead] | None:  # fmt: skip
@@ -304,8 +317,7 @@ class _Workers:
             return self._pool.submit(fn, source, fetched)
         except RuntimeError as e:  # BrokenProcessPool
             log.warning("the worker processes stopped (%s); reading the rest here", e)
-            self._pool.shutdown(wait=False, cancel_futures=True)
-            self._pool, self.count = None, 1
+            self.discard()
             return None
 
     def map(self, source: Source, todo: list[tuple[FileStat, str | None]]) -> Iterator[Prepared]:
@@ -321,13 +333,14 @@ class _Workers:
             self._pool.shutdown(cancel_futures=cancel)
 
 
-def _outcome(future: Future[FeedRead]) -> FeedRead | None:
+def _outcome(future: Future[FeedRead], workers: _Workers) -> FeedRead | None:
     """A worker's reading of a feed; None when the worker could not give it (it died: the
-    feed is read again here)."""
+    feed is read again here, and so is everything after it this run)."""
     try:
         return future.result()
     except Exception as e:  # BrokenProcessPool: a worker was killed (out of memory...)
         log.warning("a worker process failed (%s: %s); reading its feed here", type(e).__name__, e)
+        workers.discard()
         return None
 
 
@@ -805,7 +818,7 @@ class FeedRead:
     items: tuple[Ready, ...] = ()
     skipped: tuple[Skip, ...] = ()  # entries left out, with their reasons
     error: str | None = None  # the whole feed could not be read
-    bugs: tuple[tuple[str, str], ...] = ()  # (origin, traceback) of unexpected exceptions
+    bugs: tuple[tuple[str, str, str], ...] = ()  # unexpected exceptions: (doing, origin, trace)
 
 
 def read_feed(source: Source, fetched: Fetched) -> FeedRead:
@@ -817,19 +830,18 @@ def read_feed(source: Source, fetched: Fetched) -> FeedRead:
         return FeedRead(fetched.origin, error=f"{e.origin}: {e.reason}")
     except Exception as e:  # a bug: this source fails with its reason, the others go on
         reason = f"{fetched.origin}: internal error ({type(e).__name__}: {e}); please report it"
-        return FeedRead(
-            fetched.origin, error=reason, bugs=((fetched.origin, traceback.format_exc()),)
-        )
+        bug = ("reading", fetched.origin, traceback.format_exc())
+        return FeedRead(fetched.origin, error=reason, bugs=(bug,))
     ready: list[Ready] = []
     left = list(skipped)
-    bugs: list[tuple[str, str]] = []
+    bugs: list[tuple[str, str, str]] = []
     for item in items:
         try:
             ready.append(_ready(_clean(item, source)))
         except SourceError as e:
             left.append(Skip(item.origin, e.reason))
         except Exception as e:  # a bug: report it with its traceback, keep the run going
-            bugs.append((item.origin, traceback.format_exc()))
+            bugs.append(("cleaning", item.origin, traceback.format_exc()))
             left.append(Skip(item.origin, f"internal error ({type(e).__name__}: {e})"))
     return FeedRead(fetched.origin, tuple(ready), tuple(left), bugs=tuple(bugs))
 
@@ -847,8 +859,8 @@ def _store_feed(
     read: FeedRead, store: Store, now: datetime, tally: _Tally, again: bool = False
 ) -> None:
     """Store what ``read_feed`` gave, and say what it left out."""
-    for origin, trace in read.bugs:
-        log.error("bug while reading %s:\n%s", origin, trace)
+    for doing, origin, trace in read.bugs:
+        log.error("bug while %s %s:\n%s", doing, origin, trace)
     if read.error is not None:
         tally.error = read.error
         return
@@ -1406,7 +1418,8 @@ def _run(
     workers = _Workers(config)
     # Many feeds to read: their parsing and cleaning go to the workers, started before the
     # fetch thread (a fork copies only the thread that calls it), while this process stores
-    # and publishes; each taken in the order its fetch completed.
+    # and publishes. A feed a worker reads is stored once that is done, in the order such
+    # feeds were fetched; 304s and failures are taken in as they come.
     pending: deque[tuple[Source, FetchState, HttpResult, Future[FeedRead]]] = deque()
 
     def take(source: Source, state: FetchState, got: HttpResult | Fetched | None,
@@ -1419,14 +1432,15 @@ def _run(
 
     def settle() -> None:
         source, state, got, future = pending.popleft()
-        take(source, state, got, _outcome(future))
+        take(source, state, got, _outcome(future, workers))
 
     states = {s.name: store.fetch_state(s.name) for s in urls}
     try:
-        # Workers when many feeds are new to the store, so have bytes to read: a first run,
-        # a daemon's first cycle. Later, most answer 304 or the same bytes, and the few
+        # Workers when many feeds due now are new to the store, so have bytes to read: a
+        # first run, a daemon's first cycle. Later, most answer 304 or the same bytes, and the few
         # that changed are read here rather than paying for the workers.
-        if not offline and sum(st.digest is None for st in states.values()) >= PARALLEL_FEEDS:
+        due = (st for st in states.values() if st.retry_at is None or st.retry_at <= now)
+        if not offline and sum(st.digest is None for st in due) >= PARALLEL_FEEDS:
             workers.start()
         for source, state, got in (
             _fetch_urls(config, urls, states, store, now, offline, stop) if urls else ()

@@ -1194,6 +1194,7 @@ def test_many_feeds_are_read_by_worker_processes_as_by_one(
     from aggregator import pipeline
 
     monkeypatch.setattr(pipeline, "PARALLEL_FEEDS", 4)
+    monkeypatch.setattr(pipeline, "PARALLEL_THRESHOLD", 2)  # the archive's files too
     bad = {"version": "https://jsonfeed.org/version/1.1", "title": "t", "items": [
         {"id": "1", "url": "https://example.com/a/1.html", "title": "fine",
          "content_html": "<p>" + "正文。" * 40 + "</p>", "date_published": "2026-11-20T10:00:00Z"},
@@ -1205,6 +1206,7 @@ def test_many_feeds_are_read_by_worker_processes_as_by_one(
         url_source("aj", server.route("/aj", Route(body=livefeeds.json_feed(livefeeds.aljazeera()), headers=JSON)), "aljazeera"),
         url_source("json", server.route("/j", Route(body=json.dumps(bad).encode(), headers=JSON))),
         url_source("html", server.route("/h", Route(body=b"<html><body>no feed</body></html>", headers={"content-type": "text/html"}))),
+        {"name": "seeds", "path": str(Path(__file__).parent.parent / "seeds"), "adapter": "auto"},
     ]  # fmt: skip
     submitted: list[str] = []
     submit = pipeline._Workers.submit
@@ -1238,9 +1240,16 @@ def test_many_feeds_are_read_by_worker_processes_as_by_one(
         "the article link 'https://example.com:99999/a/2.html' is not an http(s) URL"
     ]
     assert "not a feed" in (reports["html"][2] or "")
-    assert len(runs[2][1]) >= 18  # all and each source, in three formats
+    read = {name: files_read for name, _, files_read, *_ in runs[2][0]}
+    assert read["seeds"] == 5  # (its articles are the live feeds': one entry each)
+    assert len(runs[2][1]) >= 21  # all and each source, in three formats
 
-    # A worker killed mid-run (the out-of-memory killer): every feed is still read.
+    # The next run, every feed read before: the few that change are read by the run itself.
+    Setup(tmp_path / "2", sources, top="workers = 2").run()
+    assert len(submitted) == 5
+
+    # A worker killed mid-run (the out-of-memory killer): every feed is still read, and the
+    # archive after them.
     monkeypatch.setattr(pipeline, "read_feed", _dies_in_a_worker)
     (tmp_path / "killed").mkdir()
     with caplog.at_level(logging.WARNING, logger="aggregator"):
@@ -1252,7 +1261,9 @@ _TEST_PROCESS = os.getpid()
 
 
 def _dies_in_a_worker(source: Any, fetched: Any) -> Any:
-    """``pipeline.read_feed`` that kills the worker process calling it."""
+    """``pipeline.read_feed`` that kills the worker process calling it, after a while: every
+    feed is handed over before the workers are found broken."""
     if os.getpid() != _TEST_PROCESS:
+        time.sleep(0.5)
         os._exit(9)
     return _read_feed(source, fetched)

@@ -577,13 +577,15 @@ class LazyImages(Rule):
                 img.set("src", real.strip())
                 count += 1
         # A <picture> is its <img> from here on: its sources only offer srcsets, which the
-        # sanitiser removes, leaving empty <source type="image/webp"> tags in the feed.
-        pictures = list(root.iter("picture"))
-        for picture in pictures:
-            etree.strip_tags(picture, "source")
-        if pictures:
-            etree.strip_tags(root, "picture")
-        return count + len(pictures)
+        # sanitiser removes, leaving empty <source type="image/webp"> tags in the feed. (Not
+        # one that swallowed a player, unclosed: the player's own sources are its files.)
+        for picture in list(root.iter("picture")):
+            parent = picture.getparent()
+            if parent is not None and next(picture.iter("video", "audio"), None) is None:
+                etree.strip_tags(picture, "source")
+                picture.tag = "unwrap-this"  # lxml strips by tag: this one alone, text kept
+                etree.strip_tags(parent, "unwrap-this")
+        return count
 
 
 def _widest(srcset: str) -> str | None:
@@ -640,7 +642,8 @@ _GENERIC_TITLE = re.compile(
     r"|iframe)?$|^(?:视频|視頻|影片)?播放器$",
     re.IGNORECASE,
 )
-_CAPTION_CLASS = re.compile(r"caption|credit", re.IGNORECASE)
+# A caption's class token: "caption", "video-caption", "caption-text", "credit" ...
+_CAPTION_CLASS = re.compile(r"(?:^|\s)(?:[\w-]*-)?(?:caption|credits?)(?:-text)?(?:\s|$)", re.I)
 _PLAYER_WORDS = re.compile(r"player|video|audio|/embed|podcast", re.IGNORECASE)
 # Frames that show nothing a reader wants: ad servers, tag managers, "recommended for you"
 # and comment widgets, like/share/follow buttons. (A Facebook post or video embedded is a
@@ -665,8 +668,11 @@ def _shown_url(url: str, limit: int = 60) -> str:
 
 def _lazy(el: _Element, name: str) -> str:
     """An attribute, or its lazy-loading stand-in (``data-src``) when the page's script was
-    to set it."""
-    return (el.get(name) or el.get(f"data-{name}") or "").strip()
+    to set it: the first that is not a ``data:`` placeholder."""
+    for value in (el.get(name), el.get(f"data-{name}")):
+        if value and value.strip() and not value.strip().lower().startswith("data:"):
+            return value.strip()
+    return ""
 
 
 def _hidden(el: _Element) -> bool:
@@ -763,6 +769,9 @@ class MediaEmbeds(Rule):
         return 1
 
 
+_NOT_IN_CAPTION = ("p", "div", "img", "figure", "video", "audio", "iframe", "table", "ul", "ol")
+
+
 def _caption_player(player: _Element) -> None:
     """A player followed by its caption (``<p class="caption">``) outside any figure: the two
     become a figure, which the summary and the text leave out, as they do an image's."""
@@ -771,6 +780,9 @@ def _caption_player(player: _Element) -> None:
         return
     if not _CAPTION_CLASS.search(after.get("class") or "") or after.tag not in ("p", "div"):
         return
+    inside = next(after.iterdescendants(*_NOT_IN_CAPTION), None)
+    if inside is not None or sum(map(len, after.itertext())) > 300:
+        return  # a block of the article (paragraphs, pictures) under a caption-like class
     if any(up.tag == "figure" for up in player.iterancestors()):
         return
     figure = etree.Element("figure")
