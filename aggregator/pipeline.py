@@ -151,7 +151,7 @@ def prepare(stat: FileStat, source: Source, known_digest: str | None) -> Prepare
     """Read, parse and clean one file. Pure apart from reading the file; runs in a worker."""
     try:
         fetched = fetch.read(stat, source.name)
-        digest = hashlib.blake2b(fetched.data, digest_size=16).hexdigest()
+        digest = _digest(fetched.data)
         if digest == known_digest:
             return Prepared(stat, digest, same_bytes=True)
         items = tuple(
@@ -230,7 +230,7 @@ class _RunState:
     sketch_ns: int = 0  # spent computing sketches (in the workers, when there are workers)
     # The cleaning this version does (read once a run, not once a source: 500 URL sources
     # computed it 500 times).
-    signature: str = field(default_factory=lambda: cleaning_signature())
+    signature: str = field(default_factory=cleaning_signature)
 
 
 @dataclass
@@ -734,9 +734,14 @@ def _to_read(
     bytes read last time). ``--offline`` snapshots are read in ``_ingest_url`` itself."""
     if isinstance(got, Fetched) or got is None or got.outcome != "fetched":
         return None
-    if hashlib.blake2b(got.data, digest_size=16).hexdigest() == state.digest:
+    if _digest(got.data) == state.digest:
         return None
     return Fetched(got.final_url, source.name, got.data, True, got.headers, now)
+
+
+def _digest(body: bytes) -> str:
+    """What tells a file's or a feed's bytes from those read last time."""
+    return hashlib.blake2b(body, digest_size=16).hexdigest()
 
 
 def _ingest_url(
@@ -789,7 +794,7 @@ def _ingest_url(
             got.moved_to,
         )  # fmt: skip
     if got.outcome == "fetched":
-        digest = hashlib.blake2b(got.data, digest_size=16).hexdigest()
+        digest = _digest(got.data)
         new_state = replace(
             new_state, etag=got.header("etag"), last_modified=got.header("last-modified"),
             digest=digest,
@@ -1420,7 +1425,8 @@ def _run(
     # fetch thread (a fork copies only the thread that calls it), while this process stores
     # and publishes. A feed a worker reads is stored once that is done, in the order such
     # feeds were fetched; 304s and failures are taken in as they come.
-    pending: deque[tuple[Source, FetchState, HttpResult, Future[FeedRead]]] = deque()
+    pending: deque[tuple[Source, FetchState, HttpResult | Fetched | None, Future[FeedRead]]]
+    pending = deque()
 
     def take(source: Source, state: FetchState, got: HttpResult | Fetched | None,
              read: FeedRead | None = None) -> None:  # fmt: skip
@@ -1447,7 +1453,7 @@ def _run(
         ):
             fetched = _to_read(source, state, got, now) if workers.started else None
             future = workers.submit(read_feed, source, fetched) if fetched is not None else None
-            if future is not None and got is not None and not isinstance(got, Fetched):
+            if future is not None:
                 pending.append((source, state, got, future))
             else:
                 take(source, state, got)
