@@ -190,6 +190,7 @@ class Item:
     image: Image | None = None
     dated: bool = True  # False: the source gave no date; ``published`` is when it was first seen
     live: bool = False  # from a fetched feed: a capture is as new as the fetch that saw it
+    guid: str | None = None  # a feed entry's own id (RSS guid, Atom id, JSON Feed id)
     text: str = ""  # plain text of the cleaned content (set by clean)
     summary: str = ""  # plain-text summary (set by clean)
     fired: tuple[tuple[str, int], ...] = ()  # cleaning rules that fired, with counts

@@ -386,6 +386,13 @@ def _merge(ready: Ready, store: Store, now: datetime, tally: _Tally, again: bool
         last = max(store.versions(item.key, item.origin), default=None)
         if last is not None and version.at <= last.at:
             if text_hash == last.text_hash:
+                # Its title or link may still have changed: shown when this capture is.
+                after = resolve(known)
+                if after.kept == last and not store.shows(item, after):
+                    store.save_item(item, after, now)
+                    tally.changed = True
+                    if (story := store.story_of(item.key)) is not None:
+                        store.stale_story(story)
                 tally.unchanged += 1
                 return
             version = replace(version, at=max(now, last.at + timedelta(seconds=1)))
@@ -873,9 +880,40 @@ def _store_feed(
     tally.skipped.extend(read.skipped)
     for skip in read.skipped:
         log.warning("skipped %s: %s", skip.origin, skip.reason)
-    for ready in read.items:
+    for ready in _reslugged(read.items, store):
         _merge(ready, store, now, tally, again)
         tally.rules.update(dict(ready.item.fired))
+
+
+def _reslugged(items: tuple[Ready, ...], store: Store) -> list[Ready]:
+    """A feed's entries, each under the article its guid was stored under when its link
+    changed since (a headline edit gives a post a new slug: WordPress, most news CMSs). That
+    takes the same guid, a link never stored, the old link gone from the feed, and the
+    article's publication date or text. A guid the feed gives twice identifies nothing, and
+    one handed on to another article (feeds that number their items by position) is recorded
+    as that article's from now on."""
+    count = Counter(ready.item.guid for ready in items)
+    keys = {ready.item.key for ready in items}
+    out: list[Ready] = []
+    for ready in items:
+        item = ready.item
+        if item.guid is not None and count[item.guid] == 1:
+            before = store.guid_key(item.source, item.guid)
+            if before is not None and before != item.key and before not in keys and not (
+                store.versions(item.key)
+            ) and any(
+                v.published == item.published or v.text_hash == ready.text_hash
+                for v in store.versions(before)
+            ):  # fmt: skip
+                log.info(
+                    "%s: entry %s moved to %s; kept as the same article", item.origin, item.guid,
+                    item.link,
+                )  # fmt: skip
+                ready = replace(ready, item=replace(item, key=before))
+            elif before != item.key:
+                store.save_guid(item.source, item.guid, item.key)
+        out.append(ready)
+    return out
 
 
 def _reclean_snapshot(source: Source, store: Store, now: datetime, tally: _Tally) -> None:

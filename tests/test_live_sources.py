@@ -707,6 +707,98 @@ def test_reused_guid_never_gives_two_entries_one_id(tmp_path: Path, server: Feed
     assert len(ids) == len(set(ids)) == 2
 
 
+def _post(slug: str, title: str, body: str, guid: str = "https://blog.example.com/?p=123",
+          date: str = "Mon, 10 Jan 2022 04:58:40 GMT") -> str:  # fmt: skip
+    """A WordPress-style RSS item: the guid is the post's number, the link its title's slug."""
+    return f"""<item><title>{title}</title><link>https://blog.example.com/2022/01/{slug}/</link>
+    <guid isPermaLink="false">{guid}</guid><pubDate>{date}</pubDate>
+    <description>{body}</description></item>"""
+
+
+def _rss(*items: str) -> bytes:
+    return (
+        '<?xml version="1.0" encoding="utf-8"?><rss version="2.0"><channel><title>t</title>'
+        f"{''.join(items)}</channel></rss>"
+    ).encode()
+
+
+_BRIDGE = "The city closed the old bridge on Monday for repairs that will take two months."
+_FERRY = "Two more ferries a day from March on, the port said."
+
+
+@pytest.mark.parametrize("edited", [False, True], ids=["same-text", "edited-text"])
+def test_a_reslugged_entry_stays_one_entry_under_its_guid(
+    tmp_path: Path, server: FeedServer, edited: bool
+) -> None:
+    """A headline edit gives the post a new slug (a new link) under the same guid: it is the
+    same entry, with its Atom id and publication date, showing the new title and link."""
+    route = Route(body=_rss(_post("bridge-closed", "Bridge closed", _BRIDGE)), headers=RSS)
+    url = server.route("/f", route)
+    setup = Setup(tmp_path, [url_source("live", url, adapter="generic")])
+    assert by_name(setup.run())["live"].new == 1
+    (before,) = setup.feed("live").entries
+    moved = _post(
+        "bridge-closed-until-may", "Bridge closed until May",
+        _BRIDGE.replace("two months", "until May") if edited else _BRIDGE,
+    )  # fmt: skip
+    route.body = _rss(moved)
+    report = by_name(setup.run(NOW + timedelta(hours=1)))["live"]
+    assert (report.new, report.updated) == (0, 1 if edited else 0)
+    (after,) = setup.feed("live").entries
+    assert (after.id, after.published) == (before.id, before.published)
+    assert after.title == "Bridge closed until May"
+    assert after.link == "https://blog.example.com/2022/01/bridge-closed-until-may/"
+    assert after.updated == ((NOW + timedelta(hours=1)).isoformat() if edited else before.updated)
+    # Fetched again with another post beside it: still one entry for the bridge, nothing moves.
+    route.body = _rss(moved, _post("ferry", "Ferry", _FERRY, guid="https://blog.example.com/?p=9"))
+    again = by_name(setup.run(NOW + timedelta(hours=2)))["live"]
+    assert (again.new, again.updated) == (1, 0)
+    bridge = [e for e in setup.feed("live").entries if "bridge" in e.link]
+    assert [(e.id, e.updated) for e in bridge] == [(after.id, after.updated)]
+
+
+def test_a_guid_handed_on_to_another_article_is_not_taken_for_a_reslug(
+    tmp_path: Path, server: FeedServer
+) -> None:
+    """Feeds that number their items by position hand a guid on to the next article: a new
+    link under a known guid, with another date and text, is a new entry; so is one under the
+    same date while the article that had its guid is still in the feed."""
+    route = Route(body=_rss(_post("bridge-closed", "Bridge closed", _BRIDGE, "1")), headers=RSS)
+    url = server.route("/f", route)
+    setup = Setup(tmp_path, [url_source("live", url, adapter="generic")])
+    setup.run()
+    route.body = _rss(_post("ferry", "Ferry", _FERRY, "1", "Tue, 11 Jan 2022 04:58:40 GMT"))
+    assert by_name(setup.run(NOW + timedelta(hours=1)))["live"].new == 1
+    assert sorted(e.title for e in setup.feed("live").entries) == ["Bridge closed", "Ferry"]
+    tuesday = "Tue, 11 Jan 2022 04:58:40 GMT"
+    route.body = _rss(
+        _post("tunnel", "Tunnel", "The tunnel opens on Friday after years of work.", "1", tuesday),
+        _post("ferry", "Ferry", _FERRY, "2", tuesday),
+    )
+    assert by_name(setup.run(NOW + timedelta(hours=2)))["live"].new == 1
+    titles = sorted(e.title for e in setup.feed("live").entries)
+    assert titles == ["Bridge closed", "Ferry", "Tunnel"]
+
+
+def test_a_live_entrys_new_title_is_shown_without_moving_updated(
+    tmp_path: Path, server: FeedServer
+) -> None:
+    """A feed that changes an entry's title and not its text: the entry shows the new title;
+    ``updated`` moves only with the text."""
+    route = Route(body=_rss(_post("bridge", "Bridge closed", _BRIDGE)), headers=RSS)
+    url = server.route("/f", route)
+    setup = Setup(tmp_path, [url_source("live", url, adapter="generic")])
+    setup.run()
+    (before,) = setup.feed("live").entries
+    route.body = _rss(_post("bridge", "Old bridge closed for two months", _BRIDGE))
+    report = by_name(setup.run(NOW + timedelta(hours=1)))["live"]
+    assert (report.new, report.updated) == (0, 0)
+    (after,) = setup.feed("live").entries
+    assert after.title == "Old bridge closed for two months"
+    assert (after.id, after.published) == (before.id, before.published)
+    assert after.updated == before.updated
+
+
 @pytest.mark.parametrize("order", ["ab", "ba"])
 def test_an_edit_under_the_same_date_is_shown_and_dated_when_seen(
     tmp_path: Path, server: FeedServer, order: str

@@ -192,6 +192,7 @@ class Profile:
             )
         author, author_uri = self.author_for(link)
         named = _text_value(meta, "author")
+        guid = _text_value(meta, "guid") if post.container == "feed" else None
         image_url = _http_url(_text_value(meta, *_IMAGE_KEYS))
         return Item(
             source=fetched.source,
@@ -203,7 +204,7 @@ class Profile:
                 self.article_id,
                 title=title,
                 published=published,
-                guid=_text_value(meta, "guid") if post.container == "feed" else None,
+                guid=guid,
                 scope=fetched.source,
                 dated=dated,
                 body=post.body,
@@ -222,4 +223,5 @@ class Profile:
             image=Image(image_url) if image_url else None,
             dated=dated,
             live=post.container == "feed",
+            guid=guid,
         )

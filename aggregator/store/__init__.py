@@ -572,6 +572,22 @@ class Store:
                 (source, signature),
             )
 
+    def guid_key(self, source: str, guid: str) -> str | None:
+        """The article a feed entry with this guid was last stored under, from ``source``."""
+        with self._errors:
+            row = self._db.execute(
+                "SELECT key FROM guids WHERE source = ? AND guid = ?", (source, guid)
+            ).fetchone()
+            return str(row[0]) if row else None
+
+    def save_guid(self, source: str, guid: str, key: str) -> None:
+        with self._errors:
+            self._db.execute(
+                "INSERT INTO guids (source, guid, key) VALUES (?, ?, ?)"
+                " ON CONFLICT (source, guid) DO UPDATE SET key = excluded.key",
+                (source, guid, key),
+            )
+
     def save_item(self, item: Item, res: Resolution, now: datetime) -> None:
         """Insert the article, or update it with ``item`` (the kept version) and its dates."""
         image = item.image

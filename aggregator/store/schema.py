@@ -256,4 +256,15 @@ MIGRATIONS: tuple[str, ...] = (
     """
     CREATE TABLE cleaned_by (source TEXT PRIMARY KEY, signature TEXT NOT NULL) WITHOUT ROWID;
     """,
+    # 12: the article each feed entry's own id (guid) was last stored under, per source, so a
+    # post whose link changes (a headline edit re-slugs it) stays the same article
+    # (pipeline._reslugged).
+    """
+    CREATE TABLE guids (
+        source  TEXT NOT NULL,
+        guid    TEXT NOT NULL,
+        key     TEXT NOT NULL,
+        PRIMARY KEY (source, guid)
+    ) WITHOUT ROWID;
+    """,
 )
