@@ -837,7 +837,9 @@ def read_feed(source: Source, fetched: Fetched) -> FeedRead:
     """Parse and clean every entry of one downloaded feed. An entry that fails is skipped
     with its reason, the others go on; a feed that cannot be read at all gives ``error``."""
     try:
-        items, skipped = adapters.parse_feed(fetched, source.adapter, source.policy.max_items)
+        items, skipped, traces = adapters.parse_feed(
+            fetched, source.adapter, source.policy.max_items
+        )
     except SourceError as e:
         return FeedRead(fetched.origin, error=f"{e.origin}: {e.reason}")
     except Exception as e:  # a bug: this source fails with its reason, the others go on
@@ -846,7 +848,7 @@ def read_feed(source: Source, fetched: Fetched) -> FeedRead:
         return FeedRead(fetched.origin, error=reason, bugs=(bug,))
     ready: list[Ready] = []
     left = list(skipped)
-    bugs: list[tuple[str, str, str]] = []
+    bugs = [("reading", entry, trace) for entry, trace in traces]
     for item in items:
         try:
             ready.append(_ready(_clean(item, source)))
@@ -872,7 +874,7 @@ def _store_feed(
 ) -> None:
     """Store what ``read_feed`` gave, and say what it left out."""
     for doing, origin, trace in read.bugs:
-        log.error("bug while %s %s:\n%s", doing, origin, trace)
+        log.error("bug while %s %s; please report this traceback:\n%s", doing, origin, trace)
     if read.error is not None:
         tally.error = read.error
         return

@@ -569,6 +569,47 @@ def test_malformed_but_readable_feed_is_read(tmp_path: Path, server: FeedServer)
     assert by_name(setup.run())["live"].new == 3
 
 
+@pytest.mark.parametrize("workers", [1, 2], ids=["in-process", "in-a-worker"])
+def test_an_entry_a_bug_stops_is_skipped_and_its_traceback_logged_by_the_run(
+    tmp_path: Path, server: FeedServer, monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture, workers: int,
+) -> None:  # fmt: skip
+    """An unexpected exception reading one entry skips it with a reason to report, the feed's
+    other entries go on, and the traceback reaches the run's log, also when a worker process
+    read the feed (its own stderr would interleave with the run's, or go nowhere)."""
+    from aggregator import pipeline
+    from aggregator.adapters.base import Profile
+
+    to_item = Profile.to_item
+
+    def buggy(self: Profile, post: Any, fetched: Any) -> Any:
+        if post.title == "Boom":
+            raise KeyError("oops")
+        return to_item(self, post, fetched)
+
+    monkeypatch.setattr(Profile, "to_item", buggy)
+    monkeypatch.setattr(pipeline, "PARALLEL_FEEDS", 1)  # one new feed is enough for the workers
+    doc = _rss(_post("boom", "Boom", _BRIDGE, "1"), _post("ferry", "Ferry", _FERRY, "2"))
+    url = server.route("/f", Route(body=doc, headers=RSS))
+    setup = Setup(tmp_path, [url_source("live", url, "generic")], top=f"workers = {workers}")
+    submitted: list[str] = []
+    submit = pipeline._Workers.submit
+    monkeypatch.setattr(
+        pipeline._Workers, "submit",
+        lambda self, fn, *a: submitted.append(a[0].name) or submit(self, fn, *a),
+    )  # fmt: skip
+    with caplog.at_level(logging.ERROR, logger="aggregator"):
+        report = by_name(setup.run())["live"]
+    assert submitted == (["live"] if workers > 1 else [])
+    assert report.new == 1
+    assert [(s.origin, s.reason) for s in report.skipped] == [
+        (f"{url} entry 1 (Boom)", "internal error (KeyError: 'oops'); please report it")
+    ]
+    assert f"bug while reading {url} entry 1; please report this traceback" in caplog.text
+    assert "KeyError: 'oops'" in caplog.text
+    assert [e.title for e in setup.feed("live").entries] == ["Ferry"]
+
+
 def test_hostile_feed_values_skip_an_entry_or_fail_a_source_never_the_run(
     tmp_path: Path, server: FeedServer
 ) -> None:

@@ -9,7 +9,6 @@ the article link belongs to, else ``generic``.
 
 from __future__ import annotations
 
-import logging
 from traceback import format_exc
 
 from aggregator.adapters import aljazeera, dw, generic, voa
@@ -23,7 +22,6 @@ ADAPTERS: dict[str, Profile] = {
     p.key: p for p in (voa.PROFILE, dw.PROFILE, aljazeera.PROFILE, generic.PROFILE)
 }
 AUTO = "auto"
-log = logging.getLogger("aggregator")
 # Front-matter keys whose URLs tell the outlet when a post has no archive link line.
 _URL_KEYS = ("link", "url", "permalink", "headimg", "image", "thumbnail", "cover")
 
@@ -51,16 +49,19 @@ def parse(fetched: Fetched, adapter: str) -> tuple[Item, ...]:
 
 def parse_feed(
     fetched: Fetched, adapter: str, max_items: int
-) -> tuple[tuple[Item, ...], tuple[Skip, ...]]:
+) -> tuple[tuple[Item, ...], tuple[Skip, ...], tuple[tuple[str, str], ...]]:
     """The entries of a downloaded feed as items, read by the named adapter's outlet knowledge
     (dates, id scheme; its cleaning rules apply later), or with ``"auto"`` each entry by the
     outlet its link belongs to. An entry that cannot be used is skipped with its reason; the
     feed's other entries go on. Past ``max_items`` entries the rest are skipped, with one
-    reason. ParseError when the document is not a feed at all."""
+    reason. Third, each entry an unexpected exception (a bug) skipped, with its traceback: this
+    may run in a worker process, so the caller logs them. ParseError when the document is not
+    a feed at all."""
     headers = dict(fetched.headers)
     posts = read_feed(fetched.data, headers, fetched.origin)
     items: list[Item] = []
     skipped: list[Skip] = []
+    bugs: list[tuple[str, str]] = []
     for n, post in enumerate(posts[:max_items], start=1):
         meta_urls = (v for k, v in post.meta.items() if k in _URL_KEYS and isinstance(v, str))
         profile = ADAPTERS[adapter] if adapter != AUTO else detect(post.link, *meta_urls)
@@ -70,7 +71,7 @@ def parse_feed(
         except ParseError as e:
             skipped.append(Skip(f"{fetched.origin} entry {n} ({label})", e.reason))
         except Exception as e:  # a bug: this entry is skipped with its reason, the rest go on
-            log.error("bug while reading %s entry %d:\n%s", fetched.origin, n, format_exc())
+            bugs.append((f"{fetched.origin} entry {n}", format_exc()))
             skipped.append(
                 Skip(f"{fetched.origin} entry {n} ({label})",
                      f"internal error ({type(e).__name__}: {e}); please report it")
@@ -83,4 +84,4 @@ def parse_feed(
                 "and left the rest",
             )
         )
-    return tuple(items), tuple(skipped)
+    return tuple(items), tuple(skipped), tuple(bugs)
