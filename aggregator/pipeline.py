@@ -777,6 +777,17 @@ def _ingest_url(
     _reclean_snapshot(source, store, now, tally)
     from aggregator.fetch import http
 
+    fetched = None
+    if got.outcome == "fetched":
+        fetched = Fetched(got.final_url, source.name, got.data, True, got.headers, now)
+        if _digest(got.data) != state.digest:
+            read = read if read is not None else read_feed(source, fetched)
+            if read.error is not None:
+                # Not a feed (a login wall, a captcha page, garbage): a failure like a 5xx,
+                # backed off, with the last feed's validators, bytes and snapshot kept.
+                _log_bugs(read)
+                got = replace(got, outcome="failed", reason=read.error)
+                fetched = None
     failures, retry_at = http.next_attempt(got, state, now)
     url = _current_url(source, state) or got.url
     new_state = replace(
@@ -800,16 +811,15 @@ def _ingest_url(
             "source %s moved permanently to %s; update its url in config.toml", source.name,
             got.moved_to,
         )  # fmt: skip
-    if got.outcome == "fetched":
+    if fetched is not None:
         digest = _digest(got.data)
         new_state = replace(
             new_state, etag=got.header("etag"), last_modified=got.header("last-modified"),
             digest=digest,
         )  # fmt: skip
-        fetched = Fetched(got.final_url, source.name, got.data, True, got.headers, now)
         store.save_snapshot(fetched)
-        if digest != state.digest:
-            _store_feed(read if read is not None else read_feed(source, fetched), store, now, tally)
+        if read is not None and digest != state.digest:
+            _store_feed(read, store, now, tally)
         else:
             detail += ", same bytes as last time"
     if retry_at is not None and got.outcome != "waiting":
@@ -829,7 +839,7 @@ class FeedRead:
     origin: str
     items: tuple[Ready, ...] = ()
     skipped: tuple[Skip, ...] = ()  # entries left out, with their reasons
-    error: str | None = None  # the whole feed could not be read
+    error: str | None = None  # why the whole feed could not be read
     bugs: tuple[tuple[str, str, str], ...] = ()  # unexpected exceptions: (doing, origin, trace)
 
 
@@ -841,9 +851,9 @@ def read_feed(source: Source, fetched: Fetched) -> FeedRead:
             fetched, source.adapter, source.policy.max_items
         )
     except SourceError as e:
-        return FeedRead(fetched.origin, error=f"{e.origin}: {e.reason}")
+        return FeedRead(fetched.origin, error=e.reason)
     except Exception as e:  # a bug: this source fails with its reason, the others go on
-        reason = f"{fetched.origin}: internal error ({type(e).__name__}: {e}); please report it"
+        reason = f"internal error ({type(e).__name__}: {e}); please report it"
         bug = ("reading", fetched.origin, traceback.format_exc())
         return FeedRead(fetched.origin, error=reason, bugs=(bug,))
     ready: list[Ready] = []
@@ -873,10 +883,9 @@ def _store_feed(
     read: FeedRead, store: Store, now: datetime, tally: _Tally, again: bool = False
 ) -> None:
     """Store what ``read_feed`` gave, and say what it left out."""
-    for doing, origin, trace in read.bugs:
-        log.error("bug while %s %s; please report this traceback:\n%s", doing, origin, trace)
+    _log_bugs(read)
     if read.error is not None:
-        tally.error = read.error
+        tally.error = f"{read.origin}: {read.error}"
         return
     tally.files_seen = tally.files_read = len(read.items) + len(read.skipped)
     tally.skipped.extend(read.skipped)
@@ -885,6 +894,11 @@ def _store_feed(
     for ready in _reslugged(read.items, store):
         _merge(ready, store, now, tally, again)
         tally.rules.update(dict(ready.item.fired))
+
+
+def _log_bugs(read: FeedRead) -> None:
+    for doing, origin, trace in read.bugs:
+        log.error("bug while %s %s; please report this traceback:\n%s", doing, origin, trace)
 
 
 def _reslugged(items: tuple[Ready, ...], store: Store) -> list[Ready]:

@@ -545,7 +545,8 @@ BAD = [
 def test_a_failing_source_keeps_its_items_and_stops_nothing(
     tmp_path: Path, server: FeedServer, name: str, route: Route, reason: str
 ) -> None:
-    url = server.route("/src", Route(body=livefeeds.rss2(livefeeds.voa()), headers=RSS))
+    good = Route(body=livefeeds.rss2(livefeeds.voa()), headers=RSS, etag='"good"')
+    url = server.route("/src", good)
     other = server.route("/other", Route(body=livefeeds.atom1(livefeeds.dw()), headers=ATOM))
     setup = Setup(tmp_path, [url_source("src", url), url_source("other", other)])
     assert by_name(setup.run())["src"].new == 3
@@ -553,11 +554,29 @@ def test_a_failing_source_keeps_its_items_and_stops_nothing(
     fresh = livefeeds.distinct(livefeeds.dw()[0], 1)  # a new article on the other source
     server.route("/other", Route(body=livefeeds.atom1(livefeeds.dw() + fresh), headers=ATOM))
     report = by_name(setup.run(NOW + timedelta(hours=1)))
-    assert report["src"].error is not None and reason in report["src"].error, report["src"].error
+    src = report["src"]
+    assert src.error is not None and reason in src.error, src.error
     assert report["other"].new == 1  # the other source went on
     # The failed source's earlier entries stay in its feed and in the merged feed.
     assert len(setup.feed("src").entries) == 3
     assert len(setup.feed("all").entries) == 5
+    # A body that is not a feed (an HTML login page, garbage) is a failure like a 5xx: backed
+    # off, and failing again at the next try, never "the same bytes as last time" or a 304
+    # to the bad body's ETag; the last good feed's validators and snapshot are kept.
+    assert src.fetch is not None and (src.fetch.outcome, src.fetch.failures) == ("failed", 1)
+    assert src.fetch.retry_at is not None
+    route.etag = '"bad"'
+    again = by_name(setup.run(src.fetch.retry_at + timedelta(seconds=1)))["src"]
+    assert again.fetch is not None and (again.fetch.outcome, again.fetch.failures) == ("failed", 2)
+    assert again.error is not None and reason in again.error, again.error
+    assert server.hits("/src")[-1].headers.get("if-none-match") == '"good"'
+    offline = by_name(setup.run(NOW + timedelta(hours=3), offline=True))["src"]
+    assert (offline.error, offline.files_read) == (None, 3)
+    server.route("/src", good)  # mended: the last good feed's ETag gets a 304
+    mended = by_name(setup.run(NOW + timedelta(days=2)))["src"]
+    assert mended.fetch is not None and (mended.fetch.outcome, mended.fetch.failures) == (
+        "not-modified", 0,
+    )  # fmt: skip
 
 
 def test_malformed_but_readable_feed_is_read(tmp_path: Path, server: FeedServer) -> None:
