@@ -1456,6 +1456,8 @@ def run_once(
     # commit at most every COMMIT_SECONDS, not one per source: 500 commits cost ~0.3 s of
     # CPU, and a crash can only lose fetches that the next run repeats.
     staging = None if dry_run else publish.Staging()
+    if staging is not None and (left := publish.sweep(config.output_dir)):
+        log.info("deleted %d temporary files a killed run left in %s", left, config.output_dir)
     try:
         return _run(config, store, now, chosen, urls, staging, dry_run, offline, progress, stop)
     finally:

@@ -14,7 +14,9 @@ import contextlib
 import errno
 import itertools
 import os
+import re
 import secrets
+import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
@@ -201,6 +203,45 @@ class Staging:
         """Delete whatever is still staged (nothing after a ``commit``)."""
         for group in list(self._groups):
             self.discard(group)
+
+
+# ``_write_temp``'s names: .<target>.<pid>.<token>.<counter>.tmp
+_TEMP_NAME = re.compile(r"\A\..+\.(\d+)\.[0-9a-f]{8}\.\d+\.tmp\Z")
+# A temporary file this old is nobody's, whatever its process id says (ids are reused).
+_TEMP_ORPHAN_SECONDS = 86400
+
+
+def sweep(folder: Path) -> int:
+    """Delete the temporary files that runs killed mid-write (SIGKILL, a power cut) left in
+    ``folder`` and below: those of a process that is gone, or older than a day. Returns how
+    many; a file that cannot be deleted is left for next time."""
+    removed = 0
+    now = time.time()
+    for tmp in folder.rglob(".*.tmp"):
+        m = _TEMP_NAME.match(tmp.name)
+        if m is None or (_alive(int(m.group(1))) and not _stale(tmp, now)):
+            continue
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+            removed += 1
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError, ValueError):
+        return True  # another user's process, or no pid one can ask about: left alone
+    return True
+
+
+def _stale(tmp: Path, now: float) -> bool:
+    try:
+        return now - tmp.lstat().st_mtime > _TEMP_ORPHAN_SECONDS
+    except OSError:
+        return False
 
 
 def remove(path: Path) -> bool:

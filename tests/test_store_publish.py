@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
+import subprocess
 import sys
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from conftest import Workspace
 
 from aggregator.errors import PublishError, StoreError
 from aggregator.model import Cycle
@@ -216,6 +220,30 @@ def test_a_discarded_or_abandoned_staging_leaves_nothing(tmp_path: Path) -> None
         assert len(list(tmp_path.glob(".*.tmp"))) == 1  # b's
     assert sorted(p.name for p in tmp_path.iterdir()) == ["all.atom"]
     assert target.read_bytes() == b"<old/>"
+
+
+def test_a_run_deletes_the_temporaries_killed_runs_left(ws: Workspace) -> None:
+    """A run killed mid-write (SIGKILL, a power cut) leaves its temporary files; the next run
+    deletes those of processes that are gone, and those older than a day, in the output
+    folder and its archive folders. A live writer's, and files of other names, stay."""
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True)  # fmt: skip
+    dead = int(gone.stdout)
+    ws.cli("run", check=True)
+    pages = ws.out / "archive" / "all"
+    pages.mkdir(parents=True, exist_ok=True)
+    left = [ws.out / f".all.atom.{dead}.0123abcd.0.tmp", pages / f".3.atom.{dead}.0123abcd.7.tmp"]
+    live = ws.out / f".voa.rss.{os.getpid()}.89abcdef.2.tmp"
+    old = ws.out / f".dw.json.{os.getpid()}.89abcdef.3.tmp"
+    other = [ws.out / ".notes.tmp", ws.out / f".all.atom.{dead}.tmp"]
+    for path in [*left, live, old, *other]:
+        path.write_bytes(b"<feed")
+    day_and_more = time.time() - 86400 - 60
+    os.utime(old, (day_and_more, day_and_more))
+    ws.cli("run", check=True)
+    assert [p.exists() for p in left] == [False, False]
+    assert (live.exists(), old.exists()) == (True, False)
+    assert all(p.exists() for p in other)
 
 
 def test_rows_another_connection_commits_are_seen_after_the_next_commit(tmp_path: Path) -> None:
