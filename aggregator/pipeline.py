@@ -38,7 +38,7 @@ import time
 import traceback
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from functools import cache
@@ -1156,6 +1156,7 @@ def _write_feeds(
     warnings: list[str] = []
     urls: dict[str, list[str]] = {}
     pages: dict[str, list[int]] = {}  # archive pages recorded this run, by feed
+    recorded = store.feed_files() if staging is not None else {}
     for spec in config.feeds:
         path = config.output_dir / spec.filename
         signature = _signature(spec, basis)
@@ -1192,8 +1193,9 @@ def _write_feeds(
         warnings += published.notes
         results[spec.name] = FeedResult(spec.name, path, published.count, published.written)
         store.record_feed(
-            spec.name, signature, published.count, published.newest, published.content
-        )
+            spec.name, signature, published.count, published.newest, published.content,
+            [writer.filename(spec, fmt) for fmt in spec.formats],
+        )  # fmt: skip
     if staging is None:  # a dry run
         return list(results.values()), errors, warnings, []
     # The subscription list of every feed above, for readers' one-click import, and the
@@ -1218,7 +1220,52 @@ def _write_feeds(
         )
         results[name] = replace(results[name], written=False)
         urls[name] = []
+    warnings += _retire_files(config, store, recorded)
     return list(results.values()), errors, warnings, [u for name in urls for u in urls[name]]
+
+
+def _retire_files(
+    config: Config, store: Store, recorded: Mapping[str, list[str] | None]
+) -> list[str]:
+    """Delete the files of each feed taken out of config.toml (its documents in every
+    format and its archive pages, with what the state holds of it) and those of a format a
+    feed no longer has: a feed that stopped must not go on being served as if it were
+    current. Only files this tool recorded writing, inside the output folder; a feed
+    recorded by an older version is taken to have had the default names. What could not be
+    deleted is said, and tried again next run."""
+    notes = []
+    specs = {spec.name: spec for spec in config.feeds}
+    root = config.output_dir.resolve()
+    for name, files in sorted(recorded.items()):
+        spec = specs.get(name)
+        if spec is None:
+            files = [f"{name}{suffix}" for suffix, _ in writer.FORMATS.values()] if (
+                files is None
+            ) else files  # fmt: skip
+            stale = files + [archive.filename(name, n) for n in store.forget_feed(name)]
+            why = f"feed {name!r} is no longer in config.toml"
+        elif files is not None:
+            now = {writer.filename(spec, fmt) for fmt in spec.formats}
+            stale = [f for f in files if f not in now]
+            why = f"feed {name!r} is no longer published in those formats (formats)"
+        else:
+            continue
+        deleted = []
+        for file in stale:
+            path = config.output_dir / file
+            if not path.resolve().is_relative_to(root):
+                continue
+            try:
+                if publish.remove(path):
+                    deleted.append(file)
+            except PublishError as e:
+                notes.append(str(e))
+        if spec is None:
+            with suppress(OSError):
+                (config.output_dir / archive.DIR / name).rmdir()  # when emptied
+        if deleted:
+            notes.append(f"{why}: deleted {', '.join(deleted)} from {config.output_dir}")
+    return notes
 
 
 _EXTRAS = ""  # the staging group of feeds.opml and feed.xsl (no feed has an empty name)

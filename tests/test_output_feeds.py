@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import sqlite3
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
@@ -18,7 +19,7 @@ from urllib.parse import parse_qs
 import feedparser
 import pytest
 from atomcheck import check_feed
-from conftest import Workspace, make_workspace
+from conftest import SEEDS, Workspace, make_workspace
 from feedcheck import check_file
 from feedserver import FeedServer, Route
 from lxml import etree
@@ -507,6 +508,58 @@ def _three_days_published(tmp_path: Path) -> tuple[Workspace, Path, Path]:
         _voa_item(voa, n, DAY1 + timedelta(days=n), f"第{n}天的新闻。")
     ws.run_json()
     return ws, tmp_path / "out", voa
+
+
+def test_files_of_feeds_and_formats_taken_out_of_config_are_deleted(tmp_path: Path) -> None:
+    """A source taken out of config.toml takes its feed's files and archive pages with it, and
+    a format taken out of a feed its file: a feed that stopped is not served as if it were
+    current. Only files the tool recorded writing go; one recorded by an older version (no
+    list of files) is taken to have the default names."""
+    config, voa = _archive_setup(tmp_path)
+    shutil.copytree(SEEDS / "dw", tmp_path / "dw")
+    shutil.copytree(SEEDS / "aljazeera", tmp_path / "aj")
+    head, _, voa_source = config.read_text(encoding="utf-8").partition("[[sources]]")
+    others = (
+        '[[sources]]\nname = "dw"\npath = "dw"\nadapter = "dw"\n'
+        '[[sources]]\nname = "aj"\npath = "aj"\nadapter = "aljazeera"\n'
+    )
+    config.write_text(f"{head}[[sources]]{voa_source}{others}", encoding="utf-8")
+    ws, out = Workspace(tmp_path), tmp_path / "out"
+    for n in (1, 2, 3, 4, 5):
+        _voa_item(voa, n, DAY1 + timedelta(days=n), f"第{n}天的新闻。")
+    ws.run_json()
+    assert (out / "archive" / "voa" / "1.atom").exists()
+    (out / "notes.txt").write_text("mine", encoding="utf-8")
+
+    config.write_text(head + others, encoding="utf-8")  # voa taken out
+    report = ws.run_json()
+    assert not any((out / f"voa.{fmt}").exists() for fmt in ("atom", "rss", "json"))
+    assert not (out / "archive" / "voa").exists()
+    assert [w for w in report["warnings"] if "voa" in w] == [
+        f"feed 'voa' is no longer in config.toml: deleted voa.atom, voa.rss, voa.json, "
+        f"archive/voa/1.atom from {out}"
+    ]
+    status = json.loads(ws.cli("status", "--json", check=True).stdout)
+    assert "voa" not in {f["name"] for f in status["feeds"]}
+    assert (out / "notes.txt").exists() and (out / "all.json").exists()
+
+    config.write_text(head.replace("[output]\n", '[output]\nformats = ["atom"]\n') + others,
+                      encoding="utf-8")  # fmt: skip
+    ws.run_json()
+    assert sorted(p.name for p in out.glob("*.*")) == [
+        "aj.atom", "all.atom", "dw.atom", "feed.xsl", "feeds.opml", "notes.txt",
+    ]  # fmt: skip
+
+    with sqlite3.connect(tmp_path / "s.sqlite3") as db:  # as an older version recorded it
+        db.execute("UPDATE feeds SET files = NULL WHERE name = 'aj'")
+    dw_only = others.partition('[[sources]]\nname = "aj"')[0]
+    config.write_text(head.replace("[output]\n", '[output]\nformats = ["atom"]\n') + dw_only,
+                      encoding="utf-8")  # fmt: skip
+    report = ws.run_json()
+    assert not (out / "aj.atom").exists() and (out / "dw.atom").exists()
+    assert (
+        f"feed 'aj' is no longer in config.toml: deleted aj.atom from {out}" in report["warnings"]
+    )
 
 
 def test_an_archive_page_that_cannot_be_written_loses_no_entry(tmp_path: Path) -> None:

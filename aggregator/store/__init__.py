@@ -1155,13 +1155,40 @@ class Store:
         entries: int,
         updated: datetime | None,
         content: str | None = None,
+        files: Sequence[str] | None = None,
     ) -> None:
+        """Record how a feed was built; ``files``: its documents, relative to the output
+        folder (None keeps those recorded)."""
         with self._errors:
             self._db.execute(
-                "INSERT OR REPLACE INTO feeds (name, signature, entries, updated, content)"
-                " VALUES (?, ?, ?, ?, ?)",
-                (name, signature, entries, _t(updated) if updated else None, content),
-            )
+                "INSERT INTO feeds (name, signature, entries, updated, content, files)"
+                " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (name) DO UPDATE SET"
+                " signature = excluded.signature, entries = excluded.entries,"
+                " updated = excluded.updated, content = excluded.content,"
+                " files = COALESCE(excluded.files, feeds.files)",
+                (name, signature, entries, _t(updated) if updated else None, content,
+                 None if files is None else json.dumps(list(files))),
+            )  # fmt: skip
+
+    def feed_files(self) -> dict[str, list[str] | None]:
+        """Every feed recorded, with the files it was last written to (None: not recorded,
+        by an older version)."""
+        with self._errors:
+            rows = self._db.execute("SELECT name, files FROM feeds").fetchall()
+        return {name: None if files is None else json.loads(files) for name, files in rows}
+
+    def forget_feed(self, name: str) -> list[int]:
+        """Drop all the state holds of a feed no longer configured; the numbers of its archive
+        pages, whose files the caller deletes."""
+        with self._errors:
+            pages = [
+                int(r[0])
+                for r in self._db.execute("SELECT page FROM archive_pages WHERE feed = ?", (name,))
+            ]
+            self._db.execute("DELETE FROM archive_entries WHERE feed = ?", (name,))
+            self._db.execute("DELETE FROM archive_pages WHERE feed = ?", (name,))
+            self._db.execute("DELETE FROM feeds WHERE name = ?", (name,))
+        return pages
 
     def outdate_feeds(self, names: Sequence[str]) -> None:
         """Mark feeds as not built from what the state now holds: their settings signature

@@ -267,4 +267,11 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (source, guid)
     ) WITHOUT ROWID;
     """,
+    # 13: the files each output feed was last written to (a JSON list of paths relative to the
+    # output folder), so those of a feed taken out of config.toml, or of a format it no longer
+    # has, are deleted instead of being served for ever (pipeline._retire_files). NULL: a
+    # feed recorded before.
+    """
+    ALTER TABLE feeds ADD COLUMN files TEXT;
+    """,
 )
