@@ -140,6 +140,11 @@ def _parser() -> argparse.ArgumentParser:
         "without the network, or to try a changed cleaning rule on real data)",
     )  # fmt: skip
     run.add_argument(
+        "--retry-now", action="store_true",
+        help="fetch URL sources that are waiting (backing off after failures, or asked by "
+        "their server to wait with Retry-After) now, instead of when they are due",
+    )  # fmt: skip
+    run.add_argument(
         "--wait", type=float, default=0.0, metavar="SECONDS",
         help="if another aggregator (a daemon, another run) is using the state database, wait "
         "up to this long for it instead of giving up at once",
@@ -619,6 +624,7 @@ def _cmd_run(args: argparse.Namespace, con: _Consoles) -> int:
             report = pipeline.run_once(
                 cfg, store, datetime.now(UTC), only=args.source, dry_run=args.dry_run,
                 offline=args.offline, progress=on_progress, stop=stopping,
+                retry_now=args.retry_now,
             )  # fmt: skip
     except (StoreError, PublishError) as e:
         con.err.print(f"[bold red]error:[/] {_m(e)}", highlight=False)

@@ -726,6 +726,19 @@ def _commit(config: Config, store: Store, changed: set[str]) -> None:
     store.commit()
 
 
+def _fetch_state(source: Source, store: Store, retry_now: bool) -> FetchState:
+    """What the source's fetch starts from. A url changed in config.toml since the last
+    fetch is a new feed: its failures, wait and validators are the old address's. With
+    ``retry_now`` (``run --retry-now``) a waiting source is fetched at once; its failures
+    still count."""
+    state = store.fetch_state(source.name)
+    if state.configured is not None and state.configured != source.url:
+        state = replace(
+            state, failures=0, retry_at=None, etag=None, last_modified=None, digest=None
+        )
+    return replace(state, retry_at=None) if retry_now else state
+
+
 def _current_url(source: Source, state: FetchState) -> str | None:
     """Where the source lives now: its permanent-redirect target, unless config.toml's url
     has changed since that was learnt."""
@@ -1488,9 +1501,11 @@ def run_once(
     offline: bool = False,
     progress: Progress | None = None,
     stop: Callable[[], bool] | None = None,
+    retry_now: bool = False,
 ) -> RunReport:
     """One regeneration: every (or each named) source in, every output feed out. URL sources
     are fetched first, all at once; with ``offline`` they are read from their snapshots.
+    With ``retry_now``, sources waiting (backoff, a server's Retry-After) are fetched too.
 
     ``stop`` (the daemon's shutdown) is asked between files and sources: once it says True,
     the fetches under way are still taken in (each ends by its timeout), no further archive
@@ -1506,7 +1521,10 @@ def run_once(
     if staging is not None and (left := publish.sweep(config.output_dir)):
         log.info("deleted %d temporary files a killed run left in %s", left, config.output_dir)
     try:
-        return _run(config, store, now, chosen, urls, staging, dry_run, offline, progress, stop)
+        return _run(
+            config, store, now, chosen, urls, staging, dry_run, offline, progress, stop,
+            retry_now,
+        )  # fmt: skip
     finally:
         if staging is not None:
             staging.close()
@@ -1515,7 +1533,7 @@ def run_once(
 def _run(
     config: Config, store: Store, now: datetime, chosen: list[Source], urls: list[Source],
     staging: publish.Staging | None, dry_run: bool, offline: bool, progress: Progress | None,
-    stop: Callable[[], bool] | None,
+    stop: Callable[[], bool] | None, retry_now: bool = False,
 ) -> RunReport:  # fmt: skip
     started = time.perf_counter()
     done: dict[str, SourceReport] = {}
@@ -1543,7 +1561,7 @@ def _run(
         source, state, got, future = pending.popleft()
         take(source, state, got, _outcome(future, workers))
 
-    states = {s.name: store.fetch_state(s.name) for s in urls}
+    states = {s.name: _fetch_state(s, store, retry_now) for s in urls}
     try:
         # Workers when many feeds due now are new to the store, so have bytes to read: a
         # first run, a daemon's first cycle. Later, most answer 304 or the same bytes, and the few

@@ -489,6 +489,38 @@ def test_retry_after_is_honoured(
     assert len(server.hits("/busy")) == 2
 
 
+def test_a_wait_ends_with_run_retry_now_or_a_new_url(tmp_path: Path, server: FeedServer) -> None:
+    """A week's Retry-After (or a long backoff) is not the last word: ``run --retry-now``
+    fetches at once, and a url changed in config.toml is a new feed, with no wait and none of
+    the old address's validators."""
+    url = server.route("/busy", Route(status=503, headers={"retry-after": "604800"}))
+    Setup(tmp_path, [url_source("busy", url)])
+
+    def cli(*args: str, expect: int = 0) -> dict[str, Any]:
+        proc = subprocess.run(
+            [sys.executable, "-m", "aggregator", "run", "--json", *args],
+            cwd=tmp_path, capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+        assert proc.returncode == expect, proc.stderr
+        (busy,) = json.loads(proc.stdout)["sources"]
+        return busy  # type: ignore[no-any-return]
+
+    cli(expect=1)  # nothing could be produced yet
+    server.route("/busy", Route(body=livefeeds.rss2(livefeeds.voa()), headers=RSS, etag='"a"'))
+    assert cli(expect=1)["fetch"]["outcome"] == "waiting"
+    assert len(server.hits("/busy")) == 1
+    assert (cli("--retry-now")["new"], len(server.hits("/busy"))) == (3, 2)
+
+    # Failing again, then moved by hand to another address: fetched there at once, afresh.
+    server.route("/busy", Route(status=503, headers={"retry-after": "604800"}))
+    assert cli()["fetch"]["outcome"] == "failed"
+    moved = server.route("/moved", Route(body=livefeeds.rss2(livefeeds.voa()), headers=RSS))
+    Setup(tmp_path, [url_source("busy", moved)])
+    assert cli()["fetch"]["outcome"] == "fetched"
+    (request,) = server.hits("/moved")
+    assert "if-none-match" not in request.headers
+
+
 def test_backoff_grows_with_failures_and_resets_on_success(
     tmp_path: Path, server: FeedServer
 ) -> None:
