@@ -497,7 +497,7 @@ def _ingest(
             fetch.scan(source, lambda path, why: tally.skipped.append(Skip(_shown(path), why)))
         )
     except SourceError as e:
-        tally.error = e.reason  # reported once, by the summary or the daemon's log
+        tally.error = str(e)  # with its path; reported once, by the summary or the daemon's log
         return tally.report()
     tally.files_seen = len(stats)
     stats = _named(stats, tally)
@@ -1687,8 +1687,8 @@ def status(config: Config, recent: int = 20) -> Status:
     """Every configured source and feed with what the state database says of it."""
     try:
         known = read_status(config.state_db, recent)
-    except StoreError as e:  # e.g. a read-only folder: WAL readers need to create -shm there
-        known = Status((), (), error=f"{e}; the state folder must be writable by this process")
+    except StoreError as e:  # a read-only folder (WAL readers create -shm there), a damaged file
+        known = Status((), (), error=str(e))
     by_source = {s.name: s for s in known.sources}
     by_feed = {f.name: f for f in known.feeds}
     sources = tuple(

@@ -392,7 +392,9 @@ def test_missing_source_folder_keeps_the_others(ws: Workspace) -> None:
     (ws.root / "seeds" / "dw").rename(ws.root / "dw-moved")
     report = ws.run_json()
     dw = next(s for s in report["sources"] if s["name"] == "dw")
-    assert "no such file or folder" in dw["error"]
+    assert dw["error"] == (
+        f"{ws.root / 'seeds' / 'dw'}: no such file or folder; fix sources.path in config.toml"
+    )
     # Its earlier items stay in every feed.
     assert {f["name"]: f["entries"] for f in report["feeds"]} == {
         "all": 5, "voa": 3, "dw": 1, "aljazeera": 1,

@@ -110,6 +110,21 @@ def test_damaged_database_is_reported_with_its_path(tmp_path: Path) -> None:
         Store(path)
 
 
+def test_a_truncated_database_is_called_damaged_with_what_to_do(ws: Workspace) -> None:
+    """A state file cut short (a full disk, a bad copy) is said to be damaged, with what to
+    do, by `status` and by `run`: not blamed on the folder's permissions."""
+    ws.cli("run", check=True)
+    data = ws.db.read_bytes()
+    ws.db.write_bytes(data[: len(data) // 2])
+    status = ws.cli("status")
+    run = ws.cli("run")
+    for proc in (status, run):
+        said = proc.stdout + proc.stderr
+        assert proc.returncode != 0, said
+        assert f"{ws.db}: " in said and "the state database is damaged; restore it" in said, said
+        assert "writable" not in said and "permission" not in said
+
+
 def test_rollback_forgets_uncommitted_work(tmp_path: Path) -> None:
     path = tmp_path / "state.sqlite3"
     with Store(path) as store:

@@ -116,6 +116,30 @@ class FileState(NamedTuple):
     reason: str | None
 
 
+# What SQLite says of a file that is not (or no longer) a whole database.
+_DAMAGED = ("malformed", "not a database")
+
+
+def _damaged(e: BaseException) -> bool:
+    return isinstance(e, sqlite3.Error) and any(words in str(e) for words in _DAMAGED)
+
+
+def _explained(e: BaseException) -> str:
+    """An sqlite3 error, with what to do about a damaged file or a folder it cannot write."""
+    text = str(e)
+    if _damaged(e):
+        return (
+            f"{text}: the state database is damaged; restore it from a backup, or move it "
+            "aside and run again (the sources are read again, with the same entry ids)"
+        )
+    if "readonly" in text or "unable to open" in text:
+        return (
+            f"{text}: check that this process may read the file and write in its folder "
+            "(SQLite keeps a WAL index beside it)"
+        )
+    return text
+
+
 class _Errors:
     """``with`` it around sqlite3 calls: their errors become ``StoreError`` naming the file.
     A class, not @contextmanager: entering a generator costs ~3 us, and a cold run makes three
@@ -133,7 +157,7 @@ class _Errors:
         self, kind: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
     ) -> None:
         if isinstance(e, sqlite3.Error):
-            raise StoreError(f"{self.path}: {e}") from e
+            raise StoreError(f"{self.path}: {_explained(e)}") from e
 
 
 def _not_ours(db: sqlite3.Connection, path: Path) -> str | None:
@@ -239,6 +263,8 @@ class Store:
         except (sqlite3.Error, OSError) as e:
             if not create and not path.is_file():
                 raise _gone(path, "is gone (deleted or moved)") from e
+            if _damaged(e):
+                raise StoreError(f"{path}: {_explained(e)}") from e
             raise StoreError(
                 f"{path}: cannot open the state database ({e}); check the path and permissions "
                 "(state_db in config.toml), or move a damaged file aside to start afresh"
@@ -256,6 +282,8 @@ class Store:
             version = self.schema_version
             problem = _not_ours(self._db, self.path)
         except sqlite3.Error as e:
+            if _damaged(e):
+                raise StoreError(f"{self.path}: {_explained(e)}") from e
             raise StoreError(
                 f"{self.path}: cannot open the state database to read it ({e}); check the path "
                 "(state_db in config.toml), that the file is readable and that its folder is "
