@@ -13,12 +13,14 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import hashlib
 import ipaddress
 import os
 import re
 import stat
 import tomllib
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime
 from difflib import get_close_matches
 from functools import cache
@@ -508,7 +510,8 @@ def load(path: Path = DEFAULT_CONFIG, text: str | None = None) -> Config:
     """The configuration in ``path`` (or ``text``, as if it were the file's); ConfigError
     listing every problem by key path."""
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8") if text is None else text)
+        text = path.read_text(encoding="utf-8") if text is None else text
+        data = tomllib.loads(text)
     except FileNotFoundError as e:
         raise ConfigError(
             f"{path}: no such file; pass --config PATH or create it (see README.md)"
@@ -528,7 +531,12 @@ def load(path: Path = DEFAULT_CONFIG, text: str | None = None) -> Config:
     problems = tuple(_cross_checks(raw))
     if problems:
         raise ConfigError(f"{path}: {len(problems)} problem(s)", problems)
-    return _build(raw, path.resolve().parent, path)
+    return replace(_build(raw, path.resolve().parent, path), digest=text_digest(text))
+
+
+def text_digest(text: str) -> str:
+    """What tells one config.toml's text from another (``Config.digest``)."""
+    return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).hexdigest()
 
 
 def _homepage(s: _Source) -> str | None:

@@ -138,6 +138,9 @@ class Config:
     per_host: int = 4  # of which at most this many from one host
     hub: str | None = None  # WebSub hub the feeds advertise and that is pinged on change
     serve: ServeSettings = ServeSettings()
+    # A digest of the file's bytes as loaded: a daemon whose config.toml was edited since (and
+    # run by a newer process) must not undo what that process configured.
+    digest: str | None = None
 
 
 class FileStat(NamedTuple):

@@ -60,6 +60,7 @@ from aggregator import (
     writer,
 )
 from aggregator import clean as cleaning
+from aggregator import config as config_mod
 from aggregator.clean import clean, xml_text
 from aggregator.dedupe import (
     MIN_FINGERPRINT_CHARS,
@@ -797,9 +798,10 @@ def _ingest_url(
             read = read if read is not None else read_feed(source, fetched)
             if read.error is not None:
                 # Not a feed (a login wall, a captcha page, garbage): a failure like a 5xx,
-                # backed off, with the last feed's validators, bytes and snapshot kept.
+                # backed off, with the last feed's validators, bytes and snapshot kept, and
+                # its address (a permanent redirect to a login page is not the feed's).
                 _log_bugs(read)
-                got = replace(got, outcome="failed", reason=read.error)
+                got = replace(got, outcome="failed", reason=read.error, moved_to=None)
                 fetched = None
     failures, retry_at = http.next_attempt(got, state, now)
     url = _current_url(source, state) or got.url
@@ -1243,11 +1245,21 @@ def _retire_files(
     """Delete the files of each feed taken out of config.toml (its documents in every
     format and its archive pages, with what the state holds of it) and those of a format a
     feed no longer has: a feed that stopped must not go on being served as if it were
-    current. Only files this tool recorded writing, inside the output folder; a feed
-    recorded by an older version is taken to have had the default names. What could not be
-    deleted is said, and tried again next run."""
+    current. Only files this tool recorded writing, inside the output folder, and never one
+    a configured feed writes now (a feed renamed with its ``file`` kept); a feed recorded by
+    an older version is taken to have had the default names. What could not be deleted is
+    said, and tried again next run. Nothing is retired while config.toml differs from what
+    this process loaded (a daemon started before an edit a newer run already applied)."""
+    if config.path is not None and config.digest is not None:
+        try:
+            current = config_mod.text_digest(config.path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError):
+            return []
+        if current != config.digest:
+            return []
     notes = []
     specs = {spec.name: spec for spec in config.feeds}
+    written = {writer.filename(spec, fmt) for spec in config.feeds for fmt in spec.formats}
     root = config.output_dir.resolve()
     for name, files in sorted(recorded.items()):
         spec = specs.get(name)
@@ -1255,27 +1267,32 @@ def _retire_files(
             files = [f"{name}{suffix}" for suffix, _ in writer.FORMATS.values()] if (
                 files is None
             ) else files  # fmt: skip
-            stale = files + [archive.filename(name, n) for n in store.forget_feed(name)]
+            stale = files + [archive.filename(name, n) for n in store.all_archive_pages(name)]
             why = f"feed {name!r} is no longer in config.toml"
         elif files is not None:
-            now = {writer.filename(spec, fmt) for fmt in spec.formats}
-            stale = [f for f in files if f not in now]
+            stale = [f for f in files if f not in written]
             why = f"feed {name!r} is no longer published in those formats (formats)"
         else:
             continue
-        deleted = []
-        for file in stale:
+        deleted, left = [], []
+        for file in dict.fromkeys(stale):
             path = config.output_dir / file
-            if not path.resolve().is_relative_to(root):
+            if file in written or not path.resolve().is_relative_to(root):
                 continue
             try:
                 if publish.remove(path):
                     deleted.append(file)
             except PublishError as e:
                 notes.append(str(e))
-        if spec is None:
+                left.append(file)
+        if spec is None and not left:
+            store.forget_feed(name)
             with suppress(OSError):
                 (config.output_dir / archive.DIR / name).rmdir()  # when emptied
+        elif left or stale:
+            # Kept for the next run: what could not be deleted, with the files it writes now.
+            now = [writer.filename(spec, fmt) for fmt in spec.formats] if spec else []
+            store.set_feed_files(name, [*now, *left])
         if deleted:
             notes.append(f"{why}: deleted {', '.join(deleted)} from {config.output_dir}")
     return notes

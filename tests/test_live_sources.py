@@ -489,6 +489,25 @@ def test_retry_after_is_honoured(
     assert len(server.hits("/busy")) == 2
 
 
+def test_a_permanent_redirect_to_a_page_that_is_not_a_feed_is_not_learnt(
+    tmp_path: Path, server: FeedServer
+) -> None:
+    """A feed that redirects for good to a login page fails; the source keeps its address,
+    so it heals when the feed comes back there."""
+    login = server.route("/login", Route(body=b"<html><body>Log in</body></html>",
+                                         headers={"content-type": "text/html"}))  # fmt: skip
+    url = server.route("/feed", Route(status=301, headers={"location": login}))
+    setup = Setup(tmp_path, [url_source("s", url)])
+    first = by_name(setup.run())["s"]
+    assert first.fetch is not None and (first.fetch.outcome, first.fetch.moved_to) == (
+        "failed",
+        None,
+    )
+    server.route("/feed", Route(body=livefeeds.rss2(livefeeds.voa()), headers=RSS))
+    assert by_name(setup.run(NOW + timedelta(days=1)))["s"].new == 3
+    assert len(server.hits("/feed")) == 2
+
+
 def test_a_wait_ends_with_run_retry_now_or_a_new_url(tmp_path: Path, server: FeedServer) -> None:
     """A week's Retry-After (or a long backoff) is not the last word: ``run --retry-now``
     fetches at once, and a url changed in config.toml is a new feed, with no wait and none of
@@ -516,7 +535,9 @@ def test_a_wait_ends_with_run_retry_now_or_a_new_url(tmp_path: Path, server: Fee
     assert cli()["fetch"]["outcome"] == "failed"
     moved = server.route("/moved", Route(body=livefeeds.rss2(livefeeds.voa()), headers=RSS))
     Setup(tmp_path, [url_source("busy", moved)])
-    assert cli()["fetch"]["outcome"] == "fetched"
+    fetched = cli()["fetch"]
+    assert fetched["outcome"] == "fetched"
+    assert "same bytes" not in fetched["detail"]  # the same feed, read again at its new address
     (request,) = server.hits("/moved")
     assert "if-none-match" not in request.headers
 

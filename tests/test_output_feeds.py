@@ -550,6 +550,27 @@ def test_files_of_feeds_and_formats_taken_out_of_config_are_deleted(tmp_path: Pa
         "aj.atom", "all.atom", "dw.atom", "feed.xsl", "feeds.opml", "notes.txt",
     ]  # fmt: skip
 
+    # A [[feeds]] entry renamed with its file kept: the file is the new feed's, and stays.
+    tech = '[[feeds]]\nname = "{}"\ntitle = "t"\nfile = "tech.atom"\n'
+    atom_only = head.replace("[output]\n", '[output]\nformats = ["atom"]\n')
+    config.write_text(atom_only + others + tech.format("tech"), encoding="utf-8")
+    ws.run_json()
+    config.write_text(atom_only + others + tech.format("technology"), encoding="utf-8")
+    ws.run_json()
+    assert (out / "tech.atom").exists()
+    # A file that cannot be deleted is said, and tried again by the next run.
+    config.write_text(atom_only + others, encoding="utf-8")
+    (out / "tech.atom").unlink()
+    (out / "tech.atom").mkdir()
+    (out / "tech.atom" / "x").write_text("x", encoding="utf-8")
+    assert any("tech.atom: cannot delete it" in w for w in ws.run_json()["warnings"])
+    shutil.rmtree(out / "tech.atom")
+    (out / "tech.atom").write_text("old", encoding="utf-8")
+    assert (
+        f"feed 'technology' is no longer in config.toml: deleted tech.atom from {out}"
+        in (ws.run_json()["warnings"])
+    )
+
     with sqlite3.connect(tmp_path / "s.sqlite3") as db:  # as an older version recorded it
         db.execute("UPDATE feeds SET files = NULL WHERE name = 'aj'")
     dw_only = others.partition('[[sources]]\nname = "aj"')[0]
@@ -560,6 +581,22 @@ def test_files_of_feeds_and_formats_taken_out_of_config_are_deleted(tmp_path: Pa
     assert (
         f"feed 'aj' is no longer in config.toml: deleted aj.atom from {out}" in report["warnings"]
     )
+
+
+def test_a_daemon_started_before_an_edit_does_not_retire_the_new_feeds(ws: Workspace) -> None:
+    """A daemon keeps the config.toml it started with; a one-shot run with the edited file
+    added a feed. The daemon's next batch must not delete that feed's files."""
+    started_with = config_mod.load(ws.config)
+    text = ws.config.read_text(encoding="utf-8")
+    ws.config.write_text(text + '[[feeds]]\nname = "extra"\ntitle = "x"\n', encoding="utf-8")
+    ws.cli("run", check=True)
+    assert (ws.out / "extra.atom").exists()
+    with Store(started_with.state_db) as store:
+        pipeline.run_once(started_with, store, datetime.now(UTC))
+    assert (ws.out / "extra.atom").exists()
+    ws.config.write_text(text, encoding="utf-8")  # taken out again: a run with it retires it
+    ws.cli("run", check=True)
+    assert not (ws.out / "extra.atom").exists()
 
 
 def test_an_archive_page_that_cannot_be_written_loses_no_entry(tmp_path: Path) -> None:

@@ -129,8 +129,9 @@ def _explained(e: BaseException) -> str:
     text = str(e)
     if _damaged(e):
         return (
-            f"{text}: the state database is damaged; restore it from a backup, or move it "
-            "aside and run again (the sources are read again, with the same entry ids)"
+            f"{text}: the state database is damaged; restore it from a backup (moved aside, a "
+            "new one is made and the sources are read again with the same entry ids, but "
+            "what they no longer carry is lost: see README.md on a new empty database)"
         )
     if "readonly" in text or "unable to open" in text:
         return (
@@ -1205,18 +1206,24 @@ class Store:
             rows = self._db.execute("SELECT name, files FROM feeds").fetchall()
         return {name: None if files is None else json.loads(files) for name, files in rows}
 
-    def forget_feed(self, name: str) -> list[int]:
-        """Drop all the state holds of a feed no longer configured; the numbers of its archive
-        pages, whose files the caller deletes."""
+    def set_feed_files(self, name: str, files: Sequence[str]) -> None:
         with self._errors:
-            pages = [
-                int(r[0])
-                for r in self._db.execute("SELECT page FROM archive_pages WHERE feed = ?", (name,))
-            ]
+            self._db.execute(
+                "UPDATE feeds SET files = ? WHERE name = ?", (json.dumps(list(files)), name)
+            )
+
+    def all_archive_pages(self, feed: str) -> list[int]:
+        """Numbers of every archive page the feed has had (removed ones included)."""
+        with self._errors:
+            rows = self._db.execute("SELECT page FROM archive_pages WHERE feed = ?", (feed,))
+            return sorted(int(r[0]) for r in rows)
+
+    def forget_feed(self, name: str) -> None:
+        """Drop all the state holds of a feed no longer configured (its files are gone)."""
+        with self._errors:
             self._db.execute("DELETE FROM archive_entries WHERE feed = ?", (name,))
             self._db.execute("DELETE FROM archive_pages WHERE feed = ?", (name,))
             self._db.execute("DELETE FROM feeds WHERE name = ?", (name,))
-        return pages
 
     def outdate_feeds(self, names: Sequence[str]) -> None:
         """Mark feeds as not built from what the state now holds: their settings signature

@@ -274,4 +274,10 @@ MIGRATIONS: tuple[str, ...] = (
     """
     ALTER TABLE feeds ADD COLUMN files TEXT;
     """,
+    # 14: versions before 13 kept the validators and digest of a body that was not a feed (a
+    # login page) as a success, so such a source answered 304 or "same bytes" for ever: every
+    # URL source is fetched in full once, which heals them.
+    """
+    UPDATE fetch_state SET etag = NULL, last_modified = NULL, digest = NULL;
+    """,
 )
