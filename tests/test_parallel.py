@@ -155,9 +155,13 @@ def big(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def _reading(ws: Workspace) -> tuple[subprocess.Popen[str], list[int]]:
     """``run --json`` started on ``ws``, once both its worker processes are there."""
+    # As a terminal starts it: Ctrl-C not ignored. (A test run started in the background
+    # of a shell without job control inherits SIGINT ignored, and a run started ignoring a
+    # stop signal keeps ignoring it, as nohup means: it would run to its end.)
     proc = subprocess.Popen(
         [sys.executable, "-m", "aggregator", "run", "--json"], cwd=ws.root,
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )  # fmt: skip
     deadline = time.monotonic() + 60
     workers: list[int] = []
