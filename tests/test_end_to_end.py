@@ -372,6 +372,45 @@ def test_characters_xml_cannot_hold_never_stop_a_feed(ws: Workspace) -> None:
     assert "[/y].txt: not an archive item" in shown.stdout
 
 
+def test_a_title_that_shows_no_text_never_stops_a_feed(ws: Workspace) -> None:
+    """A title line of markup or invisible characters only (it cleaned to "", and feedgen
+    refused every feed holding it, run after run) skips its file with a reason; an entry an
+    earlier version stored with an empty title is published titled by its text."""
+    voa = ws.root / "seeds" / "voa"
+    first = sorted(voa.iterdir())[0].read_text(encoding="utf-8")
+    title = first.splitlines()[1]
+    for name, shown in (
+        ("img.txt", "<img src=x>"),
+        ("zw.txt", "\u200b\u00a0"),
+        ("b.txt", "<b></b>"),
+    ):
+        text = first.replace(
+            title, f"[{shown}](https://www.voachinese.com/a/x/{len(name)}123.html)"
+        )
+        # A text of its own: a copy of the first article's would be its duplicate.
+        text = text.replace("<p>", f"<p>{name * 300}</p><p>", 1)
+        (voa / name).write_text(text, encoding="utf-8")
+    report = ws.run_json()
+    assert all(f["written"] for f in report["feeds"]), report["feeds"]
+    skipped = {s["origin"].rsplit("/", 1)[1]: s["reason"] for s in report["sources"][0]["skipped"]}
+    assert skipped.keys() == {"img.txt", "zw.txt", "b.txt"}
+    assert skipped["img.txt"] == (
+        "the title '<img src=x>' shows no text (only markup or invisible characters); give it"
+        " words (the '[title](url)' line or title:)"
+    )
+    assert len(_parsed(ws, "voa.atom").entries) == 3
+
+    with sqlite3.connect(ws.db) as db:
+        db.execute("UPDATE items SET title = '' WHERE key = 'voa:6376677'")
+        (summary,) = db.execute("SELECT summary FROM items WHERE key = 'voa:6376677'").fetchone()
+    for path in ws.out.glob("*.atom"):
+        path.unlink()
+    again = ws.run_json()
+    assert all(f["written"] for f in again["feeds"]), again["feeds"]
+    titles = [e.title for e in _parsed(ws, "all.atom").entries]
+    assert len(titles) == 5 and summary[:20] in "".join(titles)
+
+
 def test_config_strings_no_feed_or_request_could_carry_are_named(ws: Workspace) -> None:
     text = ws.config.read_text(encoding="utf-8")
     ws.config.write_text(

@@ -803,6 +803,36 @@ def test_titles_are_unescaped_once(tmp_path: Path, server: FeedServer) -> None:
     assert [e.title for e in setup.feed("json").entries] == ["A & B x"]
 
 
+def test_a_title_that_shows_nothing_is_taken_from_the_text(
+    tmp_path: Path, server: FeedServer
+) -> None:
+    """An entry title of markup, a control character or invisible spaces only is no title: the
+    entry is titled by the start of its text, as an untitled one is (it cleaned to "", and
+    feedgen refused to write every feed holding it)."""
+    titles = ["&lt;b&gt;&lt;/b&gt;", "&amp;#8;", "\u200b\u00a0", '&lt;img src="x"&gt;']
+    items = "".join(
+        f"<item><title>{t}</title><link>https://example.com/{n}</link>"
+        f"<pubDate>Mon, 10 Jan 2022 0{n}:00:00 GMT</pubDate>"
+        f"<description>Story {n} {'words of its own ' * n}here.</description></item>"
+        for n, t in enumerate(titles, start=1)
+    )
+    doc = f'<?xml version="1.0" encoding="utf-8"?><rss version="2.0"><channel><title>t</title>{items}</channel></rss>'
+    setup = Setup(
+        tmp_path,
+        [
+            url_source(
+                "rss", server.route("/f", Route(body=doc.encode(), headers=RSS)), adapter="generic"
+            )
+        ],
+    )
+    report = setup.run()
+    assert by_name(report)["rss"].new == 4 and not report.errors, report.errors
+    assert sorted(e.title for e in setup.feed("rss").entries) == [
+        f"Story {n} {'words of its own ' * n}here."[:60].rstrip() + ("…" if n > 2 else "")
+        for n in range(1, 5)
+    ]
+
+
 # -- identity of sparse entries ---------------------------------------------------------------
 
 

@@ -20,7 +20,7 @@ from zoneinfo import ZoneInfo
 
 from aggregator import dates
 from aggregator.adapters.containers import Post, read_post
-from aggregator.clean import xml_text
+from aggregator.clean import clean_title, xml_text
 from aggregator.clean.rules import Rule
 from aggregator.dedupe import canonical_url, identity_key
 from aggregator.errors import ParseError
@@ -167,6 +167,12 @@ class Profile:
         if not title:
             raise ParseError(
                 origin, "the item has no title; add one (the '[title](url)' line or title:)"
+            )
+        if not clean_title(title):
+            raise ParseError(
+                origin,
+                f"the title {title[:80]!r} shows no text (only markup or invisible characters);"
+                " give it words (the '[title](url)' line or title:)",
             )
         given = post.link or _text_value(meta, *_LINK_KEYS)
         link = _http_url(given)

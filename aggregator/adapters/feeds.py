@@ -30,6 +30,7 @@ from urllib.parse import urljoin
 
 from aggregator import dates
 from aggregator.adapters.containers import Post
+from aggregator.clean import clean_title, untitled
 from aggregator.errors import ParseError
 
 # Where a DOCTYPE's internal subset would be: entity declarations come before the root element.
@@ -192,21 +193,19 @@ def _with_players(body: str, files: list[tuple[str, str, str]]) -> str:
 
 
 _TAG = re.compile(r"<[^>]*>")
-UNTITLED_CHARS = 60  # a title made from the text of an entry that has none (microblog posts)
 
 
 def _title(title: Any, body: str, kind: str | None = None) -> str | None:
-    """The entry's title, else the start of its text (JSON Feed and RSS allow untitled items).
+    """The entry's title, else the start of its text (JSON Feed and RSS allow untitled items,
+    and a title that is only markup or invisible characters shows nothing).
     ``kind``: the title's type as feedparser found it; only an HTML title has markup to undo
     ("标普 <S&P> 指数 &copy 周五下跌" as text/plain is already what a reader should see)."""
     if isinstance(title, str) and title.strip():
-        if kind == "text/plain":
-            return title.strip()
-        return html.unescape(_TAG.sub("", title)).strip()
-    text = " ".join(html.unescape(_TAG.sub(" ", body)).split())
-    if not text:
-        return None
-    return text if len(text) <= UNTITLED_CHARS else text[:UNTITLED_CHARS].rstrip() + "…"
+        if kind != "text/plain":
+            title = html.unescape(_TAG.sub("", title))
+        if clean_title(title):
+            return str(title).strip()
+    return untitled(" ".join(html.unescape(_TAG.sub(" ", body)).split())) or None
 
 
 def _language(entry: Mapping[str, Any]) -> Any:

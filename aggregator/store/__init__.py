@@ -36,6 +36,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, NamedTuple
 
+from aggregator.clean import untitled
 from aggregator.dedupe import Resolution, Version, mint_atom_id
 from aggregator.errors import StateGone, StoreError
 from aggregator.model import (
@@ -732,8 +733,11 @@ class Store:
                 if key in storied:
                     row, via, related = self._story_view(row)
                 image = Image(row[14], row[15] or "") if row[14] else None
+                # Earlier versions could store a title that cleaned to nothing; one
+                # empty title made feedgen refuse the whole feed.
+                title = row[4] or untitled(row[11]) or row[5] or row[1]
                 entry = Entry(
-                    atom_id=row[0], key=row[1], source=row[2], outlet=row[3], title=row[4],
+                    atom_id=row[0], key=row[1], source=row[2], outlet=row[3], title=title,
                     link=row[5], published=_dt(row[6]), updated=_dt(row[7]), author=row[8],
                     author_uri=row[9], lang=row[10], summary=row[11], content=row[12],
                     categories=tuple(json.loads(row[13])), image=image, via=via,
