@@ -732,6 +732,66 @@ def test_hostile_feed_values_skip_an_entry_or_fail_a_source_never_the_run(
     assert "not a fetchable URL" in (report["moved"].error or "")
 
 
+def test_one_entrys_impossible_value_costs_that_entry_only(
+    tmp_path: Path, server: FeedServer
+) -> None:
+    """Values that once failed a whole feed, or the run's report: a date of year 0, character
+    references to no character (a lone surrogate, past U+10FFFF), a 5,000-digit JSON number, a
+    malformed link under ``adapter = "auto"``, a lone surrogate in a skipped entry's title
+    (the report could not be printed). The CLI, as cron runs it, with the report piped."""
+    entry = (
+        "<item><title>{title}</title><link>https://example.com/{n}.html</link>"
+        "<pubDate>{date}</pubDate><description>{text}</description></item>"
+    )
+    good = "Fri, 21 Oct 2022 19:39:42 GMT"
+    items = [
+        entry.format(n=1, title="Year zero", date="0000-00-00", text="First story, undated."),
+        entry.format(n=2, title="Ref &#xD800; here", date=good, text="Second &#x110000; story."),
+        entry.format(n=3, title="Plain", date=good, text="Third story &#99999999999999; here."),
+    ]
+    rss = f'<?xml version="1.0" encoding="utf-8"?><rss version="2.0"><channel><title>t</title>{"".join(items)}</channel></rss>'
+    doc = {"version": "https://jsonfeed.org/version/1.1", "title": "j", "items": [
+        {"id": "1", "url": "https://example.com/j1.html", "title": "fine",
+         "content_text": "A story of its own.", "date_published": "2022-10-21T19:39:42Z"},
+        {"id": "LONG", "url": "https://example.com/j2.html", "title": "long id",
+         "content_text": "Another story entirely.", "date_published": "2022-10-21T19:39:42Z"},
+        {"id": "3", "url": "http://[::1/3.html", "title": "broken", "content_text": "x"},
+        {"id": "4", "url": "javascript:alert(1)", "title": "bad \ud800 title", "content_text": "y"},
+    ]}  # fmt: skip
+
+    def long_id(text: str) -> bytes:  # Python itself refuses to make a 5,000-digit int
+        return text.replace('"LONG"', "9" * 5000).encode()
+
+    Setup(tmp_path, [
+        url_source("rss", server.route("/r", Route(body=rss.encode(), headers=RSS))),
+        url_source("json", server.route("/j", Route(body=long_id(json.dumps(doc)), headers=JSON))),
+    ])  # fmt: skip
+    proc = subprocess.run(
+        [sys.executable, "-m", "aggregator", "run", "--json"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    report = {s["name"]: s for s in json.loads(proc.stdout)["sources"]}
+    assert (report["rss"]["new"], report["rss"]["error"], report["rss"]["skipped"]) == (3, None, [])
+    assert report["json"]["new"] == 2 and report["json"]["error"] is None
+    assert [(k["origin"].rsplit("/", 1)[1], k["reason"]) for k in report["json"]["skipped"]] == [
+        ("j entry 3 (broken)", "the article link 'http://[::1/3.html' is not an http(s) URL"),
+        ("j entry 4 (bad  title)", "the article link 'javascript:alert(1)' is not an http(s) URL"),
+    ]
+    titles = {
+        e.title for e in feedparser.parse((tmp_path / "out" / "all.atom").read_bytes()).entries
+    }
+    assert titles == {"Year zero", "Ref here", "Plain", "fine", "long id"}
+    # The human summary too, piped (cron mails it).
+    server.route("/j", Route(body=long_id(json.dumps(doc).replace('"4"', '"5"')), headers=JSON))
+    text = subprocess.run(
+        [sys.executable, "-m", "aggregator", "run"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert text.returncode == 0, text.stdout + text.stderr
+    assert "entry 4 (bad  title)" in text.stdout
+
+
 @pytest.mark.parametrize(
     ("encoding", "content_type"),
     [

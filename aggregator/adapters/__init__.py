@@ -15,6 +15,7 @@ from aggregator.adapters import aljazeera, dw, generic, voa
 from aggregator.adapters.base import Profile
 from aggregator.adapters.containers import read_post
 from aggregator.adapters.feeds import read_feed
+from aggregator.clean import xml_text
 from aggregator.errors import ParseError
 from aggregator.model import Fetched, Item, Skip
 
@@ -62,20 +63,21 @@ def parse_feed(
     items: list[Item] = []
     skipped: list[Skip] = []
     bugs: list[tuple[str, str]] = []
-    for n, post in enumerate(posts[:max_items], start=1):
-        meta_urls = (v for k, v in post.meta.items() if k in _URL_KEYS and isinstance(v, str))
-        profile = ADAPTERS[adapter] if adapter != AUTO else detect(post.link, *meta_urls)
-        label = post.title or post.link or "untitled"
+    for n, make in enumerate(posts[:max_items], start=1):
+        entry = f"{fetched.origin} entry {n}"
         try:
+            post = make()
+            entry += f" ({xml_text(post.title or post.link or 'untitled')})"
+            meta_urls = (v for k, v in post.meta.items() if k in _URL_KEYS and isinstance(v, str))
+            profile = ADAPTERS[adapter] if adapter != AUTO else detect(post.link, *meta_urls)
             items.append(profile.to_item(post, fetched))
         except ParseError as e:
-            skipped.append(Skip(f"{fetched.origin} entry {n} ({label})", e.reason))
+            skipped.append(Skip(entry, e.reason))
         except Exception as e:  # a bug: this entry is skipped with its reason, the rest go on
             bugs.append((f"{fetched.origin} entry {n}", format_exc()))
             skipped.append(
-                Skip(f"{fetched.origin} entry {n} ({label})",
-                     f"internal error ({type(e).__name__}: {e}); please report it")
-            )  # fmt: skip
+                Skip(entry, f"internal error ({type(e).__name__}: {e}); please report it")
+            )
     if len(posts) > max_items:
         skipped.append(
             Skip(

@@ -140,7 +140,10 @@ class Profile:
 
     def owns(self, link: str | None) -> bool:
         """True when ``link`` is an article URL of this outlet."""
-        host = (urlsplit(link).hostname or "") if link else ""
+        try:
+            host = (urlsplit(link).hostname or "") if link else ""
+        except ValueError:  # malformed ("http://[::1/x"): no outlet's; to_item says why
+            return False
         return any(host == h or host.endswith("." + h) for h in self.hosts)
 
     def parse(self, fetched: Fetched) -> tuple[Item, ...]:

@@ -23,8 +23,9 @@ import json
 import mimetypes
 import re
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 from urllib.parse import urljoin
 
@@ -57,9 +58,15 @@ _HTML_PAGE = re.compile(rb"\A\s*(?:<!--.*?-->\s*)*<!doctype\s+html|\A\s*<html[\s
 _JSON_FEED = "https://jsonfeed.org/version/1"
 
 
-def read_feed(data: bytes, headers: Mapping[str, str], url: str) -> tuple[Post, ...]:
+# A Post, made when called: one entry's odd value (a date of year 0, a malformed URL) must
+# cost that entry, not the feed, so the caller turns each into a Post inside its own try.
+EntryPost = Callable[[], Post]
+
+
+def read_feed(data: bytes, headers: Mapping[str, str], url: str) -> tuple[EntryPost, ...]:
     """Every entry of the feed in ``data`` (served from ``url`` with ``headers``), in feed
-    order. ParseError, naming ``url``, when ``data`` is not a feed we will read."""
+    order, each a call that makes its Post. ParseError, naming ``url``, when ``data`` is not a
+    feed we will read."""
     if not data.strip():
         raise ParseError(url, "the body is empty; the server sent no feed")
     head = data[:_PROLOG_BYTES]
@@ -80,6 +87,8 @@ def read_feed(data: bytes, headers: Mapping[str, str], url: str) -> tuple[Post, 
         )
     import feedparser  # ~90 ms to import: only in runs that read a downloaded feed
 
+    if b"&#" in data:
+        data = _CHAR_REF.sub(_writable_ref, data)
     parsed = feedparser.parse(
         data,
         response_headers={"content-type": headers.get("content-type", "application/xml"),
@@ -92,7 +101,22 @@ def read_feed(data: bytes, headers: Mapping[str, str], url: str) -> tuple[Post, 
         detail = f" ({problem})" if problem else ""
         raise ParseError(url, f"not an RSS or Atom feed{detail}")
     language = parsed.feed.get("language")  # RSS's <language>, the feed's xml:lang
-    return tuple(_entry_post(entry, language) for entry in parsed.entries)
+    return tuple(partial(_entry_post, entry, language) for entry in parsed.entries)
+
+
+_CHAR_REF = re.compile(rb"&#(?:[xX]([0-9a-fA-F]+)|([0-9]+));")
+
+
+def _writable_ref(ref: re.Match[bytes]) -> bytes:
+    """A character reference, or nothing when it names no character (a lone surrogate such as
+    "&#xD800;", a number past U+10FFFF): feedparser's forgiving parser raised on one, and the
+    whole feed failed."""
+    hexa, decimal = ref.groups()
+    digits = (hexa or decimal).lstrip(b"0")
+    if len(digits) > 7:
+        return b""
+    code = int(digits or b"0", 16 if hexa else 10)
+    return b"" if 0xD800 <= code <= 0xDFFF or code > 0x10FFFF else ref[0]
 
 
 def _when(entry: dict[str, Any], key: str) -> Any:
@@ -104,9 +128,9 @@ def _when(entry: dict[str, Any], key: str) -> Any:
     if isinstance(raw, str) and dates.parse_date(raw, UTC) is not None:
         return raw
     parsed = dict.get(entry, f"{key}_parsed")
-    if isinstance(parsed, time.struct_time):
+    if isinstance(parsed, time.struct_time) and 1 <= parsed.tm_year <= 9999:
         return datetime(*parsed[:6], tzinfo=UTC)
-    return None
+    return None  # none, or one no calendar has ("0000-00-00" reads as year -1)
 
 
 def _body(entry: Mapping[str, Any]) -> str:
@@ -240,9 +264,9 @@ def _entry_post(entry: dict[str, Any], language: Any = None) -> Post:
     )
 
 
-def _json_feed(data: bytes, url: str) -> tuple[Post, ...]:
+def _json_feed(data: bytes, url: str) -> tuple[EntryPost, ...]:
     try:
-        doc = json.loads(data.decode("utf-8-sig"))
+        doc = json.loads(data.decode("utf-8-sig"), parse_int=_json_int)
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
         raise ParseError(url, f"not valid JSON ({e}); JSON Feeds are UTF-8 JSON") from e
     except RecursionError as e:
@@ -256,7 +280,15 @@ def _json_feed(data: bytes, url: str) -> tuple[Post, ...]:
         raise ParseError(url, 'a JSON Feed without an "items" list')
     # Relative URLs resolve against where the document was fetched (RFC 3986 section 5.1.3).
     language = doc.get("language")
-    return tuple(_json_item(item, url, language) for item in items if isinstance(item, dict))
+    return tuple(
+        partial(_json_item, item, url, language) for item in items if isinstance(item, dict)
+    )
+
+
+def _json_int(digits: str) -> int | str:
+    """A JSON integer, or its digits when Python will not convert that many (over 4,300: one
+    such number made the whole feed fail)."""
+    return int(digits) if len(digits) <= 100 else digits
 
 
 def _str(value: Any) -> str | None:
