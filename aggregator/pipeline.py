@@ -829,7 +829,7 @@ def _ingest_url(
     if fetched is not None:
         digest = _digest(got.data)
         new_state = replace(
-            new_state, etag=got.header("etag"), last_modified=got.header("last-modified"),
+            new_state, etag=got.validator("etag"), last_modified=got.validator("last-modified"),
             digest=digest,
         )  # fmt: skip
         store.save_snapshot(fetched)

@@ -14,6 +14,7 @@ import json
 import logging
 import os
 import re
+import sqlite3
 import ssl
 import subprocess
 import sys
@@ -352,6 +353,27 @@ def test_last_modified_is_sent_back(tmp_path: Path, server: FeedServer) -> None:
     live = by_name(setup.run(NOW + timedelta(hours=1)))["live"]
     assert server.hits("/f")[-1].headers.get("if-modified-since") == "Tue, 14 Nov 2023 22:13:20 GMT"
     assert live.fetch is not None and live.fetch.outcome == "not-modified"
+
+
+def test_validators_no_request_could_carry_are_not_sent_back(
+    tmp_path: Path, server: FeedServer
+) -> None:
+    """An ETag and a Last-Modified holding a byte outside ASCII were kept and sent back, and
+    httpx refused every later request to the feed ("not a fetchable URL"), run after run."""
+    body = livefeeds.rss2(livefeeds.voa())
+    odd = {**RSS, "etag": '"caf\u00e9"', "last-modified": "Tue, 14 Nov 2023 22:13:20 GMT \u00e9"}
+    url = server.route("/f", Route(body=body, headers=odd))
+    setup = Setup(tmp_path, [url_source("live", url)])
+    assert by_name(setup.run())["live"].new == 3
+    for hours in (1, 2):
+        live = by_name(setup.run(NOW + timedelta(hours=hours)))["live"]
+        assert live.fetch is not None and live.fetch.outcome == "fetched", live.fetch
+        sent = server.hits("/f")[-1].headers
+        assert sent.get("if-none-match") is None and sent.get("if-modified-since") is None
+        # As an earlier version left it: the odd validators stored.
+        with sqlite3.connect(tmp_path / "state.sqlite3") as db:
+            db.execute("UPDATE fetch_state SET etag = ?, last_modified = ?",
+                       (odd["etag"], odd["last-modified"]))  # fmt: skip
 
 
 def test_same_bytes_again_are_not_parsed_again(tmp_path: Path, server: FeedServer) -> None:

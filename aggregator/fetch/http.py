@@ -32,6 +32,7 @@ import ipaddress
 import os
 import queue
 import random
+import re
 import select
 import socket
 import ssl
@@ -111,6 +112,20 @@ class HttpResult:
 
     def header(self, name: str) -> str | None:
         return next((v for k, v in self.headers if k == name), None)
+
+    def validator(self, name: str) -> str | None:
+        """The ETag or Last-Modified to send back next time, if it can be sent at all."""
+        return sendable(self.header(name))
+
+
+_SENDABLE = re.compile(r"[\x20-\x7e]+")
+
+
+def sendable(value: str | None) -> str | None:
+    """``value`` when a request header can carry it: a server's ETag or Last-Modified with a
+    byte outside printable ASCII ("W/\"caf\u00e9\"") was kept and sent back, and httpx refused
+    every later request to the feed."""
+    return value if value and _SENDABLE.fullmatch(value) else None
 
 
 # -- the address policy ----------------------------------------------------------------------
@@ -402,10 +417,10 @@ async def _get(
     headers = {"user-agent": policy.user_agent, "accept": ACCEPT, "accept-encoding": ENCODINGS}
     headers.update({k.lower(): v for k, v in policy.headers})
     if before.url == url:  # validators belong to a URL; a moved feed starts afresh
-        if before.etag:
-            headers["if-none-match"] = before.etag
-        if before.last_modified:
-            headers["if-modified-since"] = before.last_modified
+        if etag := sendable(before.etag):
+            headers["if-none-match"] = etag
+        if last_modified := sendable(before.last_modified):
+            headers["if-modified-since"] = last_modified
     fail = _Failure(source.name, url)
     seen = [url]
     permanent = True
