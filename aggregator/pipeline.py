@@ -62,6 +62,7 @@ from aggregator import (
 from aggregator import clean as cleaning
 from aggregator import config as config_mod
 from aggregator.clean import clean, xml_text
+from aggregator.clean.urls import as_uri
 from aggregator.dedupe import (
     MIN_FINGERPRINT_CHARS,
     Outcome,
@@ -1423,9 +1424,24 @@ def _xml_safe(e: Entry) -> Entry:
 
 
 def _script(spec: FeedSpec, entries: list[Entry]) -> list[Entry]:
+    """The entries as ``spec`` publishes them: their URLs as URIs, in its script."""
+    entries = [_uris(e) for e in entries]
     if spec.script is None:
         return entries
     return [script.convert_entry(e, spec.script) for e in entries]
+
+
+def _uris(e: Entry) -> Entry:
+    """``e`` with every URL a reader follows written as a URI: a link holding '"', a stray
+    "%", a bidi control or other characters outside ASCII (a feed's raw IRI) failed strict
+    consumers (JSON Feed validators; RSS readers)."""
+    link = e.link and as_uri(e.link)
+    via = e.via and as_uri(e.via)
+    related = tuple(map(as_uri, e.related))
+    image = e.image and replace(e.image, url=as_uri(e.image.url))
+    if (link, via, related, image) == (e.link, e.via, e.related, e.image):
+        return e
+    return replace(e, link=link, via=via, related=related, image=image)
 
 
 def _archive(

@@ -22,6 +22,7 @@ from aggregator import dates
 from aggregator.adapters.containers import Post, read_post
 from aggregator.clean import clean_title, xml_text
 from aggregator.clean.rules import Rule
+from aggregator.clean.urls import has_host
 from aggregator.dedupe import canonical_url, identity_key
 from aggregator.errors import ParseError
 from aggregator.model import Fetched, Image, Item
@@ -73,7 +74,7 @@ def _categories(meta: Mapping[str, Any], drop: set[str]) -> tuple[str, ...]:
 
 
 def _http_url(value: str | None) -> str | None:
-    """``value`` when it is an http(s) URL with a host (and a port that can be), else None.
+    """``value`` when it is an http(s) URL with a host and a port that can be, else None.
     Whitespace, control characters or lone surrogates inside make it no URL."""
     if not value:
         return None
@@ -82,20 +83,18 @@ def _http_url(value: str | None) -> str | None:
         value = "https:" + value
     if _NOT_IN_URL.search(value):
         return None
-    try:
-        parts = urlsplit(value)
-        parts.port  # noqa: B018 - raises ValueError for a port out of range (:99999)
-    except ValueError:
+    if value.partition(":")[0].lower() not in ("http", "https"):
         return None
-    return value if parts.scheme in ("http", "https") and parts.netloc else None
+    return has_host(value)
 
 
 # Character references to what XML cannot hold ("&#1;", "&#x1b"): the HTML parser decodes them
 # into the tree, where lxml then refuses them. (libxml2 itself turns &#0; and surrogates into
-# U+FFFD.) Decimal 0-8, 11, 12, 14-31; hex 0-8, b, c, e-1f; the ";" is optional in HTML.
+# U+FFFD.) Decimal 0-8, 11, 12, 14-31, 65534, 65535; hex 0-8, b, c, e-1f, fffe, ffff; the ";"
+# is optional in HTML.
 _CONTROL_REF = re.compile(
-    r"&#(?:[xX]0*(?:[0-8bBcCeEfF]|1[0-9a-fA-F])(?![0-9a-fA-F])"
-    r"|0*(?:[0-8]|1[124-9]|2[0-9]|3[01])(?![0-9]));?"
+    r"&#(?:[xX]0*(?:[0-8bBcCeEfF]|1[0-9a-fA-F]|[fF]{3}[eEfF])(?![0-9a-fA-F])"
+    r"|0*(?:[0-8]|1[124-9]|2[0-9]|3[01]|6553[45])(?![0-9]));?"
 )
 _NOT_IN_URL = re.compile("[\x00-\x20\x7f\ud800-\udfff\ufffe\uffff]")
 

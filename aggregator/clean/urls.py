@@ -6,7 +6,16 @@ should load, or None when no absolute http(s) URL can be made of it. Pure string
 
 from __future__ import annotations
 
-from urllib.parse import parse_qsl, unquote, unquote_plus, urlencode, urljoin, urlsplit
+import re
+from urllib.parse import (
+    parse_qsl,
+    quote,
+    unquote,
+    unquote_plus,
+    urlencode,
+    urljoin,
+    urlsplit,
+)
 
 # Query parameters that identify a campaign or a click, never a page. Sources: Google
 # Analytics (utm_*), Facebook (fbclid), Google Ads (gclid, dclid), Microsoft (msclkid), Mailchimp
@@ -96,7 +105,44 @@ def unwrap_proxy(url: str) -> str | None:
             break
     if not target or target.startswith("/"):
         return None
-    return "https://" + target
+    # "?url=javascript:alert(1)" would read as the host "javascript" with a port of words.
+    return has_host("https://" + target)
+
+
+def has_host(url: str) -> str | None:
+    """``url`` when its host can be one (a name without empty labels, or an IP literal) and
+    its port is 1-65535 or absent; else None. "http://.../a" and "http://x:0/" are no
+    addresses a reader could open."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:  # "http://[::1/x", a port out of range or of words
+        return None
+    host = parts.hostname or ""
+    if not host or port == 0:
+        return None
+    if ":" not in host and "" in host.removesuffix(".").split("."):
+        return None
+    return url
+
+
+# What a URI may not hold as it is (RFC 3986): space and controls, characters outside ASCII,
+# '"<>\\^`{|}', and a "%" that starts no escape. They are written percent-encoded (UTF-8).
+_NOT_URI = re.compile(r'[^\x21-\x7e]|["<>\\^`{|}]|%(?![0-9A-Fa-f]{2})')
+
+
+def as_uri(url: str) -> str:
+    """``url`` as a URI a strict consumer accepts: what may not appear percent-encoded, the
+    host (an internationalised name stays as given: IRIs are Atom's links) left alone. A URL
+    that is one already comes back unchanged."""
+    if not _NOT_URI.search(url):
+        return url
+    head = _AUTHORITY.match(url)
+    cut = head.end() if head else 0
+    return url[:cut] + _NOT_URI.sub(lambda m: quote(m[0], safe=""), url[cut:])
+
+
+_AUTHORITY = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^/?#]*")
 
 
 def absolute(url: str, base: str | None) -> str | None:
