@@ -684,20 +684,26 @@ def append_sources(path: Path, sources: list[tuple[str, str, str, str | None]]) 
     """Add ``[[sources]]`` tables (name, title, url, homepage) at the end of the config file,
     keeping its text and comments as they are. The new text is checked first (ConfigError,
     the file untouched, if it is not a valid configuration), then written (``_extend``)."""
-    import json  # JSON strings are valid TOML basic strings, escapes included
+    import json
+
+    def quoted(value: str) -> str:
+        # A JSON string is a TOML basic string, escapes included, but for DEL (U+007F), which
+        # JSON leaves as it is and TOML refuses: one in an outline's title made the whole
+        # import fail, blamed on the file's `sources`.
+        return json.dumps(value, ensure_ascii=False).replace("\x7f", "\\u007f")
 
     before = path.read_text(encoding="utf-8")
     blocks = []
     for name, title, url, homepage in sources:
         lines = [
             "[[sources]]",
-            f"name = {json.dumps(name)}",
-            f"title = {json.dumps(title, ensure_ascii=False)}",
-            f"url = {json.dumps(url, ensure_ascii=False)}",
+            f"name = {quoted(name)}",
+            f"title = {quoted(title)}",
+            f"url = {quoted(url)}",
             'adapter = "auto"',
         ]
         if homepage:
-            lines.append(f"homepage = {json.dumps(homepage, ensure_ascii=False)}")
+            lines.append(f"homepage = {quoted(homepage)}")
         blocks.append("\n".join(lines) + "\n")
     added = (
         ("\n" if before and not before.endswith("\n") else "")

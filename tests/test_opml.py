@@ -53,12 +53,17 @@ def test_import_skips_addresses_a_fetch_could_not_use_and_names_alike_feeds_apar
     ws: Workspace, tmp_path: Path
 ) -> None:
     """A malformed IPv6 host (it crashed the import), a port out of range and a newline
-    inside the address are skipped with the reason; 300 feeds of one title get a name each."""
+    inside the address are skipped with the reason; 300 feeds of one title get a name each;
+    a title holding DEL is written escaped."""
     bad = ["http://[zz]/x", "http://x.example:99999/f", "http://x.example/a&#10;b"]
     outlines = [f'<outline type="rss" text="bad" xmlUrl="{u}"/>' for u in bad]
     outlines += [
         f'<outline type="rss" text="Same" xmlUrl="https://s.example/{n}.xml"/>' for n in range(300)
     ]
+    # DEL in a title: TOML refuses it raw (the whole import failed, blamed on `sources`).
+    outlines.append(
+        '<outline type="rss" text="A\x7fB &amp; &quot;C&quot;" xmlUrl="https://d.example/f"/>'
+    )
     file = tmp_path / "many.opml"
     file.write_text(
         f'<opml version="2.0"><body>{"".join(outlines)}</body></opml>', encoding="utf-8"
@@ -68,7 +73,9 @@ def test_import_skips_addresses_a_fetch_could_not_use_and_names_alike_feeds_apar
     skipped = [line for line in proc.stdout.splitlines() if line.startswith("skipped bad")]
     assert len(skipped) == 3 and all("is not an http(s) feed URL" in line for line in skipped)
     names = [s["name"] for s in _sources(ws)[3:]]
-    assert names == ["same", *(f"same-{n}" for n in range(2, 301))]
+    assert names == ["same", *(f"same-{n}" for n in range(2, 301)), "a-b-c"]
+    assert _sources(ws)[-1]["title"] == 'A\x7fB & "C"'
+
     assert ws.cli("check").returncode == 0
 
 
