@@ -932,6 +932,41 @@ def test_reused_guid_never_gives_two_entries_one_id(tmp_path: Path, server: Feed
     assert len(ids) == len(set(ids)) == 2
 
 
+def test_entries_sharing_a_home_page_link_stay_apart(tmp_path: Path, server: FeedServer) -> None:
+    """A feed that gives its home page as every entry's link: three stories of their own
+    guids and titles were merged into one entry (two counted as its updates). They are three,
+    stable over fetches; an entry listed twice is still one."""
+
+    def item(n: int, title: str) -> str:
+        return (
+            f"<item><title>{title}</title><link>https://news.example.com/</link>"
+            f'<guid isPermaLink="false">story-{n}</guid>'
+            f"<pubDate>Fri, 21 Oct 2022 0{n}:00:00 GMT</pubDate>"
+            f"<description>Story {n}: {'its own words ' * n}</description></item>"
+        )
+
+    stories = [item(1, "Floods in the north"), item(2, "Election results"), item(3, "New bridge")]
+    doc = f'<?xml version="1.0" encoding="utf-8"?><rss version="2.0"><channel><title>t</title>{"".join(stories)}</channel></rss>'
+    twice = doc.replace(stories[0], stories[0] * 2)
+    setup = Setup(tmp_path, [
+        url_source("live", server.route("/f", Route(body=doc.encode(), headers=RSS))),
+        url_source("twice", server.route("/t", Route(body=twice.encode(), headers=RSS))),
+    ])  # fmt: skip
+    report = by_name(setup.run())
+    assert (report["live"].new, report["live"].updated) == (3, 0)
+    first = {e.title: e.id for e in setup.feed("live").entries}
+    assert first.keys() == {"Floods in the north", "Election results", "New bridge"}
+    assert all(e.link == "https://news.example.com/" for e in setup.feed("live").entries)
+    server.route(
+        "/f", Route(body=doc.replace("<title>t</title>", "<title>t2</title>").encode(), headers=RSS)
+    )
+    again = by_name(setup.run(NOW + timedelta(hours=1)))["live"]
+    assert (again.new, again.updated) == (0, 0)
+    assert {e.title: e.id for e in setup.feed("live").entries} == first
+    # The feed that lists one story twice: one entry.
+    assert [e.title for e in setup.feed("twice").entries].count("Floods in the north") == 1
+
+
 def _post(slug: str, title: str, body: str, guid: str = "https://blog.example.com/?p=123",
           date: str = "Mon, 10 Jan 2022 04:58:40 GMT") -> str:  # fmt: skip
     """A WordPress-style RSS item: the guid is the post's number, the link its title's slug."""

@@ -9,11 +9,15 @@ the article link belongs to, else ``generic``.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
+from dataclasses import replace
+from functools import partial
 from traceback import format_exc
+from typing import TypeVar
 
 from aggregator.adapters import aljazeera, dw, generic, voa
 from aggregator.adapters.base import Profile
-from aggregator.adapters.containers import read_post
+from aggregator.adapters.containers import Post, read_post
 from aggregator.adapters.feeds import read_feed
 from aggregator.clean import xml_text
 from aggregator.errors import ParseError
@@ -25,6 +29,8 @@ ADAPTERS: dict[str, Profile] = {
 AUTO = "auto"
 # Front-matter keys whose URLs tell the outlet when a post has no archive link line.
 _URL_KEYS = ("link", "url", "permalink", "headimg", "image", "thumbnail", "cover")
+
+T = TypeVar("T")
 
 __all__ = ["ADAPTERS", "AUTO", "Profile", "detect", "parse", "parse_feed"]
 
@@ -48,6 +54,23 @@ def parse(fetched: Fetched, adapter: str) -> tuple[Item, ...]:
     return (detect(post.link, *meta_urls).to_item(post, fetched),)
 
 
+def _item(post: Post, fetched: Fetched, adapter: str) -> Item:
+    """``post`` as an item, read by the named adapter or the outlet its link belongs to."""
+    meta_urls = (v for k, v in post.meta.items() if k in _URL_KEYS and isinstance(v, str))
+    profile = ADAPTERS[adapter] if adapter != AUTO else detect(post.link, *meta_urls)
+    return profile.to_item(post, fetched)
+
+
+def _shared_links(posts: Iterable[Post]) -> set[str]:
+    """The links that entries of different titles share: a site's home page given as every
+    entry's link names no one article (the entries were merged into one)."""
+    titles: dict[str, set[str | None]] = {}
+    for post in posts:
+        if post.link:
+            titles.setdefault(post.link, set()).add(post.title)
+    return {link for link, seen in titles.items() if len(seen) > 1}
+
+
 def parse_feed(
     fetched: Fetched, adapter: str, max_items: int
 ) -> tuple[tuple[Item, ...], tuple[Skip, ...], tuple[tuple[str, str], ...]]:
@@ -63,14 +86,11 @@ def parse_feed(
     items: list[Item] = []
     skipped: list[Skip] = []
     bugs: list[tuple[str, str]] = []
-    for n, make in enumerate(posts[:max_items], start=1):
-        entry = f"{fetched.origin} entry {n}"
+
+    def attempt(n: int, entry: str, step: Callable[[], T]) -> T | None:
+        """``step()``; None, with the entry skipped and its reason, when it fails."""
         try:
-            post = make()
-            entry += f" ({xml_text(post.title or post.link or 'untitled')})"
-            meta_urls = (v for k, v in post.meta.items() if k in _URL_KEYS and isinstance(v, str))
-            profile = ADAPTERS[adapter] if adapter != AUTO else detect(post.link, *meta_urls)
-            items.append(profile.to_item(post, fetched))
+            return step()
         except ParseError as e:
             skipped.append(Skip(entry, e.reason))
         except Exception as e:  # a bug: this entry is skipped with its reason, the rest go on
@@ -78,6 +98,21 @@ def parse_feed(
             skipped.append(
                 Skip(entry, f"internal error ({type(e).__name__}: {e}); please report it")
             )
+        return None
+
+    made: list[tuple[int, str, Post]] = []
+    for n, make in enumerate(posts[:max_items], start=1):
+        post = attempt(n, f"{fetched.origin} entry {n}", make)
+        if post is not None:
+            label = xml_text(post.title or post.link or "untitled")
+            made.append((n, f"{fetched.origin} entry {n} ({label})", post))
+    shared = _shared_links(post for _, _, post in made)
+    for n, entry, post in made:
+        if post.link in shared:
+            post = replace(post, shared_link=True)
+        item = attempt(n, entry, partial(_item, post, fetched, adapter))
+        if item is not None:
+            items.append(item)
     if len(posts) > max_items:
         skipped.append(
             Skip(

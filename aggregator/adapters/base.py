@@ -208,7 +208,7 @@ class Profile:
             origin=origin,
             key=identity_key(
                 self.key,
-                link,
+                None if post.shared_link else link,
                 self.article_id,
                 title=title,
                 published=published,
