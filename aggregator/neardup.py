@@ -48,7 +48,8 @@ SHORT_DAYS. Every threshold below names the fixture or measurement that set it.
 
 **Assigning.** The accepted pairs join stories and new articles into components (union-find,
 so input order cannot matter). A component keeps its stored story published first, so an entry
-once published keeps its id; a new article joins it, and so does another stored story that a
+once published keeps its id (an article in a feed before this run counts as stored when it is
+first compared later, its first text too short to sketch); a new article joins it, and so does another stored story that a
 new article bridged to it (its entry is merged away and leaves a tombstone). A component of new
 articles only is kept under the one published first (an outlet's own article before a
 mirror's copy, an article-id key before a bare URL, then by key). Each merged article or story
@@ -308,6 +309,9 @@ class Row:
     outlet: str
     new: bool  # not compared before: this run's articles
     source: str = ""
+    # In a feed before this run, though compared for the first time (its earlier text was
+    # too short to sketch): readers hold its entry, so its story outranks a new one.
+    shown: bool = False
 
 
 def decide(a: Row, b: Row, j: float | None = None) -> Evidence | None:
@@ -583,7 +587,10 @@ def match(pairs: Sequence[tuple[str, str, float]], rows: Mapping[str, Row]) -> l
             n = node(x)
             if n not in best or _strength(ev) < _strength(best[n]):
                 best[n] = ev
-            here = (x.new, x.outlet == MIRROR_OUTLET, x.published, n.startswith("url:"), n)
+            here = (
+                x.new and not x.shown, x.outlet == MIRROR_OUTLET, x.published,
+                n.startswith("url:"), n,
+            )  # fmt: skip
             rank[n] = min(rank.get(n, here), here)
             source.setdefault(n, x.source)
         ra, rb = find(node(a)), find(node(b))

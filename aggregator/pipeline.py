@@ -1014,8 +1014,8 @@ def _near_duplicates(store: Store, now: datetime) -> tuple[Counter[str], set[str
         del found
         wanted = sorted({key for x, y, _ in kept for key in (x, y)})
         rows = {
-            key: neardup.Row(key, story, sketch, published, outlet, new, source)
-            for key, story, sketch, published, outlet, new, source in store.sketched(wanted)
+            key: neardup.Row(key, story, sketch, published, outlet, new, source, seen < now)
+            for key, story, sketch, published, outlet, new, source, seen in store.sketched(wanted)
         }
         pairs = [(x, y, sim) for x, y, sim in kept if x in rows and y in rows]
         for a in neardup.match(pairs, rows):

@@ -391,6 +391,41 @@ def test_earlier_published_copy_arriving_later_keeps_the_published_id(ws: Worksp
     assert len(_entries(ws)) == 5
 
 
+def test_a_published_entry_edited_as_an_earlier_copy_arrives_keeps_its_id(
+    ws: Workspace,
+) -> None:
+    """A generic mirror's one-sentence teaser of the DW article is published; in one run a
+    second mirror brings the full text under the same URL and DW's own copy, dated earlier,
+    arrives. The story stays under the entry readers
+    hold (it was replaced by DW's new id: the story twice in their reader)."""
+    with ws.config.open("a", encoding="utf-8") as f:
+        f.write(
+            '\n[[sources]]\nname = "gen"\ntitle = "Mirror"\npath = "seeds/gen"\nadapter = "generic"\n'
+        )
+    dw_seed = next((ws.root / "seeds" / "dw").iterdir())
+    full = dw_seed.read_text(encoding="utf-8")
+    dw_seed.unlink()
+    head, body = full.split("------\n", 1)
+    # One sentence: too short to have a sketch, so its first one comes with the whole text, and
+    # the published article is compared as if it were new.
+    sentence = body[body.index("<p>（德国之声中文网）") :].split("，", 1)[0] + "。</p>"
+    (ws.root / "seeds" / "gen").mkdir()
+    (ws.root / "seeds" / "gen" / "teaser.txt").write_text(
+        f"{head}------\n{sentence}\n", encoding="utf-8"
+    )
+    ws.run_json()
+    (teaser,) = [e for e in _entries(ws) if "a-60376336" in e.link]
+    # The whole text from another mirror (not VOA's id: keyed by the same URL as the teaser),
+    # and DW's own copy, one sentence longer (an exact copy is a duplicate, not a member).
+    (ws.root / "seeds" / "voa" / "dw-copy.txt").write_text(full, encoding="utf-8")
+    own = full.replace("</p>", "</p><p>（更新：补充一句。）</p>", 1)
+    dw_seed.write_text(own, encoding="utf-8")
+    ws.run_json()
+    (story,) = [e for e in _entries(ws) if "a-60376336" in e.link]
+    assert story.id == teaser.id
+    assert len(story.content[0].value) > 1000  # the whole text is shown
+
+
 def test_a_story_edited_in_a_stopped_run_is_presented_by_the_next(
     ws: Workspace, monkeypatch: pytest.MonkeyPatch
 ) -> None:

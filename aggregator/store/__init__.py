@@ -929,20 +929,21 @@ class Store:
 
     def sketched(
         self, keys: Sequence[str]
-    ) -> Iterator[tuple[str, str, Sketch, datetime, str, bool, str]]:
-        """(key, story, sketch, published, outlet, pending, source) of each of ``keys``."""
+    ) -> Iterator[tuple[str, str, Sketch, datetime, str, bool, str, datetime]]:
+        """(key, story, sketch, published, outlet, pending, source, first seen) of each of
+        ``keys``."""
         sql = (
             "SELECT s.key, COALESCE(i.story, s.key), g.sig, s.bands, s.shingles, s.title,"
-            " s.title_key, s.numbers, i.published, i.outlet, s.pending, i.source"
+            " s.title_key, s.numbers, i.published, i.outlet, s.pending, i.source, i.first_seen"
             " FROM sketches s JOIN items i ON i.key = s.key JOIN signatures g"
             " ON g.key = s.key WHERE s.key IN ({})"
         )
         with self._errors:
             rows = self._each(sql, keys)
             for key, story, sig, bands, shingles, title, tkey, numbers, pub, *rest in rows:
-                outlet, pending, source = rest
+                outlet, pending, source, seen = rest
                 sketch = Sketch(bytes(sig), bytes(bands), shingles, title, tkey, numbers)
-                yield key, story, sketch, _dt(pub), outlet, bool(pending), source
+                yield key, story, sketch, _dt(pub), outlet, bool(pending), source, _dt(seen)
 
     def compared(self) -> None:
         """Every pending sketch has been compared."""
