@@ -18,7 +18,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import tzinfo
-from functools import cached_property, lru_cache
+from functools import cached_property
 
 from lxml import etree
 from lxml.etree import _Element
@@ -157,16 +157,12 @@ def attached(el: _Element, root: _Element) -> bool:
     return False
 
 
-@lru_cache(maxsize=32)
-def _xpath(path: str) -> etree.XPath:
-    # Compiled once: root.xpath(path) compiles on every call (17 -> 13 us for ".//*[@*]").
-    return etree.XPath(path)
-
-
-def _select(root: _Element, path: str) -> list[_Element]:
-    """The elements an XPath expression finds (XPath results can also be strings or numbers)."""
-    found = _xpath(path)(root)
-    return [el for el in found if isinstance(el, etree._Element)] if isinstance(found, list) else []
+def _with_attributes(root: _Element) -> list[_Element]:
+    """The elements under ``root`` that have an attribute. (Not XPath's ".//*[@*]", 3 us an
+    article faster: libxml2 sorts its results into document order, and elements the rules
+    created have no order index, so that each comparison walked their siblings: 20,000
+    players with captions took 51 s to clean.)"""
+    return [el for el in root.iter(etree.Element) if el.attrib and el is not root]
 
 
 def _short_text(el: _Element, limit: int) -> str | None:
@@ -224,7 +220,7 @@ class AdBlocks(Rule):
             return 0
         found = [
             el
-            for el in _select(root, ".//*[@class or @id]")
+            for el in _with_attributes(root)
             if any(self.pattern.match(t) for t in _tokens(el))
         ]
         count = 0
@@ -909,9 +905,7 @@ class PresentationAttributes(Rule):
 
     def apply(self, root: _Element, ctx: Context) -> int:
         count = 0
-        # ".//*[@*]" and not a predicate naming the attributes: libxml2 evaluates a predicate
-        # per element, and naming the 18 attributes cost 110 us an item against 15.
-        for el in _select(root, ".//*[@*]"):
+        for el in _with_attributes(root):
             attrib = el.attrib
             names = [str(k) for k in attrib]
             for key in [
