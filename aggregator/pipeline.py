@@ -821,7 +821,7 @@ def _ingest_url(
         new_state = replace(new_state, last_attempt=now, last_success=now, last_error=None)
         detail = f"{got.status}, {len(got.data) // 1024} KiB in {got.seconds:.2f} s"
         if got.outcome == "not-modified":
-            detail = f"304 not modified in {got.seconds:.2f} s"
+            detail = f"304 in {got.seconds:.2f} s"  # the outcome says "not-modified"
     if got.moved_to:
         log.warning(
             "source %s moved permanently to %s; update its url in config.toml", source.name,
@@ -945,6 +945,10 @@ def _reslugged(items: tuple[Ready, ...], store: Store) -> list[Ready]:
             elif before != item.key:
                 store.save_guid(item.source, item.guid, item.key)
         out.append(ready)
+    if items:  # (an empty answer forgets nothing: the entries may come back)
+        # A guid that left the feed identifies nothing any more: one row per entry ever seen
+        # would grow the state for ever.
+        store.keep_guids(items[0].item.source, {g for g in count if g is not None})
     return out
 
 

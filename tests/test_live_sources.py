@@ -9,6 +9,7 @@ tested without sleeping; only the deadline tests take real seconds (a few).
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import json
 import logging
@@ -1015,6 +1016,18 @@ def test_a_reslugged_entry_stays_one_entry_under_its_guid(
     assert (again.new, again.updated) == (1, 0)
     bridge = [e for e in setup.feed("live").entries if "bridge" in e.link]
     assert [(e.id, e.updated) for e in bridge] == [(after.id, after.updated)]
+    # A guid that has left the feed is forgotten: a row for every entry ever seen grew the
+    # state for ever. The entry stays published.
+    ferry = _post("ferry", "Ferry", _FERRY, guid="https://blog.example.com/?p=9")
+    guids = "SELECT guid FROM guids ORDER BY guid"
+    with contextlib.closing(sqlite3.connect(tmp_path / "state.sqlite3")) as db:
+        assert [g for (g,) in db.execute(guids)] == [
+            "https://blog.example.com/?p=123", "https://blog.example.com/?p=9",
+        ]  # fmt: skip
+        route.body = _rss(ferry)
+        setup.run(NOW + timedelta(hours=3))
+        assert [g for (g,) in db.execute(guids)] == ["https://blog.example.com/?p=9"]
+    assert len(setup.feed("live").entries) == 2
 
 
 def test_a_guid_handed_on_to_another_article_is_not_taken_for_a_reslug(

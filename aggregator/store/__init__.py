@@ -618,6 +618,15 @@ class Store:
                 (source, guid, key),
             )
 
+    def keep_guids(self, source: str, guids: Collection[str]) -> None:
+        """Forget the guids of ``source`` other than ``guids`` (those its feed gives now)."""
+        with self._errors:
+            self._db.execute(
+                "DELETE FROM guids WHERE source = ? AND guid NOT IN"
+                " (SELECT value FROM json_each(?))",
+                (source, json.dumps(sorted(guids))),
+            )
+
     def save_item(self, item: Item, res: Resolution, now: datetime) -> None:
         """Insert the article, or update it with ``item`` (the kept version) and its dates."""
         image = item.image
