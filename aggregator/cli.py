@@ -750,6 +750,13 @@ def _cmd_status(args: argparse.Namespace, out: Console, err: Console) -> int:
             f"{s.new}/{s.updated}/{s.duplicates}", f"{s.errors}/{s.runs}", error,
         )  # fmt: skip
     out.print(sources)
+    for s in state.sources:
+        if s.moved_to:
+            out.print(
+                f"[yellow]moved:[/] source {_m(s.name)} answers from {_m(s.moved_to)} (a permanent"
+                f" redirect from {_m(s.where)}); update its url in config.toml",
+                highlight=False,
+            )
     feeds = Table(title="feeds (times in UTC)", title_justify="left")
     for column in ("feed", "entries", "updated"):
         feeds.add_column(column, no_wrap=True)

@@ -330,6 +330,10 @@ class SourceStatus:
     new_total: int = 0
     updated_total: int = 0
     duplicates_total: int = 0
+    # A permanent redirect learnt for the url in config.toml (moved_from): fetched from
+    # moved_to until the operator updates config.toml.
+    moved_from: str | None = None
+    moved_to: str | None = None
 
     @property
     def failing(self) -> bool:

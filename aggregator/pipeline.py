@@ -1732,6 +1732,11 @@ def status(config: Config, recent: int = 20) -> Status:
         replace(by_source.get(s.name) or SourceStatus(s.name, "", ""), title=s.title, where=s.where)
         for s in config.sources
     )
+    # A move learnt for a url since changed in config.toml is forgotten by the next fetch.
+    sources = tuple(
+        s if s.moved_from in (None, s.where) else replace(s, moved_from=None, moved_to=None)
+        for s in sources
+    )
     feeds = tuple(
         replace(
             by_feed.get(spec.name) or FeedStatus(spec.name, "", "", ""),

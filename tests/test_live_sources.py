@@ -412,6 +412,24 @@ def test_permanent_redirect_chain_moves_the_source(tmp_path: Path, server: FeedS
     setup.run(NOW + timedelta(hours=1))
     assert len(server.hits("/old")) == 1  # the second run went straight to the new URL
     assert len(server.hits("/new")) == 2
+    # Said by `status` until config.toml is updated, not only by the run that learnt it.
+    status = subprocess.run(
+        [sys.executable, "-m", "aggregator", "status", "--json"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    (live_status,) = json.loads(status.stdout)["sources"]
+    assert (live_status["moved_from"], live_status["moved_to"]) == (url, final)
+    text = subprocess.run(
+        [sys.executable, "-m", "aggregator", "status"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert f"moved: source live answers from {final}" in " ".join(text.stdout.split())
+    Setup(tmp_path, [url_source("live", final)])  # the operator updates config.toml
+    status = subprocess.run(
+        [sys.executable, "-m", "aggregator", "status", "--json"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert json.loads(status.stdout)["sources"][0]["moved_to"] is None
 
 
 def test_temporary_redirect_is_followed_but_not_remembered(

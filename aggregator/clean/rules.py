@@ -219,9 +219,7 @@ class AdBlocks(Rule):
         if not ctx.mentions(("class", "id=")) or not self.precheck.search(ctx.raw):
             return 0
         found = [
-            el
-            for el in _with_attributes(root)
-            if any(self.pattern.match(t) for t in _tokens(el))
+            el for el in _with_attributes(root) if any(self.pattern.match(t) for t in _tokens(el))
         ]
         count = 0
         for el in found:

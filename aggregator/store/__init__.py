@@ -1417,6 +1417,13 @@ def read_status(path: Path, recent: int = 20) -> Status:
                 row[0]: (row[1], _dt(row[2]) if row[2] else None)
                 for row in db.execute("SELECT source, failures, retry_at FROM fetch_state")
             }
+            moves = {
+                row[0]: (row[1], row[2])
+                for row in db.execute(
+                    "SELECT source, configured, url FROM fetch_state"
+                    " WHERE url IS NOT NULL AND configured IS NOT NULL AND url != configured"
+                )
+            }
             sources = []
             for row in db.execute(
                 "SELECT source, last_run, last_success, last_error, last_error_at, next_run,"
@@ -1427,10 +1434,12 @@ def read_status(path: Path, recent: int = 20) -> Status:
                     _dt(v) if v else None for v in (row[1], row[2], None, row[4], row[5])
                 )
                 failures, retry_at = fetch.get(row[0], (0, None))
-                sources.append(SourceStatus(
+                moved_from, moved_to = moves.get(row[0], (None, None))
+                status = SourceStatus(
                     row[0], "", "", last_run, success, row[3], error_at, next_run, failures,
                     retry_at, *row[6:],
-                ))  # fmt: skip
+                )  # fmt: skip
+                sources.append(replace(status, moved_from=moved_from, moved_to=moved_to))
             feeds = tuple(
                 FeedStatus(row[0], "", "", "", row[1], _dt(row[2]) if row[2] else None)
                 for row in db.execute("SELECT name, entries, updated FROM feeds ORDER BY name")
