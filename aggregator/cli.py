@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import io
 import json
 import logging
 import os
@@ -870,10 +869,6 @@ def _cmd_daemon(args: argparse.Namespace, err: Console) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    if isinstance(sys.stdout, io.TextIOWrapper):
-        # A character the terminal's encoding cannot write (a lone surrogate some feed sent,
-        # passed on in a skip's label) is shown escaped: printing the report must not fail.
-        sys.stdout.reconfigure(errors="backslashreplace")
     args = _parser().parse_args(argv)
     con = _Consoles()
     try:

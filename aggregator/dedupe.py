@@ -54,7 +54,7 @@ def canonical_url(url: str) -> str:
     parts = urlsplit(url.strip())
     scheme = parts.scheme.lower()
     host = (parts.hostname or "").lower().rstrip(".")
-    if ":" in host:  # an IPv6 literal keeps its brackets ("http://[2001:db8::1]/a")
+    if "[" in parts.netloc:  # an IP literal keeps its brackets ("http://[2001:db8::1]/a")
         host = f"[{host}]"
     port = parts.port if parts.port and parts.port != _DEFAULT_PORTS.get(scheme) else None
     netloc = f"{host}:{port}" if port else host

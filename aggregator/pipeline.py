@@ -926,14 +926,22 @@ def _reslugged(items: tuple[Ready, ...], store: Store) -> list[Ready]:
     as that article's from now on."""
     count = Counter(ready.item.guid for ready in items)
     keys = {ready.item.key for ready in items}
+    befores = {
+        ready.item.guid: store.guid_key(ready.item.source, ready.item.guid)
+        for ready in items
+        if ready.item.guid is not None and count[ready.item.guid] == 1
+    }
+    # An article several of the feed's guids were stored under is no one entry's (a version
+    # that took a home-page link for every entry's address merged them all into it).
+    claimed = Counter(befores.values())
     out: list[Ready] = []
     for ready in items:
         item = ready.item
         if item.guid is not None and count[item.guid] == 1:
-            before = store.guid_key(item.source, item.guid)
-            if before is not None and before != item.key and before not in keys and not (
-                store.versions(item.key)
-            ) and any(
+            before = befores[item.guid]
+            if before is not None and before != item.key and before not in keys and (
+                claimed[before] == 1
+            ) and not store.versions(item.key) and any(
                 v.published == item.published or v.text_hash == ready.text_hash
                 for v in store.versions(before)
             ):  # fmt: skip
@@ -1018,7 +1026,7 @@ def _near_duplicates(store: Store, now: datetime) -> tuple[Counter[str], set[str
         del found
         wanted = sorted({key for x, y, _ in kept for key in (x, y)})
         rows = {
-            key: neardup.Row(key, story, sketch, published, outlet, new, source, seen < now)
+            key: neardup.Row(key, story, sketch, published, outlet, new, source, seen != now)
             for key, story, sketch, published, outlet, new, source, seen in store.sketched(wanted)
         }
         pairs = [(x, y, sim) for x, y, sim in kept if x in rows and y in rows]
@@ -1059,11 +1067,15 @@ def _present(store: Store, story: str, now: datetime) -> None:
 def explain(store: Store, query: str) -> dict[str, object] | None:
     """What ``aggregator explain`` shows: the story an Atom id, key or URL belongs to, its
     members and why each was merged; None when nothing stored matches."""
+    from urllib.parse import unquote
+
     from aggregator.dedupe import canonical_url
 
     key = store.find(query)
     if key is None and "://" in query:
         key = store.find(canonical_url(query))
+    if key is None and "%" in query:  # as published (pipeline._uris); stored as the feed gave it
+        key = store.find(canonical_url(unquote(query)))
     return None if key is None else store.explain(key)
 
 

@@ -447,8 +447,8 @@ def test_odd_article_links_are_refused_or_published_as_uris(ws: Workspace) -> No
     report = ws.run_json()
     skipped = {s["origin"].rsplit("/", 1)[1]: s["reason"] for s in report["sources"][0]["skipped"]}
     assert skipped == {
-        "hostless.txt": "the article link 'http://.../news/a.html' is not an http(s) URL",
-        "port0.txt": "the article link 'http://example.com:0/a.html' is not an http(s) URL",
+        "hostless.txt": "the article link 'http://.../news/a.html' is not an http(s) URL with a host and a valid port",
+        "port0.txt": "the article link 'http://example.com:0/a.html' is not an http(s) URL with a host and a valid port",
     }
     published = {e.title: e.link for e in _parsed(ws, "voa.atom").entries}
     assert published["Odd link 2"] == "http://[2001:db8::1]/news/a.html"
@@ -458,6 +458,9 @@ def test_odd_article_links_are_refused_or_published_as_uris(ws: Workspace) -> No
     for path in sorted(ws.out.glob("all.*")):
         if path.suffix in (".atom", ".rss", ".json"):
             assert check_file(path) == [], path
+    # The link as published finds its article.
+    found = ws.cli("explain", published["Odd link 3"])
+    assert found.returncode == 0 and "Odd link 3" in found.stdout, found.stdout + found.stderr
     # (The proxy's own address is kept, as for a body's image it cannot unwrap.)
     for path in (ws.out / "all.atom", ws.out / "all.json"):
         assert not re.search(r'"(?:https://)?javascript', path.read_text(encoding="utf-8"))

@@ -762,7 +762,7 @@ def test_hostile_feed_values_skip_an_entry_or_fail_a_source_never_the_run(
     report = by_name(Setup(tmp_path, sources).run())
     assert report["json"].new == 3 and not report["json"].error
     assert [k.reason for k in report["json"].skipped] == [
-        "the article link 'https://example.com:99999/a/4.html' is not an http(s) URL",
+        "the article link 'https://example.com:99999/a/4.html' is not an http(s) URL with a host and a valid port",
         "the body nests its elements more than 255 deep, where the HTML parser stops and the "
         "rest would be lost; no real article does: the body is broken or hostile",
     ]
@@ -779,7 +779,7 @@ def test_one_entrys_impossible_value_costs_that_entry_only(
     """Values that once failed a whole feed, or the run's report: a date of year 0, character
     references to no character (a lone surrogate, past U+10FFFF), a 5,000-digit JSON number, a
     malformed link under ``adapter = "auto"``, a lone surrogate in a skipped entry's title
-    (the report could not be printed). The CLI, as cron runs it, with the report piped."""
+    (its label could not be printed). The CLI, as cron runs it, with the report piped."""
     entry = (
         "<item><title>{title}</title><link>https://example.com/{n}.html</link>"
         "<pubDate>{date}</pubDate><description>{text}</description></item>"
@@ -816,8 +816,14 @@ def test_one_entrys_impossible_value_costs_that_entry_only(
     assert (report["rss"]["new"], report["rss"]["error"], report["rss"]["skipped"]) == (3, None, [])
     assert report["json"]["new"] == 2 and report["json"]["error"] is None
     assert [(k["origin"].rsplit("/", 1)[1], k["reason"]) for k in report["json"]["skipped"]] == [
-        ("j entry 3 (broken)", "the article link 'http://[::1/3.html' is not an http(s) URL"),
-        ("j entry 4 (bad  title)", "the article link 'javascript:alert(1)' is not an http(s) URL"),
+        (
+            "j entry 3 (broken)",
+            "the article link 'http://[::1/3.html' is not an http(s) URL with a host and a valid port",
+        ),
+        (
+            "j entry 4 (bad  title)",
+            "the article link 'javascript:alert(1)' is not an http(s) URL with a host and a valid port",
+        ),
     ]
     titles = {
         e.title for e in feedparser.parse((tmp_path / "out" / "all.atom").read_bytes()).entries
@@ -984,6 +990,59 @@ def test_entries_sharing_a_home_page_link_stay_apart(tmp_path: Path, server: Fee
     assert {e.title: e.id for e in setup.feed("live").entries} == first
     # The feed that lists one story twice: one entry.
     assert [e.title for e in setup.feed("twice").entries].count("Floods in the north") == 1
+    # Whatever else the feed holds: one story left alone keeps its entry.
+    server.route("/f", Route(body=doc.replace("".join(stories[:2]), "").encode(), headers=RSS))
+    setup.run(NOW + timedelta(hours=2))
+    assert {e.title: e.id for e in setup.feed("live").entries} == first
+
+
+def test_home_page_links_without_guids_and_a_state_that_merged_them(
+    tmp_path: Path, server: FeedServer
+) -> None:
+    """Entries whose guid is the home page too are known by title and date; a state where an
+    earlier version stored several guids under one article (it merged them) does not pull
+    the entries back into it."""
+
+    def feed(guid: str) -> bytes:
+        items = "".join(
+            f"<item><title>{t}</title><link>https://news.example.com</link>"
+            f"<guid>{guid.format(n=n)}</guid><pubDate>Fri, 21 Oct 2022 09:00:00 GMT</pubDate>"
+            f"<description>{t}: {'its own words ' * n}</description></item>"
+            for n, t in enumerate(("Floods", "Election", "Bridge"), start=1)
+        )
+        return f'<?xml version="1.0" encoding="utf-8"?><rss version="2.0"><channel><title>t</title>{items}</channel></rss>'.encode()
+
+    home = Setup(
+        tmp_path,
+        [
+            url_source(
+                "home",
+                server.route("/h", Route(body=feed("https://news.example.com/"), headers=RSS)),
+            )
+        ],
+    )
+    assert by_name(home.run())["home"].new == 3
+    own = tmp_path / "own"
+    own.mkdir()
+    route = Route(body=feed("g{n}"), headers=RSS)
+    setup = Setup(own, [url_source("live", server.route("/f", route))])
+    assert by_name(setup.run())["live"].new == 3
+    first = {e.title: e.id for e in setup.feed("live").entries}
+    # As the earlier version left the state: one article under the home page's address,
+    # every guid stored under it.
+    merged = "url:https://news.example.com/"
+    with contextlib.closing(sqlite3.connect(own / "state.sqlite3")) as db, db:
+        (key,) = db.execute("SELECT key FROM items WHERE title = 'Floods'").fetchone()
+        for table in ("items", "versions", "sketches", "signatures"):
+            db.execute(f"UPDATE {table} SET key = ? WHERE key = ?", (merged, key))
+        db.execute("UPDATE items SET atom_id = ? WHERE key = ?", (mint_atom_id(merged), merged))
+        db.execute("UPDATE guids SET key = ?", (merged,))
+    route.body = feed("g{n}").replace(b"<title>t</title>", b"<title>t2</title>")
+    report = by_name(setup.run(NOW + timedelta(hours=1)))["live"]
+    # Floods is an entry of its own again; the others are not pulled into the merged one.
+    assert (report.new, report.updated) == (1, 0), report
+    now = {e.title: e.id for e in setup.feed("live").entries}
+    assert (now["Election"], now["Bridge"]) == (first["Election"], first["Bridge"])
 
 
 def _post(slug: str, title: str, body: str, guid: str = "https://blog.example.com/?p=123",
@@ -1620,7 +1679,7 @@ def test_many_feeds_are_read_by_worker_processes_as_by_one(
     reports = {name: (new, skipped, error) for name, new, _, skipped, error, _ in runs[2][0]}
     assert reports["voa"][0] == len(livefeeds.voa()) and reports["aj"][0] >= 1
     assert [s.reason for s in reports["json"][1]] == [
-        "the article link 'https://example.com:99999/a/2.html' is not an http(s) URL"
+        "the article link 'https://example.com:99999/a/2.html' is not an http(s) URL with a host and a valid port"
     ]
     assert "not a feed" in (reports["html"][2] or "")
     read = {name: files_read for name, _, files_read, *_ in runs[2][0]}

@@ -9,8 +9,7 @@ the article link belongs to, else ``generic``.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
-from dataclasses import replace
+from collections.abc import Callable
 from functools import partial
 from traceback import format_exc
 from typing import TypeVar
@@ -61,16 +60,6 @@ def _item(post: Post, fetched: Fetched, adapter: str) -> Item:
     return profile.to_item(post, fetched)
 
 
-def _shared_links(posts: Iterable[Post]) -> set[str]:
-    """The links that entries of different titles share: a site's home page given as every
-    entry's link names no one article (the entries were merged into one)."""
-    titles: dict[str, set[str | None]] = {}
-    for post in posts:
-        if post.link:
-            titles.setdefault(post.link, set()).add(post.title)
-    return {link for link, seen in titles.items() if len(seen) > 1}
-
-
 def parse_feed(
     fetched: Fetched, adapter: str, max_items: int
 ) -> tuple[tuple[Item, ...], tuple[Skip, ...], tuple[tuple[str, str], ...]]:
@@ -100,16 +89,11 @@ def parse_feed(
             )
         return None
 
-    made: list[tuple[int, str, Post]] = []
     for n, make in enumerate(posts[:max_items], start=1):
         post = attempt(n, f"{fetched.origin} entry {n}", make)
-        if post is not None:
-            label = xml_text(post.title or post.link or "untitled")
-            made.append((n, f"{fetched.origin} entry {n} ({label})", post))
-    shared = _shared_links(post for _, _, post in made)
-    for n, entry, post in made:
-        if post.link in shared:
-            post = replace(post, shared_link=True)
+        if post is None:
+            continue
+        entry = f"{fetched.origin} entry {n} ({xml_text(post.title or post.link or 'untitled')})"
         item = attempt(n, entry, partial(_item, post, fetched, adapter))
         if item is not None:
             items.append(item)

@@ -88,6 +88,15 @@ def _http_url(value: str | None) -> str | None:
     return has_host(value)
 
 
+def _home_page(url: str) -> bool:
+    """Whether ``url`` is a site's front page (no path, no query): no article's address."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return False
+    return parts.scheme in ("http", "https") and parts.path in ("", "/") and not parts.query
+
+
 # Character references to what XML cannot hold ("&#1;", "&#x1b"): the HTML parser decodes them
 # into the tree, where lxml then refuses them. (libxml2 itself turns &#0; and surrogates into
 # U+FFFD.) Decimal 0-8, 11, 12, 14-31, 65534, 65535; hex 0-8, b, c, e-1f, fffe, ffff; the ";"
@@ -179,7 +188,10 @@ class Profile:
         given = post.link or _text_value(meta, *_LINK_KEYS)
         link = _http_url(given)
         if given and link is None:
-            raise ParseError(origin, f"the article link {given!r} is not an http(s) URL")
+            raise ParseError(
+                origin,
+                f"the article link {given!r} is not an http(s) URL with a host and a valid port",
+            )
         if link is not None:
             link = canonical_url(link)  # tracking parameters and fragment dropped
         published = (
@@ -201,6 +213,12 @@ class Profile:
         author, author_uri = self.author_for(link)
         named = _text_value(meta, "author")
         guid = _text_value(meta, "guid") if post.container == "feed" else None
+        # A site's home page given as the link (some feeds give it for every entry) names no
+        # article: the entry is known by its guid, else by its title and date (all of them
+        # were one article, each counted as the other's update).
+        home = link is not None and _home_page(link)
+        if home and guid and _home_page(guid):
+            guid = None
         image_url = _http_url(_text_value(meta, *_IMAGE_KEYS))
         return Item(
             source=fetched.source,
@@ -208,7 +226,7 @@ class Profile:
             origin=origin,
             key=identity_key(
                 self.key,
-                None if post.shared_link else link,
+                None if home else link,
                 self.article_id,
                 title=title,
                 published=published,

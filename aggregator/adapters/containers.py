@@ -59,9 +59,6 @@ class Post:
     archived: datetime | None
     body: str
     meta: Mapping[str, Any] = field(default_factory=dict)
-    # Other entries of its feed, of other titles, have the same link (a site's home page):
-    # the link names no one article, so it does not identify this one.
-    shared_link: bool = False
 
 
 def decode(data: bytes, origin: str) -> str:
