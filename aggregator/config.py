@@ -511,7 +511,8 @@ def load(path: Path = DEFAULT_CONFIG, text: str | None = None) -> Config:
     listing every problem by key path."""
     try:
         text = path.read_text(encoding="utf-8") if text is None else text
-        data = tomllib.loads(text)
+        # A byte order mark, as Windows Notepad saves UTF-8, is no part of the TOML.
+        data = tomllib.loads(text.removeprefix("\ufeff"))
     except FileNotFoundError as e:
         raise ConfigError(
             f"{path}: no such file; pass --config PATH or create it (see README.md)"

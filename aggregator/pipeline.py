@@ -1072,10 +1072,13 @@ def explain(store: Store, query: str) -> dict[str, object] | None:
     from aggregator.dedupe import canonical_url
 
     key = store.find(query)
-    if key is None and "://" in query:
-        key = store.find(canonical_url(query))
-    if key is None and "%" in query:  # as published (pipeline._uris); stored as the feed gave it
-        key = store.find(canonical_url(unquote(query)))
+    try:
+        if key is None and "://" in query:
+            key = store.find(canonical_url(query))
+        if key is None and "%" in query:  # as published (_uris); stored as the feed gave it
+            key = store.find(canonical_url(unquote(query)))
+    except ValueError:  # no URL ("http://[::1", a port past 65535): nothing stored has it
+        return None
     return None if key is None else store.explain(key)
 
 

@@ -659,6 +659,14 @@ def _check(ws: Workspace, config: str) -> subprocess.CompletedProcess[str]:
     return ws.cli("check")
 
 
+def test_a_config_saved_with_a_byte_order_mark_is_read(ws: Workspace) -> None:
+    """Windows Notepad saves UTF-8 with a BOM; it was refused as "Invalid statement (at line
+    1, column 1)", which says nothing of the mark."""
+    ws.config.write_bytes(b"\xef\xbb\xbf" + ws.config.read_bytes())
+    assert ws.cli("check").returncode == 0
+    assert {f["name"]: f["entries"] for f in ws.run_json()["feeds"]}["all"] == 5
+
+
 def test_check_names_problems_by_key_path(ws: Workspace) -> None:
     assert ws.cli("check").returncode == 0
     proc = _check(

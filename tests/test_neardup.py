@@ -490,6 +490,9 @@ def test_explain_shows_members_rules_and_scores(ws: Workspace) -> None:
     assert all(0.68 <= m["similarity"] <= 1 for m in merged.values())
     missing = ws.cli("explain", "urn:uuid:00000000-0000-0000-0000-000000000000")
     assert missing.returncode == 1 and "no entry" in missing.stderr
+    for malformed in ("http://[::1", "http://x:99999/a"):  # a traceback before
+        proc = ws.cli("explain", malformed)
+        assert proc.returncode == 1 and "no entry" in proc.stderr, proc.stderr
 
 
 def test_lookalikes_stay_separate_entries(ws: Workspace) -> None:
