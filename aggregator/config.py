@@ -40,6 +40,7 @@ from pydantic import (
 
 from aggregator import __version__
 from aggregator.adapters import ADAPTERS, AUTO
+from aggregator.clean.urls import has_host
 from aggregator.errors import ConfigError
 from aggregator.model import (
     Config,
@@ -115,7 +116,7 @@ def feed_url_problem(url: str) -> str | None:
         parts.port  # noqa: B018 - raises ValueError for a port out of range (:99999)
     except ValueError as e:
         return f"must be an absolute http(s) URL of a feed; it is malformed ({e})"
-    if parts.scheme not in ("http", "https") or not parts.hostname:
+    if parts.scheme not in ("http", "https") or not has_host(url):
         return "must be an absolute http(s) URL of a feed"
     return None
 

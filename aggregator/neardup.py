@@ -49,11 +49,11 @@ SHORT_DAYS. Every threshold below names the fixture or measurement that set it.
 **Assigning.** The accepted pairs join stories and new articles into components (union-find,
 so input order cannot matter). A component keeps its stored story published first, so an entry
 once published keeps its id (an article in a feed before this run counts as stored when it is
-first compared later, its first text too short to sketch); a new article joins it, and so does another stored story that a
-new article bridged to it (its entry is merged away and leaves a tombstone). A component of new
-articles only is kept under the one published first (an outlet's own article before a
-mirror's copy, an article-id key before a bare URL, then by key). Each merged article or story
-records its strongest accepted match as the evidence.
+first compared later, its first text too short to sketch); a new article joins it, and so does
+another stored story that a new article bridged to it (its entry is merged away and leaves a
+tombstone). A component of new articles only is kept under the one published first (an
+outlet's own article before a mirror's copy, an article-id key before a bare URL, then by key).
+Each merged article or story records its strongest accepted match as the evidence.
 """
 
 from __future__ import annotations

@@ -162,7 +162,7 @@ def _with_attributes(root: _Element) -> list[_Element]:
     fast on an article: libxml2 sorts its results into document order, and elements the
     rules created have no order index, so that each comparison walked their siblings: 20,000
     players with captions took 51 s to clean.)"""
-    return [el for el in root.iter(etree.Element) if el.attrib and el is not root]
+    return [el for el in root.iterdescendants(etree.Element) if el.attrib]
 
 
 def _short_text(el: _Element, limit: int) -> str | None:

@@ -1413,17 +1413,14 @@ def read_status(path: Path, recent: int = 20) -> Status:
                 "SELECT 1 FROM sqlite_master WHERE name = 'source_status'"
             ).fetchone():
                 return Status((), ())  # not yet migrated by a run of this version
-            fetch = {
-                row[0]: (row[1], _dt(row[2]) if row[2] else None)
-                for row in db.execute("SELECT source, failures, retry_at FROM fetch_state")
-            }
-            moves = {
-                row[0]: (row[1], row[2])
-                for row in db.execute(
-                    "SELECT source, configured, url FROM fetch_state"
-                    " WHERE url IS NOT NULL AND configured IS NOT NULL AND url != configured"
-                )
-            }
+            fetch: dict[str, tuple[int, datetime | None]] = {}
+            moves: dict[str, tuple[str, str]] = {}  # permanent redirects learnt for a url
+            for source, failures, retry_at, configured, url in db.execute(
+                "SELECT source, failures, retry_at, configured, url FROM fetch_state"
+            ):
+                fetch[source] = (failures, _dt(retry_at) if retry_at else None)
+                if url and configured and url != configured:
+                    moves[source] = (configured, url)
             sources = []
             for row in db.execute(
                 "SELECT source, last_run, last_success, last_error, last_error_at, next_run,"
@@ -1434,7 +1431,7 @@ def read_status(path: Path, recent: int = 20) -> Status:
                     _dt(v) if v else None for v in (row[1], row[2], None, row[4], row[5])
                 )
                 failures, retry_at = fetch.get(row[0], (0, None))
-                moved_from, moved_to = moves.get(row[0], (None, None))
+                moved_from, moved_to = moves.get(row[0]) or (None, None)
                 status = SourceStatus(
                     row[0], "", "", last_run, success, row[3], error_at, next_run, failures,
                     retry_at, *row[6:],
