@@ -368,6 +368,7 @@ def _merge(ready: Ready, store: Store, now: datetime, tally: _Tally, again: bool
     if store.removed(item.key):  # retention deleted it: a later capture must not revive it
         tally.unchanged += 1
         return
+    store.carry(item.key, item.source)  # another source may show it; see Store.rehome
     version = Version(
         version_time(item.published, item.archived), text_hash, item.published, ready.chars
     )
@@ -1613,6 +1614,7 @@ def _run(
         source, state, got, future = pending.popleft()
         take(source, state, got, _outcome(future, workers))
 
+    notes = _renamed(config, store)
     states = {s.name: _fetch_state(s, store, retry_now) for s in urls}
     try:
         # Workers when many feeds due now are new to the store, so have bytes to read: a
@@ -1651,6 +1653,12 @@ def _run(
     finally:
         workers.close(cancel=stop is not None and stop())
     reports = [done[s.name] for s in chosen if s.name in done]
+    rehomed = store.rehome([s.name for s in config.sources])
+    notes += [
+        f"{n} article(s) of source {old!r}, no longer in config.toml, are now shown under "
+        f"{new!r}, which gives them too"
+        for (old, new), n in sorted(rehomed.items())
+    ]
     started_nd = time.perf_counter()
     peak_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     merged, touched = _near_duplicates(store, now)
@@ -1664,7 +1672,10 @@ def _run(
     ]  # fmt: skip
     removed = store.apply_retention(config.retention, [s.name for s in config.sources], now)
     restory = bool(touched) or bool(merged)  # an entry of any feed may have changed
-    changed = None if removed or restory else {r.name for r in reports if r.changed}
+    changed = (
+        None if removed or restory
+        else {r.name for r in reports if r.changed} | {new for _, new in rehomed}
+    )  # fmt: skip
     feeds, errors, warnings, changed_urls = _write_feeds(
         config, store, now, staging, changed, early.published if early else None
     )
@@ -1678,7 +1689,7 @@ def _run(
         neardup_seconds=neardup_seconds,
         neardup_peak_mb=neardup_peak / 1024,
         sketch_seconds=run.sketch_ns / 1e9,
-        warnings=tuple(warnings),
+        warnings=(*notes, *warnings),
     )
     if dry_run:
         store.rollback()
@@ -1693,6 +1704,37 @@ def _run(
         pinged = http.ping_hub(config.hub, changed_urls, f"aggregator/{__version__}")
         report = replace(report, warnings=(*report.warnings, *pinged))
     return report
+
+
+def _renamed(config: Config, store: Store) -> list[str]:
+    """A source renamed in config.toml (a name the state has never seen, reading the folder or
+    feed an old name no longer in config.toml read) keeps what the state holds under the old
+    name: its articles and their ids, the files read, the fetch state. Otherwise it would read
+    everything again as another source's copies, and its articles would leave every feed.
+    Returns the notes for the run's report."""
+    stored = store.stored_sources()
+    gone = sorted(stored - {s.name for s in config.sources})
+    notes = []
+    for source in config.sources:
+        if source.name in stored or not gone:
+            continue
+        where = f"feed {source.url}" if source.url is not None else f"folder {source.path}"
+        matches = [old for old in gone if store.found_at(old, source.path, source.url)]
+        if len(matches) == 1:
+            gone.remove(old := matches[0])
+            shown = store.rename_source(old, source.name)
+            notes.append(
+                f"source {old!r} is now {source.name!r} in config.toml (same {where}): its "
+                f"{shown} article(s) and what it had read go with it"
+            )
+        elif matches:
+            notes.append(
+                f"source {source.name!r} is new in config.toml, and several sources no longer "
+                f"in it read the same {where} ({', '.join(matches)}): none is taken as its old "
+                f"name, so it reads everything as new; the articles they showed move to it as "
+                f"it gives them"
+            )
+    return notes
 
 
 def _ran(report: SourceReport) -> bool:

@@ -280,4 +280,20 @@ MIGRATIONS: tuple[str, ...] = (
     """
     UPDATE fetch_state SET etag = NULL, last_modified = NULL, digest = NULL;
     """,
+    # 15: every source that gives each article (its own key, or an exact duplicate's): an
+    # article is shown under one source (items.source), so when that source leaves
+    # config.toml another that carries it takes it over (Store.rehome) instead of the article
+    # leaving every feed. Filled from what the state knows: each article's source, each exact
+    # duplicate's, and the feed entries' guids. (A source that gave an article under the same
+    # key as the source showing it left no trace before; it is learnt when it reads it again.)
+    """
+    CREATE TABLE carries (
+        key     TEXT NOT NULL,
+        source  TEXT NOT NULL,
+        PRIMARY KEY (key, source)
+    ) WITHOUT ROWID;
+    INSERT OR IGNORE INTO carries (key, source) SELECT key, source FROM items;
+    INSERT OR IGNORE INTO carries (key, source) SELECT key, source FROM duplicates;
+    INSERT OR IGNORE INTO carries (key, source) SELECT key, source FROM guids;
+    """,
 )
