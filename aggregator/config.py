@@ -23,6 +23,7 @@ from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime
 from difflib import get_close_matches
+from fnmatch import fnmatch
 from functools import cache
 from pathlib import Path, PurePosixPath
 from typing import Annotated, Any, get_args
@@ -40,7 +41,7 @@ from pydantic import (
 
 from aggregator import __version__
 from aggregator.adapters import ADAPTERS, AUTO
-from aggregator.clean.urls import has_host
+from aggregator.clean.urls import as_uri, has_host
 from aggregator.errors import ConfigError
 from aggregator.model import (
     Config,
@@ -52,7 +53,7 @@ from aggregator.model import (
     Source,
 )
 from aggregator.script import SCRIPTS
-from aggregator.writer import FORMATS
+from aggregator.writer import FORMATS, filename
 
 # Names in the output folder the project writes itself; a configured feed may not take them.
 RESERVED_FILES = ("feeds.opml", "feed.xsl")
@@ -107,18 +108,56 @@ _NOT_IN_URL = re.compile(r"[\x00-\x20\x7f]")
 
 def feed_url_problem(url: str) -> str | None:
     """Why ``url`` cannot be a feed's address (config.toml's ``url``, an OPML import), or
-    None when it can: an absolute http(s) URL with a host, a port that can be, and no
-    space or control character."""
+    None when it can: what ``web_url_problem`` asks."""
+    problem = web_url_problem(url)
+    if problem is None:
+        return None
+    if problem.startswith(("is not", "has no")):
+        return "must be an absolute http(s) URL of a feed"
+    return f"must be an absolute http(s) URL of a feed; it {problem}"
+
+
+def web_url_problem(url: str) -> str | None:
+    """Why ``url`` cannot be a page's address readers open (a feed's base_url, a homepage,
+    an icon), or None: an absolute http(s) URL with a host, a port that can be, and no space
+    or control character (a space in a path is written %20)."""
     if _NOT_IN_URL.search(url):
-        return "must be an absolute http(s) URL of a feed; it holds a space or control character"
+        return "holds a space or control character (write a space in a path as %20)"
     try:
         parts = urlsplit(url)
         parts.port  # noqa: B018 - raises ValueError for a port out of range (:99999)
     except ValueError as e:
-        return f"must be an absolute http(s) URL of a feed; it is malformed ({e})"
-    if parts.scheme not in ("http", "https") or not has_host(url):
-        return "must be an absolute http(s) URL of a feed"
+        return f"is malformed ({e})"
+    if parts.scheme not in ("http", "https"):
+        return "is not an http(s) URL"
+    if not has_host(url):
+        return "has no host a reader could open"
     return None
+
+
+def _page_url(v: str | None) -> str | None:
+    """A homepage, link or icon: an absolute http(s) URL, written as a URI."""
+    if v is None:
+        return None
+    problem = web_url_problem(v)
+    if problem:
+        raise ValueError(
+            f"must be an absolute http(s) URL, e.g. 'https://www.example.org/'; {v!r} {problem}"
+        )
+    return as_uri(v)
+
+
+# An xml:lang value (RFC 4646's shape, as the RELAX NG schema of RFC 4287 checks it).
+_LANG = re.compile(r"[A-Za-z]{1,8}(-[A-Za-z0-9]{1,8})*")
+
+
+def _lang(v: str | None) -> str | None:
+    if v is not None and not _LANG.fullmatch(v):
+        raise ValueError(
+            f"must be a language tag like 'zh-Hans', 'zh-TW' or 'en' (letters and digits "
+            f"joined by '-'); {v!r} is not one"
+        )
+    return v
 
 
 @cache
@@ -204,6 +243,9 @@ class _Source(_FetchSettings):
             raise ValueError(f"unknown adapter {v!r}; known: {known}, or {AUTO!r} to detect")
         return v
 
+    _check_lang = field_validator("lang")(_lang)
+    _check_pages = field_validator("homepage", "icon")(_page_url)
+
     @field_validator("url")
     @classmethod
     def _http_url(cls, v: str | None) -> str | None:
@@ -225,6 +267,9 @@ class _Merged(_Strict):
     subtitle: str | None = None
     lang: str | None = None
     icon: str | None = None
+
+    _check_lang = field_validator("lang")(_lang)
+    _check_icon = field_validator("icon")(_page_url)
 
 
 _Format = Annotated[str, Field(pattern=f"^({'|'.join(FORMATS)})$")]
@@ -248,10 +293,8 @@ class _Output(_Strict):
     @field_validator("hub")
     @classmethod
     def _hub_url(cls, v: str | None) -> str | None:
-        if v is not None:
-            parts = urlsplit(v)
-            if parts.scheme not in ("http", "https") or not parts.hostname:
-                raise ValueError("must be the absolute http(s) URL of a WebSub hub")
+        if v is not None and (problem := web_url_problem(v)):
+            raise ValueError(f"must be the absolute http(s) URL of a WebSub hub; {v!r} {problem}")
         return v
 
 
@@ -294,6 +337,8 @@ class _Feed(_Strict):
     archive: bool | None = None
 
     _check_formats = field_validator("formats")(_formats)
+    _check_lang = field_validator("lang")(_lang)
+    _check_pages = field_validator("icon", "link")(_page_url)
 
     @field_validator("max_age", mode="before")
     @classmethod
@@ -389,10 +434,23 @@ class _Config(_Strict):
     @field_validator("base_url")
     @classmethod
     def _http_base(cls, v: str) -> str:
-        if not v.startswith(("http://", "https://")) or "://" not in v or len(v.split("/")) < 3:
+        """The folder the feeds are published under: file names are appended to it, so it
+        can hold no query or fragment. Written as a URI (a path in Chinese percent-encoded)."""
+        problem = web_url_problem(v)
+        if problem is None:
+            parts = urlsplit(v)
+            if parts.query or v.endswith("?"):
+                problem = f"has a query ('?{parts.query}'); the feeds' names are added to its path"
+            elif parts.fragment or "#" in v:
+                problem = f"has a fragment ('#{parts.fragment}')"
+            elif parts.username is not None:
+                problem = "holds a user name; readers must not be sent one"
+        if problem:
             raise ValueError(
-                "must be an absolute http(s) URL, e.g. 'https://news.example.org/feeds/'"
+                f"must be an absolute http(s) URL, of the folder the feeds are published "
+                f"under, e.g. 'https://news.example.org/feeds/'; {v!r} {problem}"
             )
+        v = as_uri(v)
         return v if v.endswith("/") else v + "/"
 
 
@@ -533,7 +591,41 @@ def load(path: Path = DEFAULT_CONFIG, text: str | None = None) -> Config:
     problems = tuple(_cross_checks(raw))
     if problems:
         raise ConfigError(f"{path}: {len(problems)} problem(s)", problems)
-    return replace(_build(raw, path.resolve().parent, path), digest=text_digest(text))
+    config = _build(raw, path.resolve().parent, path)
+    problems = tuple(_overlaps(config))
+    if problems:
+        raise ConfigError(f"{path}: {len(problems)} problem(s)", problems)
+    return replace(config, digest=text_digest(text))
+
+
+def _overlaps(config: Config) -> Iterator[str]:
+    """An archive folder that holds what the tool writes, or lies in its output folder, and
+    whose include patterns take those files: the source would read its own feeds, or the
+    state database, as articles, skipped on every run (and ``run --strict`` would fail for
+    ever)."""
+    out, db = config.output_dir.resolve(), config.state_db.resolve()
+    written = {PurePosixPath(filename(f, fmt)).name for f in config.feeds for fmt in f.formats}
+    state = {db.name, f"{db.name}-wal", f"{db.name}-shm"}
+    for i, s in enumerate(config.sources):
+        if s.path is None or not s.path.is_dir():
+            continue
+        folder = s.path.resolve()
+        takes_feeds = any(fnmatch(name, p) for name in written for p in s.include)
+        if takes_feeds and out.is_relative_to(folder):
+            yield (
+                f"output_dir: {out} is inside sources[{i}].path ({folder}): the source would "
+                "read the feeds written there as articles; put output_dir outside it"
+            )
+        elif takes_feeds and folder.is_relative_to(out):
+            yield (
+                f"sources[{i}].path: {folder} is inside output_dir ({out}): the source would "
+                "read the feeds written there as articles; keep archives outside output_dir"
+            )
+        if db.is_relative_to(folder) and any(fnmatch(n, p) for n in state for p in s.include):
+            yield (
+                f"state_db: {db} is inside sources[{i}].path ({folder}): the source would "
+                "read the database's files as articles; put state_db outside it"
+            )
 
 
 def text_digest(text: str) -> str:

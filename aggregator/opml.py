@@ -16,14 +16,14 @@ from __future__ import annotations
 
 import re
 import xml.etree.ElementTree as ET
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from urllib.parse import urlsplit
 
 from lxml import etree
 
 from aggregator import writer
 from aggregator.adapters.feeds import declares_entities
-from aggregator.config import feed_url_problem
+from aggregator.config import feed_url_problem, web_url_problem
 from aggregator.errors import ConfigError
 from aggregator.model import Config
 
@@ -166,5 +166,7 @@ def plan(config: Config, found: list[Found]) -> Plan:
             counters[base] = n
             taken.add(name)
             listed[f.url] = name
+            if f.homepage is not None and web_url_problem(f.homepage):
+                f = replace(f, homepage=None)  # a page readers could not open: left out
             added.append((name, f))
     return Plan(tuple(added), tuple(skipped))

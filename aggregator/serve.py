@@ -44,7 +44,7 @@ from email.utils import formatdate, parsedate_to_datetime
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 import brotli
 import uvicorn
@@ -389,7 +389,9 @@ class App:
 
     def __init__(self, config: Config) -> None:
         self.config = config
-        self.prefix = urlsplit(config.base_url).path or "/"
+        # Requests' paths come decoded (ASGI), base_url's is percent-encoded (/my%20feeds/).
+        self.location = urlsplit(config.base_url).path or "/"
+        self.prefix = unquote(self.location)
         self.files = _Files(config.output_dir)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -406,7 +408,7 @@ class App:
         path: str = scope["path"]
         if not path.startswith(self.prefix):
             if path + "/" == self.prefix:
-                await _text(send, 308, "moved\n", head, location=self.prefix)
+                await _text(send, 308, "moved\n", head, location=self.location)
             else:
                 await _text(send, 404, "not found\n", head)
             return

@@ -33,6 +33,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from aggregator import __version__, stylesheet
+from aggregator.clean.urls import as_uri
 from aggregator.model import Entry, FeedSpec, Source
 
 ATOM_NS = "http://www.w3.org/2005/Atom"
@@ -70,7 +71,9 @@ def filename(spec: FeedSpec, fmt: str = "atom") -> str:
 
 
 def feed_url(base_url: str, spec: FeedSpec, fmt: str = "atom") -> str:
-    return base_url + filename(spec, fmt)
+    """Where the feed's file is published: a URI, its name percent-encoded where it must be
+    (``file = "新闻/ukraine.atom"``)."""
+    return as_uri(base_url + filename(spec, fmt))
 
 
 @dataclass(frozen=True, slots=True)

@@ -723,6 +723,83 @@ def test_check_names_problems_by_key_path(ws: Workspace) -> None:
     assert "state_db:" in proc.stderr and "is a folder" in proc.stderr
 
 
+def test_check_refuses_urls_and_languages_no_feed_could_carry(ws: Workspace) -> None:
+    """A base_url the feeds' names cannot be appended to, a homepage, link or icon that is
+    not an http(s) URL, a language that is not a tag: each would make every feed invalid
+    (feeds/ checked by tests/feedcheck.py), so each is named by its key path."""
+    source = '[[sources]]\nname = "a"\npath = "seeds/voa"\n'
+    for base, problem in (
+        ("http://localhost:8080/feeds?x=1", "has a query ('?x=1')"),
+        ("http://localhost:8080/feeds/#top", "has a fragment ('#top')"),
+        ("http://local host/", "holds a space or control character"),
+        ("http:///x/", "has no host a reader could open"),
+        ("https://", "has no host a reader could open"),
+        ("http://x:99999/", "is malformed (Port out of range 0-65535)"),
+        ("http://me:secret@x/", "holds a user name"),
+    ):
+        proc = _check(ws, f'base_url = "{base}"\n{source}')
+        assert proc.returncode == 2, base
+        assert "base_url: must be an absolute http(s) URL" in proc.stderr, proc.stderr
+        assert f"{base!r} {problem}" in proc.stderr, proc.stderr
+    proc = _check(
+        ws,
+        'base_url = "http://x/"\n[output.merged]\nlang = "zh_CN"\nicon = "icon.png"\n'
+        f'{source}lang = "en US"\nhomepage = "javascript:alert(1)"\nicon = "not a url"\n'
+        '[[feeds]]\nname = "t"\ntitle = "t"\nlang = "-"\nlink = "//x.org/"\n',
+    )
+    assert proc.returncode == 2
+    for key in ("output.merged.lang", "sources[0].lang", "feeds[0].lang"):
+        assert f"{key}: must be a language tag like 'zh-Hans'" in proc.stderr, proc.stderr
+    for key, value, problem in (
+        ("output.merged.icon", "icon.png", "is not an http(s) URL"),
+        ("sources[0].homepage", "javascript:alert(1)", "is not an http(s) URL"),
+        ("sources[0].icon", "not a url", "holds a space"),
+        ("feeds[0].link", "//x.org/", "is not an http(s) URL"),
+    ):
+        assert f"{key}: must be an absolute http(s) URL, e.g. 'https://www.example.org/'; " \
+            f"{value!r} {problem}" in proc.stderr, proc.stderr  # fmt: skip
+    # Good values pass: a region, a script, a private use subtag; a path in Chinese.
+    proc = _check(
+        ws,
+        'base_url = "https://x.org/新闻/"\n[output.merged]\nlang = "zh-Hant-TW"\n'
+        f'{source}lang = "en-x-mirror"\nhomepage = "https://x.org/a b"\n',
+    )
+    assert proc.returncode == 2 and "sources[0].homepage" in proc.stderr  # a raw space
+    proc = _check(
+        ws,
+        'base_url = "https://x.org/新闻/"\n[output.merged]\nlang = "zh-Hant-TW"\n'
+        f'{source}lang = "en-x-mirror"\nhomepage = "https://x.org/a%20b"\n',
+    )
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_check_refuses_an_archive_folder_that_holds_the_output(ws: Workspace) -> None:
+    """A source reading the folder the feeds or the state database are written to would
+    read them as articles and skip them on every run (``run --strict`` failing for ever)."""
+    head = 'base_url = "http://x/"\n'
+    for settings, key, where in (
+        ('output_dir = "seeds/voa/out"\n', "output_dir", "is inside sources[0].path"),
+        ('output_dir = "seeds/voa"\n', "output_dir", "is inside sources[0].path"),
+        ('output_dir = "seeds"\n', "sources[0].path", "is inside output_dir"),
+        ('state_db = "seeds/voa/s.sqlite3"\n', "state_db", "is inside sources[0].path"),
+    ):
+        proc = _check(ws, f'{head}{settings}[[sources]]\nname = "a"\npath = "seeds/voa"\n')
+        assert proc.returncode == 2, settings
+        assert f"  - {key}: " in proc.stderr and where in proc.stderr, proc.stderr
+        assert ws.cli("run").returncode == 2  # run refuses it too, before writing anything
+    assert not (ws.root / "seeds" / "voa" / "out").exists()
+    # Include patterns that leave those files out make it fine.
+    proc = _check(
+        ws,
+        f'{head}output_dir = "seeds/voa/out"\nstate_db = "seeds/voa/s.sqlite3"\n'
+        '[[sources]]\nname = "a"\npath = "seeds/voa"\ninclude = ["*.txt"]\n',
+    )
+    assert proc.returncode == 0, proc.stderr
+    report = ws.run_json("--strict")
+    assert (report["sources"][0]["new"], report["skipped"]) == (3, 0)
+    assert ws.run_json("--strict")["skipped"] == 0
+
+
 def test_help_and_adapters(ws: Workspace) -> None:
     for args in (("--help",), ("run", "--help"), ("check", "--help"), ("adapters", "--help")):
         proc = ws.cli(*args)

@@ -61,8 +61,10 @@ def test_import_skips_addresses_a_fetch_could_not_use_and_names_alike_feeds_apar
         f'<outline type="rss" text="Same" xmlUrl="https://s.example/{n}.xml"/>' for n in range(300)
     ]
     # DEL in a title: TOML refuses it raw (the whole import failed, blamed on `sources`).
+    # A home page readers could not open is left out (config.toml would refuse it).
     outlines.append(
-        '<outline type="rss" text="A\x7fB &amp; &quot;C&quot;" xmlUrl="https://d.example/f"/>'
+        '<outline type="rss" text="A\x7fB &amp; &quot;C&quot;" xmlUrl="https://d.example/f"'
+        ' htmlUrl="javascript:alert(1)"/>'
     )
     file = tmp_path / "many.opml"
     file.write_text(
@@ -75,6 +77,7 @@ def test_import_skips_addresses_a_fetch_could_not_use_and_names_alike_feeds_apar
     names = [s["name"] for s in _sources(ws)[3:]]
     assert names == ["same", *(f"same-{n}" for n in range(2, 301)), "a-b-c"]
     assert _sources(ws)[-1]["title"] == 'A\x7fB & "C"'
+    assert "homepage" not in _sources(ws)[-1]
 
     assert ws.cli("check").returncode == 0
 

@@ -106,6 +106,32 @@ def test_configured_feeds_filter_and_limit(ws: Workspace) -> None:
     assert BASE + "topics/us-russia.atom" in (ws.out / "feeds.opml").read_text(encoding="utf-8")
 
 
+def test_a_base_url_and_feed_file_in_chinese_are_published_as_uris(ws: Workspace) -> None:
+    """Feeds' addresses are URIs (RFC 4287's self link, JSON Feed's feed_url): a base_url path
+    or a feed file named in Chinese is percent-encoded, in every format and in the OPML list."""
+    text = ws.config.read_text(encoding="utf-8").replace(BASE, "https://news.example.org/新闻/")
+    ws.config.write_text(
+        text + '[[feeds]]\nname = "ukraine"\ntitle = "乌克兰"\nfile = "专题/乌克兰.atom"\n',
+        encoding="utf-8",
+    )
+    ws.run_json()
+    base = "https://news.example.org/%E6%96%B0%E9%97%BB/"
+    topic = base + "%E4%B8%93%E9%A2%98/%E4%B9%8C%E5%85%8B%E5%85%B0"
+    parsed = feedparser.parse((ws.out / "专题" / "乌克兰.atom").read_bytes())
+    links = {(ln.rel, ln.type): ln.href for ln in parsed.feed.links}
+    assert links[("self", "application/atom+xml")] == topic + ".atom"
+    assert links[("alternate", "application/feed+json")] == topic + ".json"
+    feed_json = json.loads((ws.out / "专题" / "乌克兰.json").read_text(encoding="utf-8"))
+    assert feed_json["feed_url"] == topic + ".json"
+    assert json.loads((ws.out / "voa.json").read_text(encoding="utf-8"))["feed_url"] == (
+        base + "voa.json"
+    )
+    assert topic + ".atom" in (ws.out / "feeds.opml").read_text(encoding="utf-8")
+    for path in ws.out.rglob("*"):
+        if path.suffix in (".atom", ".rss", ".json"):
+            assert check_file(path) == [], path
+
+
 def test_max_age_counts_from_now(tmp_path: Path) -> None:
     ws = make_workspace(tmp_path)
     _with_feeds(ws, '[[feeds]]\nname = "recent"\ntitle = "Last ten days"\nmax_age = "10d"\n')

@@ -539,6 +539,38 @@ def test_a_busy_port_is_reported(served: Served) -> None:
     assert "choose another --port" in proc.stderr
 
 
+def test_a_percent_encoded_base_url_path_is_served(tmp_path: Path) -> None:
+    """base_url's path is a URI's (/my%20feeds/, /新闻/ written as UTF-8 escapes): requests
+    for it and the files under it are answered, as the address serve prints says."""
+    ws = make_workspace(tmp_path)
+    port = _free_port()
+    configure(
+        ws, f"http://127.0.0.1:{port}/my feeds/新闻/".replace(" ", "%20"),
+        '[[feeds]]\nname = "ukraine"\ntitle = "t"\nfile = "专题/乌克兰.atom"\n',
+    )  # fmt: skip
+    ws.cli("run", check=True)
+    prefix = "/my%20feeds/%E6%96%B0%E9%97%BB/"
+    server = start(ws, port, prefix)
+    try:
+        status, _, body = server.request("all.atom")
+        assert status == 200 and body == (ws.out / "all.atom").read_bytes()
+        status, _, body = server.request("%E4%B8%93%E9%A2%98/%E4%B9%8C%E5%85%8B%E5%85%B0.atom")
+        assert status == 200 and body == (ws.out / "专题" / "乌克兰.atom").read_bytes()
+        assert server.request("")[0] == 200  # the index page
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        conn.request("GET", prefix.rstrip("/"))
+        resp = conn.getresponse()
+        resp.read()
+        assert (resp.status, resp.getheader("location")) == (308, prefix)
+        conn.request("GET", "/all.atom")
+        assert conn.getresponse().status == 404
+        conn.close()
+    finally:
+        code, err = server.stop(signal.SIGTERM)
+    assert code == 0, err
+    assert f"at http://127.0.0.1:{port}{prefix} " in err and "warning" not in err
+
+
 def test_a_local_base_url_on_another_port_is_a_warning(tmp_path: Path) -> None:
     """Served on a port its local base_url does not name: the links lead elsewhere; said at
     start, with both ways out. A public base_url (behind a reverse proxy) is no warning."""
