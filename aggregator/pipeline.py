@@ -43,6 +43,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from functools import cache
 from pathlib import Path
+from stat import S_ISDIR
 from types import FrameType
 from typing import TYPE_CHECKING
 
@@ -233,6 +234,8 @@ class _RunState:
     # The cleaning this version does (read once a run, not once a source: 500 URL sources
     # computed it 500 times).
     signature: str = field(default_factory=cleaning_signature)
+    # Each archive source's folder (device, inode): one source does not read another's.
+    folders: dict[tuple[int, int], str] = field(default_factory=dict)
 
 
 @dataclass
@@ -497,7 +500,11 @@ def _ingest(
     tally = _Tally(source.name, run=run)
     try:
         stats = list(
-            fetch.scan(source, lambda path, why: tally.skipped.append(Skip(_shown(path), why)))
+            fetch.scan(
+                source,
+                lambda path, why: tally.skipped.append(Skip(_shown(path), why)),
+                run.folders,
+            )
         )
     except SourceError as e:
         tally.error = str(e)  # with its path; reported once, by the summary or the daemon's log
@@ -1590,7 +1597,7 @@ def _run(
 ) -> RunReport:  # fmt: skip
     started = time.perf_counter()
     done: dict[str, SourceReport] = {}
-    run = _RunState()
+    run = _RunState(folders=_archive_folders(config))
     early = _Early(config, staging) if staging is not None and urls else None
     committed = time.monotonic()
     outdated: set[str] = set()  # sources whose entries changed since the last commit
@@ -1704,6 +1711,20 @@ def _run(
         pinged = http.ping_hub(config.hub, changed_urls, f"aggregator/{__version__}")
         report = replace(report, warnings=(*report.warnings, *pinged))
     return report
+
+
+def _archive_folders(config: Config) -> dict[tuple[int, int], str]:
+    """Each archive source's folder, by (device, inode), to the first source reading it."""
+    found: dict[tuple[int, int], str] = {}
+    for s in config.sources:
+        if s.path is not None:
+            try:
+                st = s.path.stat()
+            except OSError:
+                continue  # said when the source is read
+            if S_ISDIR(st.st_mode):
+                found.setdefault((st.st_dev, st.st_ino), s.name)
+    return found
 
 
 def _renamed(config: Config, store: Store) -> list[str]:

@@ -1020,3 +1020,29 @@ def test_what_an_archive_folder_holds_besides_files_is_reported(ws: Workspace) -
         others = [s for s in json.loads(proc.stdout)["sources"] if s["name"] != "voa"]
         assert all(s["skipped"] == [] for s in others)
     assert ws.cli("run", "--json", "--strict").returncode != 0
+
+
+def test_another_sources_folder_inside_an_archive_is_left_to_that_source(ws: Workspace) -> None:
+    """A link sideways to another source's folder (voa/dwlink -> ../dw), or that folder moved
+    inside: its files stay the other source's (they were taken by the source that read them
+    first, and the other's feed was left empty); reported with what to do."""
+    voa, dw = ws.root / "seeds" / "voa", ws.root / "seeds" / "dw"
+    (voa / "dwlink").symlink_to("../dw", target_is_directory=True)
+    report = ws.run_json()
+    sources = {s["name"]: s for s in report["sources"]}
+    assert (sources["voa"]["new"], sources["dw"]["new"]) == (3, 1)
+    assert [(s["origin"], s["reason"]) for s in sources["voa"]["skipped"]] == [
+        (str(voa / "dwlink"), "the folder of source 'dw' (a link to it, or inside this "
+         "source's); not read here, so each file is its own source's: remove the link, or "
+         "move that folder out"),
+    ]  # fmt: skip
+    feeds = {f["name"]: f["entries"] for f in report["feeds"]}
+    assert (feeds["voa"], feeds["dw"], feeds["all"]) == (3, 1, 5)
+    # Nested instead of linked: the same.
+    (voa / "dwlink").unlink()
+    dw.rename(voa / "dw")
+    text = ws.config.read_text(encoding="utf-8")
+    ws.config.write_text(text.replace('path = "seeds/dw"', 'path = "seeds/voa/dw"'), "utf-8")
+    sources = {s["name"]: s for s in ws.run_json()["sources"]}
+    assert [s["origin"] for s in sources["voa"]["skipped"]] == [str(voa / "dw")]
+    assert sources["dw"]["skipped"] == []

@@ -11,7 +11,7 @@ from __future__ import annotations
 import errno
 import logging
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from fnmatch import fnmatch
 from stat import S_IFBLK, S_IFCHR, S_IFIFO, S_IFMT, S_IFSOCK, S_ISDIR, S_ISREG
 
@@ -24,12 +24,18 @@ log = logging.getLogger("aggregator")
 _DIRECTORY = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
 
 
-def scan(source: Source, left_out: Callable[[str, str], None] | None = None) -> Iterator[FileStat]:
+def scan(
+    source: Source,
+    left_out: Callable[[str, str], None] | None = None,
+    others: Mapping[tuple[int, int], str] | None = None,
+) -> Iterator[FileStat]:
     """Every matching file under the source's path, in a stable (sorted) order.
 
     What matches the include patterns but cannot be read as a file (a symbolic link to nothing,
     a FIFO, a socket, a subfolder that cannot be listed, a link back up to a folder holding the
-    source) is passed to ``left_out(path, reason)``; without one, it is logged."""
+    source) is passed to ``left_out(path, reason)``; without one, it is logged. So is another
+    archive source's folder met inside this one (a link to it, or nested): ``others`` maps
+    each archive source's folder (device, inode) to its name."""
     root = source.path
     if root is None:
         raise FetchError(source.where, "not a local source (it has a url, not a path)")
@@ -43,10 +49,13 @@ def scan(source: Source, left_out: Callable[[str, str], None] | None = None) -> 
         # The folders that hold the source: a link inside it to one of them (to '..', say)
         # would read other sources' files as this source's, and the whole tree again.
         above = {(st.st_dev, st.st_ino) for st in map(os.stat, root.resolve().parents)}
+        st = root.stat()
     except OSError as e:
         raise FetchError(str(root), f"cannot look at it: {e.strerror or e}") from e
+    own = (st.st_dev, st.st_ino)
+    elsewhere = {k: name for k, name in (others or {}).items() if k != own}
     include = None if source.include == ("*",) else source.include
-    yield from _walk(str(root), include, left_out or _log_left_out, set(), above)
+    yield from _walk(str(root), include, left_out or _log_left_out, set(), above, elsewhere)
 
 
 def _log_left_out(path: str, reason: str) -> None:
@@ -59,6 +68,7 @@ def _walk(
     left_out: Callable[[str, str], None],
     seen: set[tuple[int, int]],
     above: set[tuple[int, int]],
+    elsewhere: Mapping[tuple[int, int], str],
 ) -> Iterator[FileStat]:
     # The hot loop of a no-change run (one pass per file of every archive): plain strings, no
     # pattern matching for the default include, names listed and each stat'ed once relative to
@@ -77,6 +87,14 @@ def _walk(
                 folder,
                 "a link to a folder that holds this source (a loop); not followed: remove the "
                 "link, or point the source at a folder that does not contain it",
+            )
+            return
+        if here in elsewhere:
+            left_out(
+                folder,
+                f"the folder of source {elsewhere[here]!r} (a link to it, or inside this "
+                "source's); not read here, so each file is its own source's: remove the link, "
+                "or move that folder out",
             )
             return
         if here in seen:
@@ -99,7 +117,7 @@ def _walk(
                 continue
             if S_ISDIR(st.st_mode):
                 try:
-                    yield from _walk(prefix + name, include, left_out, seen, above)
+                    yield from _walk(prefix + name, include, left_out, seen, above, elsewhere)
                 except FetchError as e:  # one unreadable subfolder: say so, read the rest
                     left_out(e.origin, f"{e.reason}; its files are left out of this run")
             elif include is None or _matches(name, include):  # (no call for the default)
