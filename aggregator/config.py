@@ -27,7 +27,7 @@ from fnmatch import fnmatch
 from functools import cache
 from pathlib import Path, PurePosixPath
 from typing import Annotated, Any, get_args
-from urllib.parse import urlsplit
+from urllib.parse import urljoin, urlsplit
 
 from pydantic import (
     BaseModel,
@@ -147,11 +147,26 @@ def _page_url(v: str | None) -> str | None:
     return as_uri(v)
 
 
+def _icon_url(v: str | None) -> str | None:
+    """An icon: an absolute http(s) URL, or one relative to base_url ('icon.png', the
+    output folder's file), made absolute in ``_build`` (JSON Feed needs it absolute)."""
+    if v is not None and not urlsplit(v).scheme and not v.startswith("//"):
+        if _NOT_IN_URL.search(v):
+            raise ValueError(
+                "must be an absolute http(s) URL or a path relative to base_url, e.g. "
+                f"'icon.png'; {v!r} holds a space or control character (write a space as %20)"
+            )
+        return as_uri(v)
+    return _page_url(v)
+
+
 # An xml:lang value (RFC 4646's shape, as the RELAX NG schema of RFC 4287 checks it).
 _LANG = re.compile(r"[A-Za-z]{1,8}(-[A-Za-z0-9]{1,8})*")
 
 
 def _lang(v: str | None) -> str | None:
+    """A language tag; 'zh_CN' (a POSIX locale's spelling) is taken as 'zh-CN'."""
+    v = v.replace("_", "-") if v is not None else None
     if v is not None and not _LANG.fullmatch(v):
         raise ValueError(
             f"must be a language tag like 'zh-Hans', 'zh-TW' or 'en' (letters and digits "
@@ -244,7 +259,8 @@ class _Source(_FetchSettings):
         return v
 
     _check_lang = field_validator("lang")(_lang)
-    _check_pages = field_validator("homepage", "icon")(_page_url)
+    _check_pages = field_validator("homepage")(_page_url)
+    _check_icon = field_validator("icon")(_icon_url)
 
     @field_validator("url")
     @classmethod
@@ -269,7 +285,7 @@ class _Merged(_Strict):
     icon: str | None = None
 
     _check_lang = field_validator("lang")(_lang)
-    _check_icon = field_validator("icon")(_page_url)
+    _check_icon = field_validator("icon")(_icon_url)
 
 
 _Format = Annotated[str, Field(pattern=f"^({'|'.join(FORMATS)})$")]
@@ -338,7 +354,8 @@ class _Feed(_Strict):
 
     _check_formats = field_validator("formats")(_formats)
     _check_lang = field_validator("lang")(_lang)
-    _check_pages = field_validator("icon", "link")(_page_url)
+    _check_pages = field_validator("link")(_page_url)
+    _check_icon = field_validator("icon")(_icon_url)
 
     @field_validator("max_age", mode="before")
     @classmethod
@@ -599,38 +616,48 @@ def load(path: Path = DEFAULT_CONFIG, text: str | None = None) -> Config:
 
 
 def _overlaps(config: Config) -> Iterator[str]:
-    """An archive folder that holds what the tool writes, or lies in its output folder, and
-    whose include patterns take those files: the source would read its own feeds, or the
-    state database, as articles, skipped on every run (and ``run --strict`` would fail for
-    ever)."""
-    out, db = config.output_dir.resolve(), config.state_db.resolve()
-    written = {PurePosixPath(filename(f, fmt)).name for f in config.feeds for fmt in f.formats}
-    state = {db.name, f"{db.name}-wal", f"{db.name}-shm"}
+    """An archive folder that would read what the tool writes (a feed file, the state
+    database) as articles, skipped on every run (and ``run --strict`` failing for ever): a
+    file written inside it, under no hidden folder, that its include patterns take."""
+    out = config.output_dir.resolve()
+    written = [out / "feeds.opml", out / "feed.xsl"]
+    for f in config.feeds:
+        written += [out / filename(f, fmt) for fmt in f.formats]
+        written += [out / "archive" / f.name / "1.atom"] if f.archive else []
+    db = config.state_db.resolve()
+    state = [db, db.with_name(f"{db.name}-wal"), db.with_name(f"{db.name}-shm")]
     for i, s in enumerate(config.sources):
         if s.path is None or not s.path.is_dir():
             continue
         folder = s.path.resolve()
-        takes_feeds = any(fnmatch(name, p) for name in written for p in s.include)
-        if takes_feeds and out.is_relative_to(folder):
-            yield (
-                f"output_dir: {out} is inside sources[{i}].path ({folder}): the source would "
-                "read the feeds written there as articles; put output_dir outside it"
+
+        def taken(path: Path, s: Source = s, folder: Path = folder) -> bool:
+            return (
+                path.is_relative_to(folder)
+                and not any(p.startswith(".") for p in path.relative_to(folder).parts)
+                and any(fnmatch(path.name, pattern) for pattern in s.include)
             )
-        elif takes_feeds and folder.is_relative_to(out):
+
+        if first := next(filter(taken, written), None):
             yield (
-                f"sources[{i}].path: {folder} is inside output_dir ({out}): the source would "
-                "read the feeds written there as articles; keep archives outside output_dir"
+                f"output_dir: {first} is written inside sources[{i}].path ({folder}), which "
+                "would read the feeds as articles; keep output_dir and the archive folders "
+                "apart (or leave the feeds out by the source's include patterns)"
             )
-        if db.is_relative_to(folder) and any(fnmatch(n, p) for n in state for p in s.include):
+        if any(map(taken, state)):
             yield (
-                f"state_db: {db} is inside sources[{i}].path ({folder}): the source would "
-                "read the database's files as articles; put state_db outside it"
+                f"state_db: {db} is inside sources[{i}].path ({folder}), which would read the "
+                "database as articles; put state_db elsewhere"
             )
 
 
 def text_digest(text: str) -> str:
     """What tells one config.toml's text from another (``Config.digest``)."""
     return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).hexdigest()
+
+
+def _absolute(base_url: str, icon: str | None) -> str | None:
+    return as_uri(urljoin(base_url, icon)) if icon is not None else None
 
 
 def _homepage(s: _Source) -> str | None:
@@ -671,7 +698,7 @@ def _build(raw: _Config, root: Path, path: Path) -> Config:
             lang=s.lang,
             author=s.author,
             homepage=_homepage(s),
-            icon=s.icon,
+            icon=_absolute(raw.base_url, s.icon),
         )
         for s in raw.sources
     )
@@ -687,7 +714,7 @@ def _build(raw: _Config, root: Path, path: Path) -> Config:
             subtitle=merged.subtitle,
             sources=tuple(s.name for s in sources),
             lang=merged.lang,
-            icon=merged.icon,
+            icon=_absolute(raw.base_url, merged.icon),
             max_entries=limit,
             formats=formats,
             archive=archive,
@@ -700,7 +727,7 @@ def _build(raw: _Config, root: Path, path: Path) -> Config:
                 sources=(s.name,),
                 lang=s.lang,
                 link=s.homepage,
-                icon=s.icon,
+                icon=_absolute(raw.base_url, s.icon),
                 max_entries=limit,
                 formats=formats,
                 archive=archive,
@@ -716,7 +743,7 @@ def _build(raw: _Config, root: Path, path: Path) -> Config:
                 subtitle=f.subtitle,
                 lang=f.lang or f.script,
                 link=f.link,
-                icon=f.icon,
+                icon=_absolute(raw.base_url, f.icon),
                 max_entries=f.max_entries or limit,
                 formats=tuple(f.formats) if f.formats else formats,
                 include=f.include.match(),

@@ -1660,10 +1660,14 @@ def _run(
     finally:
         workers.close(cancel=stop is not None and stop())
     reports = [done[s.name] for s in chosen if s.name in done]
-    rehomed = store.rehome([s.name for s in config.sources])
+    configured = [s.name for s in config.sources]
+    rehomed = store.rehome(configured)
     notes += [
-        f"{n} article(s) of source {old!r}, no longer in config.toml, are now shown under "
-        f"{new!r}, which gives them too"
+        f"{n} article(s) shown under {old!r} while {new!r} was out of config.toml are shown "
+        f"under {new!r} again"
+        if old in configured
+        else f"{n} article(s) of source {old!r}, no longer in config.toml, are now shown "
+        f"under {new!r}, which gives them too"
         for (old, new), n in sorted(rehomed.items())
     ]
     started_nd = time.perf_counter()
@@ -1681,7 +1685,7 @@ def _run(
     restory = bool(touched) or bool(merged)  # an entry of any feed may have changed
     changed = (
         None if removed or restory
-        else {r.name for r in reports if r.changed} | {new for _, new in rehomed}
+        else {r.name for r in reports if r.changed} | {s for pair in rehomed for s in pair}
     )  # fmt: skip
     feeds, errors, warnings, changed_urls = _write_feeds(
         config, store, now, staging, changed, early.published if early else None
@@ -1740,7 +1744,9 @@ def _renamed(config: Config, store: Store) -> list[str]:
         if source.name in stored or not gone:
             continue
         where = f"feed {source.url}" if source.url is not None else f"folder {source.path}"
-        matches = [old for old in gone if store.found_at(old, source.path, source.url)]
+        matches = [
+            old for old in gone if store.found_at(old, source.path, source.url, source.include)
+        ]
         if len(matches) == 1:
             gone.remove(old := matches[0])
             shown = store.rename_source(old, source.name)

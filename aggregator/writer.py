@@ -30,10 +30,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cache
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 from aggregator import __version__, stylesheet
-from aggregator.clean.urls import as_uri
 from aggregator.model import Entry, FeedSpec, Source
 
 ATOM_NS = "http://www.w3.org/2005/Atom"
@@ -72,8 +71,8 @@ def filename(spec: FeedSpec, fmt: str = "atom") -> str:
 
 def feed_url(base_url: str, spec: FeedSpec, fmt: str = "atom") -> str:
     """Where the feed's file is published: a URI, its name percent-encoded where it must be
-    (``file = "新闻/ukraine.atom"``)."""
-    return as_uri(base_url + filename(spec, fmt))
+    (``file = "新闻/ukraine.atom"``; a '%', '?' or '#' in it is part of the name)."""
+    return base_url + quote(filename(spec, fmt), safe="/!$&'()*+,;=:@~")
 
 
 @dataclass(frozen=True, slots=True)

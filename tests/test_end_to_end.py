@@ -743,7 +743,7 @@ def test_check_refuses_urls_and_languages_no_feed_could_carry(ws: Workspace) -> 
         assert f"{base!r} {problem}" in proc.stderr, proc.stderr
     proc = _check(
         ws,
-        'base_url = "http://x/"\n[output.merged]\nlang = "zh_CN"\nicon = "icon.png"\n'
+        'base_url = "http://x/"\n[output.merged]\nlang = "zh CN"\nicon = "data:x"\n'
         f'{source}lang = "en US"\nhomepage = "javascript:alert(1)"\nicon = "not a url"\n'
         '[[feeds]]\nname = "t"\ntitle = "t"\nlang = "-"\nlink = "//x.org/"\n',
     )
@@ -751,50 +751,61 @@ def test_check_refuses_urls_and_languages_no_feed_could_carry(ws: Workspace) -> 
     for key in ("output.merged.lang", "sources[0].lang", "feeds[0].lang"):
         assert f"{key}: must be a language tag like 'zh-Hans'" in proc.stderr, proc.stderr
     for key, value, problem in (
-        ("output.merged.icon", "icon.png", "is not an http(s) URL"),
+        ("output.merged.icon", "data:x", "is not an http(s) URL"),
         ("sources[0].homepage", "javascript:alert(1)", "is not an http(s) URL"),
-        ("sources[0].icon", "not a url", "holds a space"),
         ("feeds[0].link", "//x.org/", "is not an http(s) URL"),
     ):
         assert f"{key}: must be an absolute http(s) URL, e.g. 'https://www.example.org/'; " \
             f"{value!r} {problem}" in proc.stderr, proc.stderr  # fmt: skip
-    # Good values pass: a region, a script, a private use subtag; a path in Chinese.
+    assert "sources[0].icon: must be an absolute http(s) URL or a path relative to base_url" \
+        ", e.g. 'icon.png'; 'not a url' holds a space" in proc.stderr  # fmt: skip
+    # Good values pass: a region, a script, a private use subtag, a POSIX locale's
+    # spelling (zh_TW); a path in Chinese; an icon relative to base_url.
     proc = _check(
         ws,
         'base_url = "https://x.org/新闻/"\n[output.merged]\nlang = "zh-Hant-TW"\n'
-        f'{source}lang = "en-x-mirror"\nhomepage = "https://x.org/a b"\n',
-    )
-    assert proc.returncode == 2 and "sources[0].homepage" in proc.stderr  # a raw space
-    proc = _check(
-        ws,
-        'base_url = "https://x.org/新闻/"\n[output.merged]\nlang = "zh-Hant-TW"\n'
-        f'{source}lang = "en-x-mirror"\nhomepage = "https://x.org/a%20b"\n',
+        'icon = "icon.png"\n'
+        f'{source}lang = "zh_TW"\nhomepage = "https://x.org/a%20b"\n'
+        '[[feeds]]\nname = "t"\ntitle = "t"\nlang = "en-x-mirror"\n',
     )
     assert proc.returncode == 0, proc.stderr
+    proc = _check(ws, f'base_url = "https://x.org/"\n{source}homepage = "https://x.org/a b"\n')
+    assert proc.returncode == 2 and "sources[0].homepage" in proc.stderr  # a raw space
 
 
 def test_check_refuses_an_archive_folder_that_holds_the_output(ws: Workspace) -> None:
     """A source reading the folder the feeds or the state database are written to would
     read them as articles and skip them on every run (``run --strict`` failing for ever)."""
     head = 'base_url = "http://x/"\n'
-    for settings, key, where in (
-        ('output_dir = "seeds/voa/out"\n', "output_dir", "is inside sources[0].path"),
-        ('output_dir = "seeds/voa"\n', "output_dir", "is inside sources[0].path"),
-        ('output_dir = "seeds"\n', "sources[0].path", "is inside output_dir"),
-        ('state_db = "seeds/voa/s.sqlite3"\n', "state_db", "is inside sources[0].path"),
-    ):
+    voa = ws.root / "seeds" / "voa"
+    for settings, problem in (
+        ('output_dir = "seeds/voa/out"\n', f"output_dir: {voa}/out/feeds.opml is written inside "
+         f"sources[0].path ({voa}), which would read the feeds as articles"),
+        ('output_dir = "seeds/voa"\n', f"output_dir: {voa}/feeds.opml is written inside"),
+        ('state_db = "seeds/voa/s.sqlite3"\n', f"state_db: {voa}/s.sqlite3 is inside "
+         f"sources[0].path ({voa}), which would read the database as articles"),
+    ):  # fmt: skip
         proc = _check(ws, f'{head}{settings}[[sources]]\nname = "a"\npath = "seeds/voa"\n')
         assert proc.returncode == 2, settings
-        assert f"  - {key}: " in proc.stderr and where in proc.stderr, proc.stderr
+        assert f"  - {problem}" in proc.stderr, proc.stderr
         assert ws.cli("run").returncode == 2  # run refuses it too, before writing anything
-    assert not (ws.root / "seeds" / "voa" / "out").exists()
-    # Include patterns that leave those files out make it fine.
+    assert not (voa / "out").exists()
+    # A feed file written into the folder, with the source's folder inside output_dir.
     proc = _check(
         ws,
-        f'{head}output_dir = "seeds/voa/out"\nstate_db = "seeds/voa/s.sqlite3"\n'
-        '[[sources]]\nname = "a"\npath = "seeds/voa"\ninclude = ["*.txt"]\n',
+        f'{head}output_dir = "seeds"\n[[sources]]\nname = "a"\npath = "seeds/voa"\n'
+        '[[feeds]]\nname = "t"\ntitle = "t"\nfile = "voa/t.atom"\n',
     )
-    assert proc.returncode == 0, proc.stderr
+    assert f"  - output_dir: {voa}/t.atom is written inside sources[0].path" in proc.stderr
+    # Fine: a source folder inside output_dir that no file is written to; hidden folders
+    # (the walk does not enter them); include patterns that leave those files out.
+    for settings, include in (
+        ('output_dir = "seeds"\n', ""),
+        ('output_dir = "seeds/voa/.out"\nstate_db = "seeds/voa/.state/s.sqlite3"\n', ""),
+        ('output_dir = "seeds/voa/out"\nstate_db = "seeds/voa/s.sqlite3"\n', 'include = ["*.txt"]\n'),
+    ):  # fmt: skip
+        proc = _check(ws, f'{head}{settings}[[sources]]\nname = "a"\npath = "seeds/voa"\n{include}')
+        assert proc.returncode == 0, proc.stderr
     report = ws.run_json("--strict")
     assert (report["sources"][0]["new"], report["skipped"]) == (3, 0)
     assert ws.run_json("--strict")["skipped"] == 0

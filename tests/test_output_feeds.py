@@ -110,6 +110,7 @@ def test_a_base_url_and_feed_file_in_chinese_are_published_as_uris(ws: Workspace
     """Feeds' addresses are URIs (RFC 4287's self link, JSON Feed's feed_url): a base_url path
     or a feed file named in Chinese is percent-encoded, in every format and in the OPML list."""
     text = ws.config.read_text(encoding="utf-8").replace(BASE, "https://news.example.org/新闻/")
+    text = text.replace("[output.merged]\n", '[output.merged]\nicon = "图标.png"\n')
     ws.config.write_text(
         text + '[[feeds]]\nname = "ukraine"\ntitle = "乌克兰"\nfile = "专题/乌克兰.atom"\n',
         encoding="utf-8",
@@ -127,6 +128,10 @@ def test_a_base_url_and_feed_file_in_chinese_are_published_as_uris(ws: Workspace
         base + "voa.json"
     )
     assert topic + ".atom" in (ws.out / "feeds.opml").read_text(encoding="utf-8")
+    # An icon relative to base_url is published absolute (JSON Feed requires it).
+    icon = base + "%E5%9B%BE%E6%A0%87.png"
+    assert json.loads((ws.out / "all.json").read_text(encoding="utf-8"))["icon"] == icon
+    assert feedparser.parse((ws.out / "all.atom").read_bytes()).feed.icon == icon
     for path in ws.out.rglob("*"):
         if path.suffix in (".atom", ".rss", ".json"):
             assert check_file(path) == [], path

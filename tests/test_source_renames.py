@@ -17,6 +17,7 @@ import feedparser
 from tests import livefeeds
 from tests.conftest import SEEDS, Workspace
 from tests.feedserver import FeedServer, Route
+from tests.test_daemon import Daemon, daemons  # noqa: F401 - the fixture
 from tests.test_live_sources import NOW, RSS, Setup, by_name, url_source
 
 HEAD = 'base_url = "https://news.example.org/feeds/"\noutput_dir = "out"\nstate_db = "s.sqlite3"\n'
@@ -140,6 +141,14 @@ def test_a_source_taken_out_leaves_its_articles_to_one_that_gives_them_too(
     ) in report["warnings"]
     assert _source(report, "b")["files_read"] == 0  # nothing read again
     assert not any("'a'" in w for w in ws.run_json()["warnings"])  # said once
+    # Put back, a shows them again, not b.
+    _write(tmp_path, ("a", "a", "voa"), ("b", "b", "voa"))
+    back = ws.run_json()
+    assert (
+        "3 article(s) shown under 'b' while 'a' was out of config.toml are shown under 'a' again"
+    ) in back["warnings"]
+    assert _entries(tmp_path, "a") == merged and _entries(tmp_path, "b") == {}
+    assert _entries(tmp_path, "all") == merged
 
 
 def test_a_source_taken_out_takes_the_articles_no_other_source_gives(tmp_path: Path) -> None:
@@ -171,6 +180,7 @@ def test_a_state_from_before_knows_the_copies_it_recorded(tmp_path: Path) -> Non
     merged = _entries(tmp_path, "all")
     with sqlite3.connect(tmp_path / "s.sqlite3") as db:
         db.execute("DROP TABLE carries")
+        db.execute("DROP TABLE rehomed")
         db.execute("PRAGMA user_version = 14")
     _write(tmp_path, ("b", "b", "voa"))
     report = ws.run_json()
@@ -188,3 +198,49 @@ def test_a_state_from_before_knows_the_copies_it_recorded(tmp_path: Path) -> Non
     same_key.write_text(same_key.read_text(encoding="utf-8") + "\n", encoding="utf-8")
     ws.run_json()
     assert _entries(tmp_path, "b") == merged
+
+
+def test_a_new_source_reading_another_part_of_a_shared_folder_is_no_rename(
+    tmp_path: Path,
+) -> None:
+    """One folder, two outlets' files told apart by include patterns: the VOA source taken
+    out and a DW one added does not inherit VOA's articles as a rename."""
+    (tmp_path / "arch").mkdir()
+    for outlet in ("voa", "dw"):
+        for f in (SEEDS / outlet).iterdir():
+            shutil.copy(f, tmp_path / "arch" / f"{outlet}-{f.name}")
+    config = (
+        HEAD + '[[sources]]\nname = "{0}"\npath = "arch"\nadapter = "{0}"\ninclude = ["{0}-*"]\n'
+    )
+    (tmp_path / "config.toml").write_text(config.format("voa"), encoding="utf-8")
+    ws = Workspace(tmp_path)
+    ws.run_json()
+    (tmp_path / "config.toml").write_text(config.format("dw"), encoding="utf-8")
+    report = ws.run_json()
+    assert not any("is now 'dw'" in w for w in report["warnings"]), report["warnings"]
+    assert _source(report, "dw")["new"] == 1
+    (title,) = _entries(tmp_path, "dw").values()
+    assert title.startswith("美俄就乌克兰召开安全对话")
+
+
+def test_a_daemon_started_on_a_renamed_feed_keeps_its_entries(
+    tmp_path: Path,
+    server: FeedServer,
+    daemons: list[Daemon],  # noqa: F811 - the fixture imported above
+) -> None:
+    """The daemon publishes its schedule (a status row per source) before its first batch:
+    the new name must still be taken as a rename."""
+    articles = livefeeds.voa()
+    url = server.route("/f", Route(body=livefeeds.rss2(articles), headers=RSS))
+    setup = Setup(tmp_path, [url_source("live", url)])
+    setup.run()
+    ids = {e.id for e in setup.feed("live").entries}
+    server.route("/f", Route(body=livefeeds.rss2(articles[:1]), headers=RSS))
+    renamed = Setup(tmp_path, [url_source("voa-live", url)])
+    d = Daemon(tmp_path)
+    daemons.append(d)
+    feed = tmp_path / "out" / "voa-live.atom"
+    d.wait_for(feed.exists, why="the renamed source's feed")
+    assert {e.id for e in renamed.feed("voa-live").entries} == ids
+    assert d.stop() == 0
+    assert "source 'live' is now 'voa-live'" in d.log

@@ -31,6 +31,7 @@ from collections.abc import Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
+from fnmatch import fnmatch
 from functools import lru_cache
 from pathlib import Path
 from types import TracebackType
@@ -200,7 +201,7 @@ def _gone(path: Path, what: str) -> StateGone:
 # The tables whose rows belong to a source, by its name (Store.rename_source).
 _SOURCE_TABLES = (
     "files", "items", "duplicates", "fetch_state", "snapshots", "source_status", "listings",
-    "cleaned_by", "guids", "carries",
+    "cleaned_by", "guids", "carries", "rehomed",
 )  # fmt: skip
 
 
@@ -632,15 +633,24 @@ class Store:
     def stored_sources(self) -> set[str]:
         """Every source the state holds anything of: articles, files read, fetch state."""
         with self._errors:
-            known = {r[0] for r in self._db.execute("SELECT source FROM source_status")}
+            # (A daemon's schedule makes rows for sources never run yet: not theirs.)
+            known = {
+                r[0]
+                for r in self._db.execute(
+                    "SELECT source FROM source_status WHERE last_run IS NOT NULL"
+                )
+            }
             known.update(r[0] for r in self._db.execute("SELECT source FROM fetch_state"))
             known.update(self._distinct_sources("files"))
             known.update(self._distinct_sources("items"))
             return known
 
-    def found_at(self, source: str, path: Path | None, url: str | None) -> bool:
-        """True when what the state holds of ``source`` came from the folder or file ``path``
-        (every file it read lies there) or from the feed ``url``."""
+    def found_at(
+        self, source: str, path: Path | None, url: str | None, include: Sequence[str] = ("*",)
+    ) -> bool:
+        """True when what the state holds of ``source`` came from the feed ``url``, or from
+        the folder or file ``path``: every file it read lies there and is one ``include``
+        takes (a folder two sources share, each its own files, names neither's)."""
         with self._errors:
             if url is not None:
                 return (
@@ -656,7 +666,13 @@ class Store:
                 "SELECT path FROM files WHERE source = ?", (source,)
             )]  # fmt: skip
             return bool(paths) and all(
-                p == str(path) or Path(p).is_relative_to(path) for p in paths
+                p == str(path)
+                or (
+                    Path(p).is_relative_to(path)
+                    and not any(part.startswith(".") for part in Path(p).relative_to(path).parts)
+                    and any(fnmatch(Path(p).name, pattern) for pattern in include)
+                )
+                for p in paths
             )
 
     def rename_source(self, old: str, new: str) -> int:
@@ -666,6 +682,10 @@ class Store:
             shown = self._db.execute(
                 "SELECT count(*) FROM items WHERE source = ? AND story IS NULL", (old,)
             ).fetchone()[0]
+            # A daemon's schedule may have made the new name's row already, empty.
+            self._db.execute(
+                "DELETE FROM source_status WHERE source = ? AND last_run IS NULL", (new,)
+            )
             for table in _SOURCE_TABLES:
                 self._db.execute(
                     f"UPDATE {table} SET source = ? WHERE source = ?",  # noqa: S608 - our names
@@ -676,13 +696,27 @@ class Store:
     def rehome(self, sources: Sequence[str]) -> dict[tuple[str, str], int]:
         """Articles shown under a source not in ``sources`` (taken out of config.toml) move to
         the first source of ``sources`` that gives them too: the article itself, an exact
-        duplicate of it, or an article merged into it (and such a copy's duplicates). Returns
-        how many articles moved, by (from, to). An article no listed source gives stays where
-        it is (in no feed; the source put back brings it back)."""
+        duplicate of it, or an article merged into it (and such a copy's duplicates); and an
+        article moved so before goes back to its source when that is in ``sources`` again.
+        Returns how many articles moved, by (from, to). An article no listed source gives
+        stays where it is (in no feed; the source put back brings it back)."""
+        moved: dict[tuple[str, str], int] = {}
         with self._errors:
-            gone = [s for s in self._distinct_sources("items") if s not in set(sources)]
+            listed = set(sources)
+            back = [
+                (key, was, now)
+                for key, was, now in self._db.execute(
+                    "SELECT r.key, r.source, i.source FROM rehomed r JOIN items i USING (key)"
+                )
+                if was in listed
+            ]
+            for key, was, now in back:
+                self._db.execute("UPDATE items SET source = ? WHERE key = ?", (was, key))
+                self._db.execute("DELETE FROM rehomed WHERE key = ?", (key,))
+                moved[now, was] = moved.get((now, was), 0) + 1
+            gone = [s for s in self._distinct_sources("items") if s not in listed]
             if not gone:
-                return {}
+                return moved
             self._db.execute(
                 "CREATE TEMP TABLE IF NOT EXISTS ranks (source TEXT PRIMARY KEY, rank INTEGER)"
             )
@@ -691,7 +725,6 @@ class Store:
                 "INSERT INTO temp.ranks (source, rank) VALUES (?, ?)",
                 [(s, n) for n, s in enumerate(dict.fromkeys(sources))],
             )
-            moved: dict[tuple[str, str], int] = {}
             for old in gone:
                 rows = self._db.execute(
                     "SELECT o.key, (SELECT r.source FROM carries c JOIN temp.ranks r"
@@ -709,6 +742,9 @@ class Store:
                     if new is None:
                         continue
                     self._db.execute("UPDATE items SET source = ? WHERE key = ?", (new, key))
+                    self._db.execute(
+                        "INSERT OR IGNORE INTO rehomed (key, source) VALUES (?, ?)", (key, old)
+                    )
                     moved[old, new] = moved.get((old, new), 0) + 1
             self._db.execute("DELETE FROM temp.ranks")
             return moved
@@ -959,7 +995,9 @@ class Store:
                 # and signature (every later near-duplicate pass would scan them), and why its
                 # members were merged. The tombstone stays, and so do the exact-duplicate
                 # records, which keep other addresses of it from coming back.
-                for table in ("versions", "sketches", "signatures", "merges", "carries"):
+                for table in (
+                    "versions", "sketches", "signatures", "merges", "carries", "rehomed"
+                ):  # fmt: skip
                     self._db.executemany(f"DELETE FROM {table} WHERE key = ?", gone)  # noqa: S608
                 self._db.execute("DELETE FROM merges WHERE story = ?", (key,))
                 self._db.execute("DELETE FROM items WHERE story = ?", (key,))

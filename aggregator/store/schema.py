@@ -296,4 +296,9 @@ MIGRATIONS: tuple[str, ...] = (
     INSERT OR IGNORE INTO carries (key, source) SELECT key, source FROM duplicates;
     INSERT OR IGNORE INTO carries (key, source) SELECT key, source FROM guids;
     """,
+    # 16: the source each article moved away from (Store.rehome) was shown under, so that
+    # source put back in config.toml shows it again.
+    """
+    CREATE TABLE rehomed (key TEXT PRIMARY KEY, source TEXT NOT NULL) WITHOUT ROWID;
+    """,
 )
