@@ -711,9 +711,10 @@ class Store:
                 if was in listed
             ]
             for key, was, now in back:
-                self._db.execute("UPDATE items SET source = ? WHERE key = ?", (was, key))
                 self._db.execute("DELETE FROM rehomed WHERE key = ?", (key,))
-                moved[now, was] = moved.get((now, was), 0) + 1
+                if now != was:  # (not when its own new capture took it back already)
+                    self._db.execute("UPDATE items SET source = ? WHERE key = ?", (was, key))
+                    moved[now, was] = moved.get((now, was), 0) + 1
             gone = [s for s in self._distinct_sources("items") if s not in listed]
             if not gone:
                 return moved
