@@ -23,8 +23,7 @@ from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime
 from difflib import get_close_matches
-from fnmatch import fnmatch
-from functools import cache
+from functools import cache, partial
 from pathlib import Path, PurePosixPath
 from typing import Annotated, Any, get_args
 from urllib.parse import urljoin, urlsplit
@@ -43,6 +42,7 @@ from aggregator import __version__
 from aggregator.adapters import ADAPTERS, AUTO
 from aggregator.clean.urls import as_uri, has_host
 from aggregator.errors import ConfigError
+from aggregator.fetch.files import takes
 from aggregator.model import (
     Config,
     FeedSpec,
@@ -630,14 +630,7 @@ def _overlaps(config: Config) -> Iterator[str]:
         if s.path is None or not s.path.is_dir():
             continue
         folder = s.path.resolve()
-
-        def taken(path: Path, s: Source = s, folder: Path = folder) -> bool:
-            return (
-                path.is_relative_to(folder)
-                and not any(p.startswith(".") for p in path.relative_to(folder).parts)
-                and any(fnmatch(path.name, pattern) for pattern in s.include)
-            )
-
+        taken = partial(takes, folder, s.include)
         if first := next(filter(taken, written), None):
             yield (
                 f"output_dir: {first} is written inside sources[{i}].path ({folder}), which "

@@ -41,7 +41,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
-from functools import cache
+from functools import cache, partial
 from pathlib import Path
 from stat import S_ISDIR
 from types import FrameType
@@ -1744,9 +1744,8 @@ def _renamed(config: Config, store: Store) -> list[str]:
         if source.name in stored or not gone:
             continue
         where = f"feed {source.url}" if source.url is not None else f"folder {source.path}"
-        matches = [
-            old for old in gone if store.found_at(old, source.path, source.url, source.include)
-        ]
+        takes = None if source.path is None else partial(fetch.takes, source.path, source.include)
+        matches = [old for old in gone if store.found_at(old, source.url, takes)]
         if len(matches) == 1:
             gone.remove(old := matches[0])
             shown = store.rename_source(old, source.name)

@@ -10,6 +10,6 @@ imported by the pipeline only when a run has URL sources: httpx costs a tenth of
 import, which a no-change run over archives should not pay.
 """
 
-from aggregator.fetch.files import MAX_FILE_BYTES, read, scan
+from aggregator.fetch.files import MAX_FILE_BYTES, read, scan, takes
 
-__all__ = ["MAX_FILE_BYTES", "read", "scan"]
+__all__ = ["MAX_FILE_BYTES", "read", "scan", "takes"]

@@ -11,8 +11,9 @@ from __future__ import annotations
 import errno
 import logging
 import os
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from fnmatch import fnmatch
+from pathlib import Path
 from stat import S_IFBLK, S_IFCHR, S_IFIFO, S_IFMT, S_IFSOCK, S_ISDIR, S_ISREG
 
 from aggregator.errors import FetchError
@@ -131,6 +132,17 @@ def _walk(
                     )
     finally:
         os.close(fd)
+
+
+def takes(folder: Path, include: Sequence[str], path: Path) -> bool:
+    """Whether a scan of the source at ``folder`` (its folder, or its one file) with these
+    include patterns would list the file ``path``: the file itself, or one inside the folder
+    under no hidden name whose name the patterns take."""
+    return path == folder or (
+        path.is_relative_to(folder)
+        and not any(part.startswith(".") for part in path.relative_to(folder).parts)
+        and _matches(path.name, tuple(include))
+    )
 
 
 def _matches(name: str, include: tuple[str, ...]) -> bool:

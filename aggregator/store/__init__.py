@@ -27,11 +27,10 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Collection, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
-from fnmatch import fnmatch
 from functools import lru_cache
 from pathlib import Path
 from types import TracebackType
@@ -646,11 +645,11 @@ class Store:
             return known
 
     def found_at(
-        self, source: str, path: Path | None, url: str | None, include: Sequence[str] = ("*",)
+        self, source: str, url: str | None, takes: Callable[[Path], bool] | None = None
     ) -> bool:
-        """True when what the state holds of ``source`` came from the feed ``url``, or from
-        the folder or file ``path``: every file it read lies there and is one ``include``
-        takes (a folder two sources share, each its own files, names neither's)."""
+        """True when what the state holds of ``source`` came from the feed ``url``, or, for
+        an archive, when ``takes`` (would another source's scan list this file) says so of
+        every file it read (a folder two sources share, each its own files, names neither's)."""
         with self._errors:
             if url is not None:
                 return (
@@ -660,20 +659,12 @@ class Store:
                     ).fetchone()
                     is not None
                 )
-            if path is None:
+            if takes is None:
                 return False
-            paths = [r[0] for r in self._db.execute(
+            paths = [Path(r[0]) for r in self._db.execute(
                 "SELECT path FROM files WHERE source = ?", (source,)
             )]  # fmt: skip
-            return bool(paths) and all(
-                p == str(path)
-                or (
-                    Path(p).is_relative_to(path)
-                    and not any(part.startswith(".") for part in Path(p).relative_to(path).parts)
-                    and any(fnmatch(Path(p).name, pattern) for pattern in include)
-                )
-                for p in paths
-            )
+            return bool(paths) and all(map(takes, paths))
 
     def rename_source(self, old: str, new: str) -> int:
         """Everything the state holds of source ``old`` becomes ``new``'s (a source renamed in
