@@ -1452,10 +1452,18 @@ def _xml_safe(e: Entry) -> Entry:
 
 def _script(spec: FeedSpec, entries: list[Entry]) -> list[Entry]:
     """The entries as ``spec`` publishes them: their URLs as URIs, in its script."""
-    entries = [_uris(e) for e in entries]
+    entries = [_within_limit(_uris(e)) for e in entries]
     if spec.script is None:
         return entries
     return [script.convert_entry(e, spec.script) for e in entries]
+
+
+def _within_limit(e: Entry) -> Entry:
+    """``e`` with its content shortened when it is longer than a feed reader takes (the
+    stored article keeps all of it)."""
+    if len(e.content) <= cleaning.PUBLISHED_CHARS:
+        return e
+    return replace(e, content=cleaning.shorten(e.content, e.link))
 
 
 def _uris(e: Entry) -> Entry:

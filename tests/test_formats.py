@@ -149,3 +149,86 @@ def test_committed_feeds_are_valid() -> None:
     }
     for path in files:
         assert check_file(path) == []
+
+
+def test_an_article_too_long_for_feed_readers_is_shortened_in_feeds_only(ws: Workspace) -> None:
+    """An 11 MB article (under the 16 MiB file limit) was published whole: one text node over
+    libxml2's 10,000,000 bytes, so lxml, and every reader built on libxml2, refused the whole
+    feed. Its feeds carry its first paragraphs, each whole, then a link to the rest; the
+    stored article keeps every paragraph."""
+    import random
+    import sqlite3
+
+    from lxml import html
+
+    rng = random.Random(5)
+    han = [chr(c) for c in range(0x4E00, 0x4E00 + 3000)]
+    paragraphs = ["".join(rng.choices(han, k=200)) for _ in range(18_000)]
+    link = "https://www.voachinese.com/a/long-read/7000001.html"
+    body = "".join(f"<p>{p}</p>" for p in paragraphs)
+    (ws.root / "seeds" / "voa" / "long.txt").write_text(
+        f"<!--1666382342000-->\n[A very long read]({link})\n------\n\n{body}\n", encoding="utf-8"
+    )
+    assert (ws.root / "seeds" / "voa" / "long.txt").stat().st_size > 10_000_000
+    report = ws.run_json()
+    assert report["sources"][0]["skipped"] == []
+    for path in sorted(ws.out.iterdir()):
+        if path.suffix in (".atom", ".rss", ".json"):
+            assert check_file(path) == [], path.name
+    parsed = _parse(ws.out / "voa.atom")
+    (long_entry,) = [e for e in parsed.entries if e.title == "A very long read"]
+    published = long_entry.content[0].value
+    assert 100_000 < len(published) <= 500_000
+    tree = html.fragment_fromstring(published, create_parent="div")
+    *kept, more = tree.findall("p")
+    assert [p.text for p in kept] == paragraphs[: len(kept)]  # from the start, each whole
+    assert more.find("a").get("href") == link and more.text_content() == "[…]"
+    items = json.loads((ws.out / "all.json").read_text(encoding="utf-8"))["items"]
+    (as_json,) = [i for i in items if i["title"] == "A very long read"]
+    assert as_json["content_html"] == published
+    with sqlite3.connect(ws.db) as db:
+        (stored,) = db.execute("SELECT content FROM items WHERE link = ?", (link,)).fetchone()
+    assert stored.count("<p>") == len(paragraphs)
+    before = ws.feed_bytes()
+    ws.run_json()
+    assert ws.feed_bytes() == before
+
+
+def test_shortened_content_keeps_whole_blocks_from_the_start() -> None:
+    """How ``shorten`` cuts each shape of article: whole paragraphs inside a wrapper, the start
+    of a single paragraph that alone is too long, into a quote that straddles the limit; never
+    past the limit, every element closed, the link last."""
+    from lxml import html
+
+    from aggregator.clean import shorten
+
+    def p(i: int) -> str:
+        return f"<p>第{i:02}段" + "字" * 94 + "</p>"  # 98 characters of text
+
+    link = "https://example.org/a/1"
+    short = "".join(map(p, range(3)))
+    assert shorten(short, link, limit=1000) == short
+
+    def cut(content: str) -> html.HtmlElement:
+        out = shorten(content, link, limit=1000)
+        assert len(out) <= 1000
+        tree = html.fragment_fromstring(out, create_parent="div")
+        more = tree[-1]
+        assert more.tag == "p" and more[0].get("href") == link and more.text_content() == "[…]"
+        del tree[-1]
+        return tree
+
+    (wrapper,) = cut("<div>" + "".join(map(p, range(20))) + "</div>")
+    assert [x.text_content() for x in wrapper] == [
+        html.fragment_fromstring(p(i)).text_content() for i in range(len(wrapper))
+    ]
+    assert len(wrapper) >= 5  # whole paragraphs, as many as fit
+    (one,) = cut("<p>" + "字" * 5000 + "</p>")
+    assert 700 < len(one.text_content()) < 800  # a paragraph alone too long: its start
+    first, quote = cut(p(0) + "<blockquote>" + "".join(map(p, range(1, 20))) + "</blockquote>")
+    assert first.text_content().startswith("第00段") and quote.tag == "blockquote"
+    assert [x.text_content()[:4] for x in quote] == [
+        f"第{i:02}段" for i in range(1, len(quote) + 1)
+    ]
+    assert all(len(x.text_content()) == 98 for x in quote)
+    assert shorten("字" * 2000, None, limit=1000).endswith("<p>[…]</p>")

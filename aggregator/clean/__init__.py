@@ -35,7 +35,17 @@ from aggregator.clean.sanitize import sanitize
 from aggregator.errors import ParseError
 from aggregator.model import Image, Item
 
-__all__ = ["AFTER_OUTLET", "BEFORE_OUTLET", "Rule", "clean", "clean_title", "summarize", "untitled"]
+__all__ = [
+    "AFTER_OUTLET",
+    "BEFORE_OUTLET",
+    "PUBLISHED_CHARS",
+    "Rule",
+    "clean",
+    "clean_title",
+    "shorten",
+    "summarize",
+    "untitled",
+]
 
 # The plain libxml2 HTML parser: lxml.html's element classes cost a Python call per element
 # touched, a quarter of the cleaning time (bench/profile_run.py).
@@ -129,6 +139,65 @@ def _serialise(root: _Element) -> str:
     out = etree.tostring(root, encoding="unicode", method="html")
     # Strip the wrapper <div> that _parse added.
     return out[out.index(">") + 1 : out.rindex("<")]
+
+
+# An entry's content as a feed publishes it, at most: libxml2, under most feed readers, refuses
+# a text node over 10,000,000 bytes (XML_MAX_TEXT_LENGTH), so one 11 MB article made its whole
+# feed unreadable. No news article comes near (seeds/: 5-8 KB); the stored article keeps all.
+PUBLISHED_CHARS = 500_000
+MORE = "[…]"  # the link to the rest of a shortened article
+
+
+def shorten(content: str, link: str | None, limit: int = PUBLISHED_CHARS) -> str:
+    """``content`` (cleaned HTML) when it is at most ``limit`` characters long; else as much of
+    it from the start as fits in ``limit`` (whole elements where they fit, the text of the one
+    that does not cut, every element closed), then a paragraph linking to the whole article."""
+    if len(content) <= limit:
+        return content
+    try:
+        root = _parse(content)
+    except ParseError:  # cannot happen to sanitised HTML; nothing of it, then, but the link
+        root = etree.Element("div")
+    _fit(root, limit - 200)  # room for the link
+    more = etree.SubElement(etree.SubElement(root, "p"), "a", href=link) if link else None
+    if more is None:
+        etree.SubElement(root, "p").text = MORE
+    else:
+        more.text = MORE
+    return sanitize(_serialise(root))
+
+
+def _fit(el: _Element, budget: int) -> int:
+    """Cut ``el``'s content (not its tail) to about ``budget`` characters of HTML; returns the
+    characters kept. The first element that does not fit is left out whole when something
+    came before it and it holds no block (a paragraph is not cut in the middle); otherwise
+    what fits of it is kept (a wrapper's leading blocks; one huge paragraph's start)."""
+    text = el.text or ""
+    if len(text) >= budget:
+        el.text = text[: max(budget, 0)]
+        for child in list(el):
+            el.remove(child)
+        return max(budget, 0)
+    used = len(text)
+    kept = bool(text.strip())
+    for child in el:
+        size = len(etree.tostring(child, encoding="unicode", method="html", with_tail=True))
+        if used + size <= budget:
+            used += size
+            kept = True
+            continue
+        later = list(child.itersiblings())
+        if kept and next(child.iterdescendants(*BLOCK_TAGS), None) is None:
+            later.append(child)
+        else:
+            child.tail = None
+            # Its start and end tags: <tag name="value" ...></tag>
+            own = 2 * len(child.tag) + 5 + sum(len(k) + len(v) + 4 for k, v in child.items())
+            used += own + _fit(child, budget - used - own)
+        for gone in later:
+            el.remove(gone)
+        break
+    return used
 
 
 def _text(root: _Element) -> str:
