@@ -845,7 +845,7 @@ def _cmd_daemon(args: argparse.Namespace, err: Console) -> int:
     if not args.serve and (args.host or args.port is not None or args.access_log):
         problem = "--host, --port and --access-log go with --serve"
         return _config_error(ConfigError("command line", (problem,)), err)
-    daemon = Daemon(cfg)
+    daemon = Daemon(cfg, serving=args.serve)
     try:
         if not args.serve:
             daemon.run()
@@ -857,6 +857,7 @@ def _cmd_daemon(args: argparse.Namespace, err: Console) -> int:
         try:
             server = _server(args, cfg, err)
             if server is not None:
+                daemon.reloaded.append(server.reconfigure)
                 server.run()
         finally:
             daemon.shutdown()

@@ -15,6 +15,10 @@ source never runs twice at once, and each batch regenerates the feeds its source
 not once per source. Jobs coalesce with no misfire limit: a run missed while the machine slept,
 or while a long batch ran, runs once when it can, not once per missed time.
 
+config.toml edited while it runs: the batch thread looks at the file every CONFIG_CHECK
+seconds between batches and takes in a changed text that ``config.load`` accepts (``_reload``):
+jobs are added, removed or rescheduled, and a batch writes the feeds with the new settings.
+
 Stopping (SIGTERM, SIGINT, SIGHUP unless ignored, or ``stop()``): no new batch starts; a batch
 in progress takes in the fetches under way (each bounded by its source's timeout), reads no further archive files,
 commits what it did and writes its feeds; then the process exits 0. The state database stays
@@ -33,7 +37,9 @@ import signal
 import threading
 import time
 import traceback
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from types import FrameType
 
 from apscheduler.schedulers.background import BackgroundScheduler
@@ -42,8 +48,9 @@ from apscheduler.triggers.combining import OrTrigger
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
+from aggregator import config as config_mod
 from aggregator import pipeline
-from aggregator.errors import AggregatorError, StateBusy, StateGone
+from aggregator.errors import AggregatorError, ConfigError, StateBusy, StateGone
 from aggregator.model import Config, RunReport, Source, SourceReport
 from aggregator.store import Store
 from aggregator.store.lock import StateLock
@@ -62,6 +69,8 @@ JITTER_SHARE = 0.1
 JITTER_MAX = 300.0
 # How long a batch waits for a one-shot `aggregator run` holding the state database.
 LOCK_WAIT = 600.0
+# How often config.toml is looked at (a stat; read only when it changed).
+CONFIG_CHECK = 2.0
 
 
 # crontab's weekday numbers: 0 and 7 are Sunday. APScheduler numbers Monday 0, so each is
@@ -132,9 +141,16 @@ def trigger_for(source: Source) -> BaseTrigger:
 class Daemon:
     """``Daemon(config).run()`` until a signal; or ``start()`` / ``stop()`` / ``join()``."""
 
-    def __init__(self, config: Config, batch_window: float = BATCH_WINDOW) -> None:
+    def __init__(
+        self, config: Config, batch_window: float = BATCH_WINDOW, serving: bool = False
+    ) -> None:
         self.config = config
         self.batch_window = batch_window
+        # Settings the process holds for its whole life: a change waits for a restart.
+        self._fixed = ("state_db", "output_dir", "base_url", "serve") if serving else ("state_db",)
+        self.reloaded: list[Callable[[Config], None]] = []  # told of each config.toml taken in
+        self._seen = _file_id(config.path)
+        self._refused: str | None = None  # the digest of a text already said to be unusable
         self._pending: set[str] = set()
         self._due = threading.Condition()
         self._stopping = threading.Event()
@@ -261,12 +277,14 @@ class Daemon:
     # -- batches -----------------------------------------------------------------------------
 
     def _batches(self) -> None:
-        while True:
+        while not self._stopping.is_set():
             with self._due:
-                while not self._pending and not self._stopping.is_set():
-                    self._due.wait()
+                if not self._pending:
+                    self._due.wait(CONFIG_CHECK)
             if self._stopping.is_set():
                 return
+            if not self._reload() and not self._pending:
+                continue
             # Let the sources that fall due together gather into one batch.
             self._stopping.wait(self.batch_window)
             if self._stopping.is_set():
@@ -275,10 +293,105 @@ class Daemon:
                 due, self._pending = sorted(self._pending), set()
             self._batch(due)
 
+    # -- config.toml edited while running ----------------------------------------------------
+
+    def _reload(self) -> bool:
+        """Take in config.toml when its text changed since it was loaded: sources added are
+        scheduled and run now, sources taken out are no longer run (their feeds are retired),
+        a changed schedule applies from now on, a source read from elsewhere runs now. True
+        when it was taken in: the feeds are written again by a batch now (one with no source
+        when none is due). A text that cannot be used is said once, and the daemon goes on
+        with what it has."""
+        path = self.config.path
+        seen = _file_id(path)
+        if path is None or seen is None or seen == self._seen:
+            return False
+        self._seen = seen
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError):
+            return False  # looked at again when it changes (config_mod.load says why, below)
+        digest = config_mod.text_digest(text)
+        if digest in (self.config.digest, self._refused):
+            return False
+        try:
+            new = config_mod.load(path, text)
+        except ConfigError as e:
+            self._refused = digest
+            log.error(
+                "%s was changed but cannot be used; the daemon goes on with the configuration "
+                "it had. Fix it (aggregator check names each problem) and save it again:\n  %s",
+                path, "\n  ".join(e.problems or (str(e),)),
+            )  # fmt: skip
+            return False
+        fixed = [k for k in self._fixed if getattr(new, k) != getattr(self.config, k)]
+        if fixed:
+            self._refused = digest
+            log.error(
+                "%s now changes %s, which the daemon takes only when it starts; it goes on with "
+                "the configuration it had until it is restarted",
+                path, " and ".join(fixed),
+            )  # fmt: skip
+            return False
+        self._apply(new)
+        return True
+
+    def _apply(self, new: Config) -> None:
+        before = {s.name: s for s in self.config.sources}
+        self.config = new
+        now = datetime.now(UTC)
+        first = self._first_runs(now)
+        added, changed, rescheduled = [], [], []
+        with self._due:
+            for name in before.keys() - {s.name for s in new.sources}:
+                self._scheduler.remove_job(name)
+                self._pending.discard(name)
+            for source in new.sources:
+                old = before.get(source.name)
+                if old is None:
+                    added.append(source.name)
+                    # Due now: run by the batch this reload makes, then on its schedule. (A
+                    # source put back that ran recently waits, as at start.)
+                    at = first[source.name]
+                    later = {"next_run_time": at} if at > now else {}
+                    self._scheduler.add_job(
+                        self._mark_due, trigger_for(source), args=(source.name,),
+                        id=source.name, name=f"source {source.name}", **later,
+                    )  # fmt: skip
+                    if at <= now:
+                        self._pending.add(source.name)
+                    continue
+                if (old.policy.interval, old.policy.cron) != (
+                    source.policy.interval, source.policy.cron,
+                ):  # fmt: skip
+                    rescheduled.append(source.name)
+                    self._scheduler.reschedule_job(source.name, trigger=trigger_for(source))
+                if (old.path, old.url, old.adapter, old.include) != (
+                    source.path, source.url, source.adapter, source.include,
+                ):  # fmt: skip
+                    changed.append(source.name)
+                    self._pending.add(source.name)
+        removed = sorted(before.keys() - {s.name for s in new.sources})
+        parts = [
+            f"{what}: {', '.join(names)}"
+            for what, names in (
+                ("sources added", added), ("taken out", removed),
+                ("read from elsewhere, run now", changed), ("schedule changed", rescheduled),
+            )
+            if names
+        ]  # fmt: skip
+        log.info(
+            "%s was changed: taken in (%s); writing the feeds again",
+            new.path, "; ".join(parts) or "the same sources",
+        )  # fmt: skip
+        self._publish_schedule()
+        for tell in self.reloaded:
+            tell(new)
+
     def _batch(self, due: list[str]) -> None:
         now = datetime.now(UTC)
         started = time.perf_counter()
-        log.info("running %s", ", ".join(due))
+        log.info("running %s", ", ".join(due) or "no source: writing the feeds")
         try:
             with (
                 StateLock(self.config.state_db, LOCK_WAIT, "daemon", cancel=self._stopping),
@@ -334,6 +447,18 @@ class Daemon:
             log.error("%s", error)
         for warning in report.warnings:
             log.warning("%s", warning)
+
+
+def _file_id(path: Path | None) -> tuple[int, int, int] | None:
+    """What tells a file's new contents without reading it: its inode (an editor's save by
+    rename), modification time and size; None when it cannot be looked at."""
+    try:
+        st = path.stat() if path is not None else None
+    except OSError:
+        return None
+    if st is None:
+        return None
+    return (st.st_ino, st.st_mtime_ns, st.st_size)
 
 
 def _describe(r: SourceReport) -> str:

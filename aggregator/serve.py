@@ -673,9 +673,10 @@ class Server:
         protocol = type(
             "GuardedHttp", (_GuardedHttp,), {"header_timeout": config.serve.header_timeout}
         )
+        self.app = app(config)
         self._uvicorn = uvicorn.Server(
             uvicorn.Config(
-                app(config),
+                self.app,
                 host=self.host,
                 port=self.port,
                 http=protocol,
@@ -697,6 +698,12 @@ class Server:
             # every request line (they are INFO); they go wherever the caller's logging does.
             logging.getLogger("uvicorn.access").setLevel(logging.INFO)
         self._sock: socket.socket | None = None
+
+    def reconfigure(self, config: Config) -> None:
+        """Answer the status and health pages for ``config`` (config.toml edited, taken in by
+        the daemon); the folder served, its base URL and [serve] stay as they were bound."""
+        self.config = config
+        self.app.config = config
 
     def bind(self) -> str:
         """Listen; returns the address served, e.g. ``http://127.0.0.1:8080/``."""

@@ -23,12 +23,13 @@ from typing import Any
 import feedparser
 import pytest
 
-from aggregator.daemon import cron_trigger
+from aggregator.daemon import CONFIG_CHECK, cron_trigger
 from tests import livefeeds
 from tests.atomcheck import check_feed
 from tests.feedserver import FeedServer, Route
 
 RSS = {"content-type": "application/rss+xml; charset=utf-8"}
+CHECKS = 2 * CONFIG_CHECK  # long enough for the daemon to look at config.toml again
 
 
 def write_config(root: Path, sources: list[dict[str, Any]], interval: str = "1s") -> Path:
@@ -496,3 +497,62 @@ def test_daemon_serve_new_items_reach_the_served_feed(
     assert d.stop() == 0
     assert "daemon stopped" in d.log
     assert "HTTP Request" not in d.log  # httpx's line per request only with --verbose
+
+
+def test_config_edits_are_taken_in_while_running(
+    tmp_path: Path, server: FeedServer, daemons: list[Daemon]
+) -> None:
+    """config.toml edited under a running `daemon --serve`: a source added runs at once and
+    reaches the feeds, a feed retitled is rewritten, the status page knows the new source; a
+    text that cannot be used is said once with its problem and changes nothing; a source
+    taken out stops and its feed is retired; a setting held for the process's life
+    (state_db) is said to wait for a restart. Before, the daemon never read config.toml
+    again and went on writing the feeds of its first configuration."""
+    import httpx
+
+    voa, dw = livefeeds.voa()[0], livefeeds.dw()[0]
+    voa_url = server.route("/voa.xml", Route(body=livefeeds.rss2([voa]), headers=RSS))
+    dw_url = server.route("/dw.xml", Route(body=livefeeds.rss2([dw]), headers=RSS))
+    hourly = {"interval": "1h"}  # no source runs again by its schedule during the test
+    out = tmp_path / "out"
+
+    def edit(sources: list[dict[str, Any]], title: str = "Everything", db: str = "state") -> None:
+        write_config(tmp_path, sources)
+        text = (tmp_path / "config.toml").read_text(encoding="utf-8")
+        text = text.replace("state/state.sqlite3", f"{db}/state.sqlite3")
+        text += f'[output.merged]\nname = "all"\ntitle = "{title}"\n'
+        (tmp_path / "config.toml").write_text(text, encoding="utf-8")
+
+    edit([url_source("voa", voa_url, **hourly)])
+    port = _free_port()
+    d = Daemon(tmp_path, "--serve", "--port", str(port))
+    daemons.append(d)
+    d.wait_for(lambda: titles(out / "all.atom") == [squash(voa.title)], why="the first run")
+    requests = len(server.requests)
+
+    edit([url_source("voa", voa_url, **hourly), url_source("dw", dw_url, **hourly)], "Edited")
+    d.wait_for(lambda: (out / "dw.atom").exists(), why="the added source's feed")
+    assert sorted(titles(out / "all.atom")) == sorted([squash(voa.title), squash(dw.title)])
+    assert feedparser.parse((out / "all.atom").read_bytes()).feed.title == "Edited"
+    assert "was changed: taken in (sources added: dw)" in d.log
+    assert [r.path for r in server.requests[requests:]] == ["/dw.xml"]  # voa waits its hour
+    page = httpx.get(f"http://127.0.0.1:{port}/feeds/status", timeout=5)
+    assert page.status_code == 200 and "dw" in page.text
+
+    before = (out / "all.atom").read_bytes()
+    bad = [url_source("voa", voa_url, **hourly), {**url_source("dw", dw_url), "adapter": "vao"}]
+    edit(bad, "Edited")
+    d.wait_log("cannot be used")
+    time.sleep(CHECKS)  # looked at again: said once, not on every look
+    assert d.log.count("cannot be used") == 1 and "sources[1].adapter" in d.log
+    assert (out / "all.atom").read_bytes() == before and d.proc.poll() is None
+
+    edit([url_source("dw", dw_url, **hourly)], "Edited")
+    d.wait_for(lambda: not (out / "voa.atom").exists(), why="the removed source's feed retired")
+    assert titles(out / "all.atom") == [squash(dw.title)]
+    assert "taken out: voa" in d.log
+
+    edit([url_source("dw", dw_url, **hourly)], "Edited", db="elsewhere")
+    d.wait_log("changes state_db, which the daemon takes only when it starts")
+    assert not (tmp_path / "elsewhere").exists()
+    assert d.stop() == 0
