@@ -236,14 +236,15 @@ class Daemon:
 
     # -- scheduling --------------------------------------------------------------------------
 
-    def _first_runs(self, now: datetime) -> dict[str, datetime]:
+    def _first_runs(self, now: datetime, config: Config | None = None) -> dict[str, datetime]:
         """Each source's first run: now, unless it ran recently (a restart): then one interval
         after its last run, or for a cron source its first cron time after the last run (now
         if that time passed while the daemon was down), so restarting the daemon does not
         poll every server again."""
-        known = {s.name: s for s in pipeline.status(self.config).sources}
+        config = config or self.config
+        known = {s.name: s for s in pipeline.status(config).sources}
         first = {}
-        for source in self.config.sources:
+        for source in config.sources:
             last = known[source.name].last_run
             at = now
             if last is not None and source.policy.cron:
@@ -283,7 +284,12 @@ class Daemon:
                     self._due.wait(CONFIG_CHECK)
             if self._stopping.is_set():
                 return
-            if not self._reload() and not self._pending:
+            try:
+                reloaded = self._reload()
+            except Exception:  # a bug: said, and the daemon goes on with what it has
+                log.error("bug while taking in config.toml:\n%s", traceback.format_exc())
+                reloaded = False
+            if not reloaded and not self._pending:
                 continue
             # Let the sources that fall due together gather into one batch.
             self._stopping.wait(self.batch_window)
@@ -338,9 +344,13 @@ class Daemon:
 
     def _apply(self, new: Config) -> None:
         before = {s.name: s for s in self.config.sources}
-        self.config = new
         now = datetime.now(UTC)
-        first = self._first_runs(now)
+        try:
+            first = self._first_runs(now, new)
+        except AggregatorError as e:  # the state database gone or unreadable: the batch says so
+            log.warning("cannot read when the sources last ran (%s); added ones run now", e)
+            first = {s.name: now for s in new.sources}
+        self.config = new
         added, changed, rescheduled = [], [], []
         with self._due:
             for name in before.keys() - {s.name for s in new.sources}:
