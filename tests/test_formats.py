@@ -232,3 +232,12 @@ def test_shortened_content_keeps_whole_blocks_from_the_start() -> None:
     ]
     assert all(len(x.text_content()) == 98 for x in quote)
     assert shorten("字" * 2000, None, limit=1000).endswith("<p>[…]</p>")
+    # A short lead before one huge paragraph, text after an image, escaped characters: the
+    # text is cut, never dropped, and entities count towards the limit.
+    for lead in ("<h2>标题</h2>", '<figure><img src="https://example.org/a.jpg"></figure>'):
+        _lead, body = cut(f"{lead}<p>{'字' * 5000}</p>")
+        assert 500 < len(body.text_content()) < 800
+    (image,) = cut('<p><img src="https://example.org/a.jpg">' + "字" * 5000 + "</p>")
+    assert image[0].tag == "img" and 500 < len(image.text_content()) < 800
+    (amps,) = cut("<p>" + "&amp;" * 3000 + "</p>")
+    assert set(amps.text_content()) == {"&"}

@@ -154,46 +154,82 @@ def shorten(content: str, link: str | None, limit: int = PUBLISHED_CHARS) -> str
     that does not cut, every element closed), then a paragraph linking to the whole article."""
     if len(content) <= limit:
         return content
-    try:
-        root = _parse(content)
-    except ParseError:  # cannot happen to sanitised HTML; nothing of it, then, but the link
-        root = etree.Element("div")
-    _fit(root, limit - 200)  # room for the link
-    more = etree.SubElement(etree.SubElement(root, "p"), "a", href=link) if link else None
-    if more is None:
-        etree.SubElement(root, "p").text = MORE
-    else:
+    budget = limit - 200  # room for the link
+    while True:
+        try:
+            root = _parse(content)
+        except ParseError:  # cannot happen to sanitised HTML; nothing of it, then, but the link
+            root = etree.Element("div")
+        sizes: dict[_Element, int] = {}
+        _measure(root, sizes)
+        _fit(root, budget, sizes)
+        more = etree.SubElement(root, "p")
+        if link:
+            more = etree.SubElement(more, "a", href=link)
         more.text = MORE
-    return sanitize(_serialise(root))
+        out = sanitize(_serialise(root))
+        if len(out) <= limit or budget <= 0:
+            return out
+        # Written longer than measured (entities, attributes the sanitiser adds): again, with
+        # the budget cut by the overshoot.
+        budget = min(budget - 1, budget * (limit - 200) // len(out))
 
 
-def _fit(el: _Element, budget: int) -> int:
+def _written(text: str | None) -> int:
+    """About how many characters ``text`` takes in HTML (``&``, ``<``, ``>`` and no-break
+    spaces are written as entities)."""
+    if not text:
+        return 0
+    return (
+        len(text)
+        + 4 * (text.count("&") + text.count("\xa0"))
+        + 3 * (text.count("<") + text.count(">"))
+    )
+
+
+def _tags(el: _Element) -> int:
+    """The length of ``el``'s start and end tags: <tag name="value" ...></tag>."""
+    attributes = sum(len(str(k)) + _written(str(v)) + 4 for k, v in el.items())
+    return 2 * len(str(el.tag)) + 5 + attributes
+
+
+def _measure(el: _Element, sizes: dict[_Element, int]) -> int:
+    """Record the written length of ``el`` and of every element inside it (tails not
+    included) in ``sizes``, in one pass; returns ``el``'s with its tail."""
+    size = _tags(el) + _written(el.text) + sum(_measure(child, sizes) for child in el)
+    sizes[el] = size
+    return size + _written(el.tail)
+
+
+def _fit(el: _Element, budget: int, sizes: dict[_Element, int]) -> int:
     """Cut ``el``'s content (not its tail) to about ``budget`` characters of HTML; returns the
-    characters kept. The first element that does not fit is left out whole when something
-    came before it and it holds no block (a paragraph is not cut in the middle); otherwise
-    what fits of it is kept (a wrapper's leading blocks; one huge paragraph's start)."""
+    characters kept. The first element that does not fit is left out whole when it holds no
+    block and what came before it is a fair share of the budget (a paragraph is not cut in
+    the middle); otherwise what fits of it is kept (a wrapper's leading blocks, the start of
+    a paragraph too long alone)."""
+    budget = max(budget, 0)
     text = el.text or ""
-    if len(text) >= budget:
-        el.text = text[: max(budget, 0)]
+    if _written(text) >= budget:
+        el.text = text[:budget]
         for child in list(el):
             el.remove(child)
-        return max(budget, 0)
-    used = len(text)
-    kept = bool(text.strip())
+        return budget
+    used = _written(text)
     for child in el:
-        size = len(etree.tostring(child, encoding="unicode", method="html", with_tail=True))
-        if used + size <= budget:
-            used += size
-            kept = True
+        own, tail = sizes[child], _written(child.tail)
+        if used + own + tail <= budget:
+            used += own + tail
             continue
         later = list(child.itersiblings())
-        if kept and next(child.iterdescendants(*BLOCK_TAGS), None) is None:
+        if used + own <= budget:  # the element fits, the text after it does not: its start
+            child.tail = (child.tail or "")[: budget - used - own]
+            used += own + len(child.tail)
+        elif used >= budget // 2 and next(child.iterdescendants(*BLOCK_TAGS), None) is None:
             later.append(child)
         else:
             child.tail = None
-            # Its start and end tags: <tag name="value" ...></tag>
-            own = 2 * len(child.tag) + 5 + sum(len(k) + len(v) + 4 for k, v in child.items())
-            used += own + _fit(child, budget - used - own)
+            tags = _tags(child)
+            used += tags + _fit(child, budget - used - tags, sizes)
         for gone in later:
             el.remove(gone)
         break
