@@ -858,6 +858,7 @@ def _cmd_daemon(args: argparse.Namespace, err: Console) -> int:
             server = _server(args, cfg, err)
             if server is not None:
                 daemon.reloaded.append(server.reconfigure)
+                server.reconfigure(daemon.config)  # (taken in since it started)
                 server.run()
         finally:
             daemon.shutdown()

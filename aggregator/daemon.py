@@ -149,7 +149,10 @@ class Daemon:
         # Settings the process holds for its whole life: a change waits for a restart.
         self._fixed = ("state_db", "output_dir", "base_url", "serve") if serving else ("state_db",)
         self.reloaded: list[Callable[[Config], None]] = []  # told of each config.toml taken in
-        self._seen = _file_id(config.path)
+        # config.toml's file id at the last look, and the one last taken in (or refused): a
+        # change is taken in once the file has stayed the same for a look (not half-written).
+        self._looked: tuple[int, int, int] | None = None
+        self._taken: object = _NEVER
         self._refused: str | None = None  # the digest of a text already said to be unusable
         self._pending: set[str] = set()
         self._due = threading.Condition()
@@ -309,14 +312,20 @@ class Daemon:
         when none is due). A text that cannot be used is said once, and the daemon goes on
         with what it has."""
         path = self.config.path
-        seen = _file_id(path)
-        if path is None or seen is None or seen == self._seen:
+        if path is None:
             return False
-        self._seen = seen
+        seen, self._looked = self._looked, _file_id(path)
+        if seen != self._looked or seen == self._taken:  # changing now, or already seen to
+            return False
+        self._taken = seen
         try:
             text = path.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError):
-            return False  # looked at again when it changes (config_mod.load says why, below)
+        except (OSError, UnicodeDecodeError) as e:
+            log.error(
+                "cannot read %s (%s); the daemon goes on with the configuration it had",
+                path, e,
+            )  # fmt: skip
+            return False
         digest = config_mod.text_digest(text)
         if digest in (self.config.digest, self._refused):
             return False
@@ -382,6 +391,7 @@ class Daemon:
                     changed.append(source.name)
                     self._pending.add(source.name)
         removed = sorted(before.keys() - {s.name for s in new.sources})
+        self._refused = None  # a text refused before is said again if it comes back
         parts = [
             f"{what}: {', '.join(names)}"
             for what, names in (
@@ -394,7 +404,8 @@ class Daemon:
             "%s was changed: taken in (%s); writing the feeds again",
             new.path, "; ".join(parts) or "the same sources",
         )  # fmt: skip
-        self._publish_schedule()
+        runs = {job.id: job.next_run_time for job in self._scheduler.get_jobs()}
+        self._publish_schedule({**runs, **dict.fromkeys(removed)})  # removed: not run any more
         for tell in self.reloaded:
             tell(new)
 
@@ -457,6 +468,9 @@ class Daemon:
             log.error("%s", error)
         for warning in report.warnings:
             log.warning("%s", warning)
+
+
+_NEVER = object()
 
 
 def _file_id(path: Path | None) -> tuple[int, int, int] | None:
