@@ -178,10 +178,7 @@ class Daemon:
                 pass
             first = self._first_runs(now)
             for source in self.config.sources:
-                self._scheduler.add_job(
-                    self._mark_due, trigger_for(source), args=(source.name,), id=source.name,
-                    name=f"source {source.name}", next_run_time=first[source.name],
-                )  # fmt: skip
+                self._schedule(source, first[source.name])
             self._scheduler.start()
             self._publish_schedule()
             self._batcher.start()
@@ -262,6 +259,14 @@ class Daemon:
                 at = max(now, last + timedelta(seconds=source.policy.interval))
             first[source.name] = at
         return first
+
+    def _schedule(self, source: Source, first: datetime | None) -> None:
+        """A job for ``source``: its first run at ``first`` (None: by its trigger, from now)."""
+        at = {} if first is None else {"next_run_time": first}
+        self._scheduler.add_job(
+            self._mark_due, trigger_for(source), args=(source.name,), id=source.name,
+            name=f"source {source.name}", **at,
+        )  # fmt: skip
 
     def _mark_due(self, name: str) -> None:
         with self._due:
@@ -360,9 +365,10 @@ class Daemon:
             log.warning("cannot read when the sources last ran (%s); added ones run now", e)
             first = {s.name: now for s in new.sources}
         self.config = new
+        removed = sorted(before.keys() - {s.name for s in new.sources})
         added, changed, rescheduled = [], [], []
         with self._due:
-            for name in before.keys() - {s.name for s in new.sources}:
+            for name in removed:
                 self._scheduler.remove_job(name)
                 self._pending.discard(name)
             for source in new.sources:
@@ -372,11 +378,7 @@ class Daemon:
                     # Due now: run by the batch this reload makes, then on its schedule. (A
                     # source put back that ran recently waits, as at start.)
                     at = first[source.name]
-                    later = {"next_run_time": at} if at > now else {}
-                    self._scheduler.add_job(
-                        self._mark_due, trigger_for(source), args=(source.name,),
-                        id=source.name, name=f"source {source.name}", **later,
-                    )  # fmt: skip
+                    self._schedule(source, at if at > now else None)
                     if at <= now:
                         self._pending.add(source.name)
                     continue
@@ -390,7 +392,6 @@ class Daemon:
                 ):  # fmt: skip
                     changed.append(source.name)
                     self._pending.add(source.name)
-        removed = sorted(before.keys() - {s.name for s in new.sources})
         self._refused = None  # a text refused before is said again if it comes back
         parts = [
             f"{what}: {', '.join(names)}"
@@ -473,14 +474,12 @@ class Daemon:
 _NEVER = object()
 
 
-def _file_id(path: Path | None) -> tuple[int, int, int] | None:
+def _file_id(path: Path) -> tuple[int, int, int] | None:
     """What tells a file's new contents without reading it: its inode (an editor's save by
     rename), modification time and size; None when it cannot be looked at."""
     try:
-        st = path.stat() if path is not None else None
+        st = path.stat()
     except OSError:
-        return None
-    if st is None:
         return None
     return (st.st_ino, st.st_mtime_ns, st.st_size)
 
