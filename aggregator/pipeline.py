@@ -1612,10 +1612,14 @@ def _run(
     workers = _Workers(config)
     # Many feeds to read: their parsing and cleaning go to the workers, started before the
     # fetch thread (a fork copies only the thread that calls it), while this process stores
-    # and publishes. A feed a worker reads is stored once that is done, in the order such
-    # feeds were fetched; 304s and failures are taken in as they come.
-    pending: deque[tuple[Source, FetchState, HttpResult | Fetched | None, Future[FeedRead]]]
-    pending = deque()
+    # and publishes. What each source got is taken in config.toml's order, whichever answered
+    # first: which source shows an article two sources give (and which copy is the exact
+    # duplicate) must not depend on which server was quicker, or two runs on the same
+    # inputs would publish different feeds. A source's answer waits, in memory, for those
+    # listed before it; a worker parses it meanwhile.
+    order = deque(s.name for s in urls)
+    arrived: dict[str, tuple[Source, FetchState, HttpResult | Fetched | None,
+                             Future[FeedRead] | None]] = {}  # fmt: skip
 
     def take(source: Source, state: FetchState, got: HttpResult | Fetched | None,
              read: FeedRead | None = None) -> None:  # fmt: skip
@@ -1625,9 +1629,15 @@ def _run(
             if early is not None:
                 early.publish(source.name, store, now)
 
-    def settle() -> None:
-        source, state, got, future = pending.popleft()
-        take(source, state, got, _outcome(future, workers))
+    def settle(wait: bool) -> None:
+        """Take what arrived, in order, up to the first source not arrived (or, unless
+        ``wait``, still being read by a worker)."""
+        while order and order[0] in arrived:
+            source, state, got, future = arrived[order[0]]
+            if future is not None and not (wait or future.done()):
+                return
+            del arrived[order.popleft()]
+            take(source, state, got, _outcome(future, workers) if future else None)
 
     notes = _renamed(config, store)
     states = {s.name: _fetch_state(s, store, retry_now) for s in urls}
@@ -1643,17 +1653,15 @@ def _run(
         ):
             fetched = _to_read(source, state, got, now) if workers.started else None
             future = workers.submit(read_feed, source, fetched) if fetched is not None else None
-            if future is not None:
-                pending.append((source, state, got, future))
-            else:
-                take(source, state, got)
-            while pending and pending[0][3].done():
-                settle()
+            arrived[source.name] = (source, state, got, future)
+            settle(wait=False)
             if not dry_run and time.monotonic() - committed >= COMMIT_SECONDS:
                 _commit(config, store, outdated)
                 committed = time.monotonic()
-        while pending:
-            settle()
+        # Sources a stop left unfetched never arrive: the others are taken, still in order.
+        for name in [name for name in order if name not in arrived]:
+            order.remove(name)
+        settle(wait=True)
         if urls and not dry_run:
             _commit(config, store, outdated)
         for source in chosen:

@@ -1709,3 +1709,53 @@ def _dies_in_a_worker(source: Any, fetched: Any) -> Any:
         time.sleep(0.5)
         os._exit(9)
     return _read_feed(source, fetched)
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_which_source_shows_a_shared_article_is_config_order_not_answer_order(
+    tmp_path: Path, server: FeedServer, monkeypatch: pytest.MonkeyPatch, workers: int
+) -> None:
+    """Two URL sources give the same articles: one feed under two addresses, and a mirror of
+    it whose copies live under other links (exact duplicates). The source listed first in
+    config.toml shows them, and its links are the entries' own, whichever server answers
+    first: two runs on the same inputs publish the same bytes. (Fuzzing found the quicker
+    server's source showing them.) With workers the feeds are parsed in worker processes."""
+    import dataclasses
+
+    from aggregator import pipeline
+
+    monkeypatch.setattr(pipeline, "PARALLEL_FEEDS", 1)  # the workers path, with workers = 2
+    articles = livefeeds.voa()
+    mirrored = [
+        dataclasses.replace(a, link=a.link.replace("www.voachinese.com", "voa.mirror.example"))
+        for a in articles
+    ]
+    bodies = {
+        "/a.rss": livefeeds.rss2(articles),
+        "/b.rss": livefeeds.rss2(articles),
+        "/c.rss": livefeeds.rss2(mirrored),
+    }
+    sources = [
+        url_source("first", server.base + "/a.rss", "voa"),
+        url_source("second", server.base + "/b.rss", "voa"),
+        url_source("third", server.base + "/c.rss", "generic"),
+    ]
+    published = []
+    for slow in ("/a.rss", "/b.rss", "/c.rss"):
+        for path, body in bodies.items():
+            server.route(path, Route(body=body, headers=RSS, delay=1.0 if path == slow else 0))
+        root = tmp_path / slow.strip("/")
+        root.mkdir()
+        setup = Setup(root, sources, top=f"workers = {workers}")
+        report = by_name(setup.run())
+        assert report["first"].new == len(articles), slow
+        assert (report["second"].new, report["third"].new) == (0, 0), slow
+        assert report["third"].duplicates == len(articles), slow
+        assert sorted(e.link for e in setup.feed("first").entries) == sorted(
+            a.link for a in articles
+        )
+        assert setup.feed("second").entries == [] and setup.feed("third").entries == []
+        published.append(
+            {p.name: p.read_bytes() for p in sorted((root / "out").iterdir()) if p.is_file()}
+        )
+    assert published[0] == published[1] == published[2]
