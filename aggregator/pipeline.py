@@ -1210,7 +1210,9 @@ def _write_feeds(
             and _files_there(config, spec)
         ):
             known = store.feed_written(spec.name)
-            if known is not None and known[0] == signature:
+            # (An empty feed recorded without a date, by an older version, said 1970: built
+            # again, it is dated.)
+            if known is not None and known[0] == signature and (known[1] or known[3]):
                 results[spec.name] = FeedResult(spec.name, path, known[1], False)
                 continue
         try:
@@ -1344,7 +1346,7 @@ def _feed_failed(store: Store, spec: FeedSpec, path: Path, e: Exception) -> str:
 @dataclass(frozen=True, slots=True)
 class _Published:
     count: int  # entries in the current document
-    newest: datetime | None  # the newest entry's ``updated``
+    newest: datetime | None  # its ``updated``: the newest entry's; with none, when it emptied
     written: bool  # a file changed (or, in a dry run, would)
     urls: list[str]  # the URLs of the files that changed
     pages: list[int]  # archive pages recorded for it this run
@@ -1389,22 +1391,30 @@ def _publish_feed(
     else:
         current = store.entries(spec.sources, spec.max_entries)
     entries = _script(spec, current)
+    known = store.feed_written(spec.name)
     updated = max((e.updated for e in entries), default=None)
+    # A feed with no entry is dated when it last changed: when it was first written empty or
+    # lost its last entry (the date recorded then is kept while it stays empty).
+    empty = None if entries else _emptied(known, now)
     content = hashlib.blake2b(
-        repr((signature, prev_archive, entries)).encode("utf-8", "surrogatepass"), digest_size=16
+        repr((signature, prev_archive, entries, *([empty] if empty else []))).encode(
+            "utf-8", "surrogatepass"
+        ),
+        digest_size=16,
     ).hexdigest()
     if early is not None:  # staged while URL sources downloaded (_Early)
         if early.content == content:
             return early
         if staging is not None:
             staging.discard(spec.name)
-    known = store.feed_written(spec.name)
     if not numbers and known is not None and known[2] == content and _files_there(config, spec):
-        return _Published(len(entries), updated, False, [], [], content, notes)
+        return _Published(len(entries), updated or empty, False, [], [], content, notes)
     written = False
     for fmt in spec.formats:
         newest = base + archive.filename(spec.name, prev_archive) if prev_archive else None
-        ln = writer.links(spec, base, fmt, config.hub, newest if fmt == "atom" else None)
+        ln = writer.links(
+            spec, base, fmt, config.hub, newest if fmt == "atom" else None, updated=empty
+        )
         data = _render(writer.RENDER[fmt], spec, entries, site, ln)
         target = config.output_dir / writer.filename(spec, fmt)
         if staging is None:
@@ -1412,7 +1422,16 @@ def _publish_feed(
         elif staging.write(spec.name, target, data):
             written = True
             urls.append(ln.self_url)
-    return _Published(len(entries), updated, written, urls, numbers, content, notes)
+    return _Published(len(entries), updated or empty, written, urls, numbers, content, notes)
+
+
+def _emptied(known: tuple[str, int, str | None, datetime | None] | None, now: datetime) -> datetime:
+    """When a feed that has no entry now last changed: the date recorded for it when it was
+    last built empty, else ``now`` (it is being built for the first time, or has just lost its
+    last entry)."""
+    if known is not None and known[1] == 0 and known[3] is not None:
+        return known[3]
+    return now
 
 
 def _files_there(config: Config, spec: FeedSpec) -> bool:

@@ -53,7 +53,9 @@ FORMATS: dict[str, tuple[str, str]] = {
 GENERATOR_URI = "https://pypi.org/project/aggregator/"
 # Feed ids are name-based UUIDs (RFC 4122) of the feed's name: stable when base_url moves.
 _FEED_NAMESPACE = uuid.UUID("0b5e7d3a-9a43-5d0c-8e52-2f1f6b1c0d77")
-# An empty feed still needs an `updated` (RFC 4287 4.1.1); the epoch says "never".
+# An empty feed still needs an `updated` (RFC 4287 4.1.1): when it last changed (became empty,
+# or was first written), which the run passes in ``Links.updated``; the epoch only when a caller
+# gives none (a document rendered outside a run).
 NEVER = datetime(1970, 1, 1, tzinfo=UTC)
 
 
@@ -78,24 +80,26 @@ def feed_url(base_url: str, spec: FeedSpec, fmt: str = "atom") -> str:
 @dataclass(frozen=True, slots=True)
 class Links:
     """Where one document sits: the URL it is served at, the same feed in the other formats,
-    the WebSub hub, and RFC 5005's links between a feed and its archive pages."""
+    the WebSub hub, and RFC 5005's links between a feed and its archive pages; and, for a
+    document with no entry, when it last changed (its ``updated``)."""
 
     self_url: str
     twins: tuple[tuple[str, str], ...] = ()  # (media type, URL) of the other formats
     hub: str | None = None
     prev_archive: str | None = None  # the next older archive page
     current: str | None = None  # set on archive pages: the feed they belong to
+    updated: datetime | None = None  # with no entry: when the feed last changed
 
 
 def links(spec: FeedSpec, base_url: str, fmt: str, hub: str | None = None,
-          prev_archive: str | None = None) -> Links:  # fmt: skip
-    """The links of ``spec``'s current document in ``fmt``."""
+          prev_archive: str | None = None, updated: datetime | None = None) -> Links:  # fmt: skip
+    """The links of ``spec``'s current document in ``fmt`` (``updated``: see Links)."""
     twins = tuple(
         (FORMATS[other][1], feed_url(base_url, spec, other))
         for other in spec.formats
         if other != fmt
     )
-    return Links(feed_url(base_url, spec, fmt), twins, hub, prev_archive)
+    return Links(feed_url(base_url, spec, fmt), twins, hub, prev_archive, updated=updated)
 
 
 def feed_lang(spec: FeedSpec, entries: Sequence[Entry], sources: Mapping[str, Source]) -> str:
@@ -233,8 +237,11 @@ class Site:
     source_feeds: Mapping[str, FeedSpec]
 
 
-def _build(spec: FeedSpec, entries: Sequence[Entry], site: Site) -> tuple[Any, str]:
-    """feedgen's model of the feed (without links) and its language."""
+def _build(
+    spec: FeedSpec, entries: Sequence[Entry], site: Site, empty: datetime | None = None
+) -> tuple[Any, str]:
+    """feedgen's model of the feed (without links) and its language; ``empty``: its
+    ``updated`` when it has no entry."""
     base_url, sources, source_feeds = site.base_url, site.sources, site.source_feeds
     feed_generator, ext_class, entry_ext_class = _feedgen()
     fg = feed_generator()
@@ -248,7 +255,7 @@ def _build(spec: FeedSpec, entries: Sequence[Entry], site: Site) -> tuple[Any, s
     fg.generator("aggregator", version=__version__, uri=GENERATOR_URI)
     if spec.icon:
         fg.icon(spec.icon)
-    fg.updated(max((e.updated for e in entries), default=NEVER))
+    fg.updated(max((e.updated for e in entries), default=empty or NEVER))
     for e in entries:
         fe = fg.add_entry(order="append")
         fe.id(e.atom_id)
@@ -296,8 +303,8 @@ def _set_links(fg: Any, spec: FeedSpec, base_url: str, ln: Links, kind: str) -> 
 def atom(spec: FeedSpec, entries: Sequence[Entry], site: Site, ln: Links | None = None) -> bytes:
     """The Atom document for ``spec`` holding ``entries`` in the order given."""
     base_url = site.base_url
-    fg, _ = _build(spec, entries, site)
     ln = ln or links(spec, base_url, "atom")
+    fg, _ = _build(spec, entries, site, ln.updated)
     _set_links(fg, spec, base_url, ln, ATOM_TYPE)
     doc = bytes(fg.atom_str(pretty=True, encoding="UTF-8", xml_declaration=True))
     # The readable page for browsers: the stylesheet instruction right after the declaration,
@@ -313,14 +320,15 @@ def rss(spec: FeedSpec, entries: Sequence[Entry], site: Site, ln: Links | None =
     """The RSS 2.0 twin: the same entries, ``guid`` = the Atom id (not a permalink),
     ``description`` the plain-text summary as HTML, ``content:encoded`` the full text."""
     base_url = site.base_url
-    fg, _ = _build(spec, entries, site)
+    ln = ln or links(spec, base_url, "rss")
+    fg, _ = _build(spec, entries, site, ln.updated)
     # RSS 2.0 requires a channel description; the title stands in when there is no subtitle.
     fg.description(spec.subtitle or spec.title)
     for fe, e in zip(fg.entry(), entries, strict=True):
         if e.summary:
             # RSS description is HTML: the plain-text summary is escaped once for it.
             fe.description(html.escape(e.summary, quote=False), isSummary=True)
-    _set_links(fg, spec, base_url, ln or links(spec, base_url, "rss"), RSS_TYPE)
+    _set_links(fg, spec, base_url, ln, RSS_TYPE)
     return bytes(fg.rss_str(pretty=True, encoding="UTF-8", xml_declaration=True))
 
 

@@ -150,6 +150,68 @@ def test_max_age_counts_from_now(tmp_path: Path) -> None:
     assert _ids(ws.out / "recent.atom") == []
 
 
+def test_an_empty_feed_is_dated_when_it_emptied_not_1970(tmp_path: Path) -> None:
+    """RFC 4287 gives every feed an ``updated``: the instant it last changed. A feed that loses
+    its last entry is dated by that run, and keeps that date (and its bytes) while it stays
+    empty; a feed that never had an entry is dated when it was first written. An upgrade
+    mends a feed an older version dated 1970-01-01."""
+    ws = make_workspace(tmp_path)
+    _with_feeds(
+        ws,
+        '[[feeds]]\nname = "recent"\ntitle = "Last ten days"\nmax_age = "10d"\n'
+        '[[feeds]]\nname = "none"\ntitle = "Nothing matches"\n'
+        '[feeds.include]\nkeywords = ["no article says this"]\n',
+    )
+    cfg = config_mod.load(ws.config)
+
+    def run(now: datetime) -> None:
+        with Store(cfg.state_db) as store:
+            pipeline.run_once(cfg, store, now)
+
+    def updated(name: str) -> tuple[str, str, int]:
+        atom = etree.fromstring((ws.out / f"{name}.atom").read_bytes())
+        rss = etree.fromstring((ws.out / f"{name}.rss").read_bytes())
+        assert check_file(ws.out / f"{name}.atom") == []
+        assert check_file(ws.out / f"{name}.rss") == []
+        return (
+            atom.findtext("{http://www.w3.org/2005/Atom}updated") or "",
+            rss.findtext("channel/lastBuildDate") or "",
+            len(json.loads((ws.out / f"{name}.json").read_bytes())["items"]),
+        )
+
+    first, emptied, later = (
+        datetime(2022, 10, 22, tzinfo=UTC),
+        datetime(2022, 11, 22, 8, 30, tzinfo=UTC),
+        datetime(2022, 11, 25, tzinfo=UTC),
+    )
+    run(first)
+    assert updated("none") == ("2022-10-22T00:00:00+00:00", format_datetime(first), 0)
+    assert updated("recent")[0] != "2022-10-22T00:00:00+00:00"  # its newest entry's
+    run(emptied)  # a month on, the same inputs leave "recent" empty
+    assert _ids(ws.out / "recent.atom") == []
+    assert updated("recent") == ("2022-11-22T08:30:00+00:00", format_datetime(emptied), 0)
+    assert updated("none")[0] == "2022-10-22T00:00:00+00:00"
+    files = {p: p.read_bytes() for p in ws.out.glob("*.*")}
+    run(later)  # still empty: nothing moves
+    assert {p: p.read_bytes() for p in ws.out.glob("*.*")} == files
+    with sqlite3.connect(cfg.state_db) as db:
+        dated = dict(db.execute("SELECT name, updated FROM feeds WHERE entries = 0"))
+    assert dated == {"recent": "2022-11-22T08:30:00.000000Z", "none": "2022-10-22T00:00:00.000000Z"}
+
+    # A state an older version wrote: its empty feeds recorded without a date, dated 1970.
+    with sqlite3.connect(cfg.state_db) as db:
+        db.execute("UPDATE feeds SET updated = NULL WHERE entries = 0")
+    for name, when in (("recent", emptied), ("none", first)):
+        for path in ws.out.glob(f"{name}.*"):
+            old = path.read_bytes()
+            old = old.replace(when.isoformat().encode(), b"1970-01-01T00:00:00+00:00")
+            old = old.replace(format_datetime(when).encode(), b"Thu, 01 Jan 1970 00:00:00 +0000")
+            path.write_bytes(old)
+    assert updated("none")[0] == updated("recent")[0] == "1970-01-01T00:00:00+00:00"
+    run(later)
+    assert updated("recent")[0] == updated("none")[0] == "2022-11-25T00:00:00+00:00"
+
+
 @pytest.mark.parametrize(
     ("feed", "message"),
     [

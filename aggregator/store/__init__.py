@@ -1323,14 +1323,16 @@ class Store:
 
     # -- output feeds ------------------------------------------------------------------------
 
-    def feed_written(self, name: str) -> tuple[str, int, str | None] | None:
-        """(settings signature, entry count, content digest) of the feed as last built, or
-        None."""
+    def feed_written(self, name: str) -> tuple[str, int, str | None, datetime | None] | None:
+        """(settings signature, entry count, content digest, ``updated``) of the feed as last
+        built, or None."""
         with self._errors:
             row = self._db.execute(
-                "SELECT signature, entries, content FROM feeds WHERE name = ?", (name,)
+                "SELECT signature, entries, content, updated FROM feeds WHERE name = ?", (name,)
             ).fetchone()
-        return (str(row[0]), int(row[1]), row[2]) if row else None
+        if row is None:
+            return None
+        return str(row[0]), int(row[1]), row[2], _dt(row[3]) if row[3] else None
 
     def record_feed(
         self,
