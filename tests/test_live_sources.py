@@ -727,7 +727,7 @@ def test_hostile_feed_values_skip_an_entry_or_fail_a_source_never_the_run(
     tmp_path: Path, server: FeedServer
 ) -> None:
     """Values no real feed should carry (wrongly typed JSON Feed members, a lone surrogate, a
-    port out of range, a zone offset of +9999, JSON nested 100,000 deep, a body nested 300
+    port out of range, a host that is no IPv4 address, a zone offset of +9999, JSON nested 100,000 deep, a body nested 300
     deep, a redirect to a malformed URL) cost at most their entry or their source, with a reason; the others go on."""
     item = {"id": "1", "url": "https://example.com/a/1.html", "title": "fine",
             "content_html": "<p>" + "正文。" * 40 + "</p>", "date_published": "2026-11-20T10:00:00Z"}  # fmt: skip
@@ -735,6 +735,7 @@ def test_hostile_feed_values_skip_an_entry_or_fail_a_source_never_the_run(
         {**item, "id": "2", "url": "https://example.com/a/2.html", "tags": 5, "authors": 7},
         {**item, "id": "3", "url": "https://example.com/a/3.html", "title": "bad \ud800 title"},
         {**item, "id": "4", "url": "https://example.com:99999/a/4.html"},
+        {**item, "id": "6", "url": "https://999.999.999.999/a/6.html"},
         {**item, "id": "5", "url": "https://example.com/a/5.html"},
     ]
     for n, entry in enumerate(odd, start=2):  # texts of their own, or they are duplicates
@@ -763,6 +764,7 @@ def test_hostile_feed_values_skip_an_entry_or_fail_a_source_never_the_run(
     assert report["json"].new == 3 and not report["json"].error
     assert [k.reason for k in report["json"].skipped] == [
         "the article link 'https://example.com:99999/a/4.html' is not an http(s) URL with a host and a valid port",
+        "the article link 'https://999.999.999.999/a/6.html' is not an http(s) URL with a host and a valid port",
         "the body nests its elements more than 255 deep, where the HTML parser stops and the "
         "rest would be lost; no real article does: the body is broken or hostile",
     ]

@@ -6,6 +6,7 @@ should load, or None when no absolute http(s) URL can be made of it. Pure string
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from urllib.parse import (
     parse_qsl,
@@ -110,9 +111,10 @@ def unwrap_proxy(url: str) -> str | None:
 
 
 def has_host(url: str) -> str | None:
-    """``url`` when its host can be one (a name without empty labels, or an IP literal) and
-    its port is 1-65535 or absent; else None. "http://.../a" and "http://x:0/" are no
-    addresses a reader could open."""
+    """``url`` when its host can be one (a name without empty labels, an IPv4 address, or an
+    IP literal) and its port is 1-65535 or absent; else None. "http://.../a", "http://x:0/"
+    and "http://999.999.999.999/" are no addresses a reader could open (a browser takes a
+    host ending in a number for an IPv4 address, and refuses one that is none)."""
     try:
         parts = urlsplit(url)
         port = parts.port
@@ -121,8 +123,15 @@ def has_host(url: str) -> str | None:
     host = parts.hostname or ""
     if not host or port == 0:
         return None
-    if ":" not in host and "" in host.removesuffix(".").split("."):
-        return None
+    if ":" not in host:
+        labels = host.removesuffix(".").split(".")
+        if "" in labels:
+            return None
+        if labels[-1].isascii() and labels[-1].isdigit():
+            try:
+                ipaddress.IPv4Address(".".join(labels))
+            except ValueError:
+                return None
     return url
 
 
