@@ -137,7 +137,7 @@ class _StatusCollector(Collector):
         )
         updated = GaugeMetricFamily(
             "aggregator_feed_updated_timestamp_seconds",
-            "The feed's <updated>: its newest entry's (Unix time)",
+            "The feed's <updated>: its newest entry's; with no entry, when it emptied (Unix time)",
             labels=["feed"],
         )
         for f in st.feeds:

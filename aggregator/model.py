@@ -363,7 +363,7 @@ class FeedStatus:
     filename: str
     url: str
     entries: int = 0
-    updated: datetime | None = None  # the feed's <updated>: its newest entry's
+    updated: datetime | None = None  # the feed's <updated>: its newest entry's (none: when emptied)
 
 
 @dataclass(frozen=True, slots=True)

@@ -1394,8 +1394,9 @@ def _publish_feed(
     known = store.feed_written(spec.name)
     updated = max((e.updated for e in entries), default=None)
     # A feed with no entry is dated when it last changed: when it was first written empty or
-    # lost its last entry (the date recorded then is kept while it stays empty).
-    empty = None if entries else _emptied(known, now)
+    # lost its last entry, or its entries went to a new archive page (the date recorded
+    # then is kept while it stays empty).
+    empty = None if entries else now if numbers else _emptied(known, now)
     content = hashlib.blake2b(
         repr((signature, prev_archive, entries, *([empty] if empty else []))).encode(
             "utf-8", "surrogatepass"
@@ -1601,7 +1602,7 @@ def run_once(
     wanted = set(only) if only is not None else None
     chosen = [s for s in config.sources if wanted is None or s.name in wanted]
     urls = [s for s in chosen if s.url is not None]
-    # URL sources first, each taken in as its fetch completes while the rest download. A
+    # URL sources first, stored in config.toml order while the rest download (``_run``). A
     # commit at most every COMMIT_SECONDS, not one per source: 500 commits cost ~0.3 s of
     # CPU, and a crash can only lose fetches that the next run repeats.
     staging = None if dry_run else publish.Staging()
@@ -1635,10 +1636,11 @@ def _run(
     # first: which source shows an article two sources give (and which copy is the exact
     # duplicate) must not depend on which server was quicker, or two runs on the same
     # inputs would publish different feeds. A source's answer waits, in memory, for those
-    # listed before it; a worker parses it meanwhile.
+    # listed before it, parsed and cleaned meanwhile (by a worker, or here on arrival), so
+    # the CPU work still overlaps the slower servers' waits.
     order = deque(s.name for s in urls)
     arrived: dict[str, tuple[Source, FetchState, HttpResult | Fetched | None,
-                             Future[FeedRead] | None]] = {}  # fmt: skip
+                             Future[FeedRead] | FeedRead | None]] = {}  # fmt: skip
 
     def take(source: Source, state: FetchState, got: HttpResult | Fetched | None,
              read: FeedRead | None = None) -> None:  # fmt: skip
@@ -1652,11 +1654,13 @@ def _run(
         """Take what arrived, in order, up to the first source not arrived (or, unless
         ``wait``, still being read by a worker)."""
         while order and order[0] in arrived:
-            source, state, got, future = arrived[order[0]]
-            if future is not None and not (wait or future.done()):
-                return
+            source, state, got, read = arrived[order[0]]
+            if read is not None and not isinstance(read, FeedRead):  # a worker's
+                if not (wait or read.done()):
+                    return
+                read = _outcome(read, workers)
             del arrived[order.popleft()]
-            take(source, state, got, _outcome(future, workers) if future else None)
+            take(source, state, got, read)
 
     notes = _renamed(config, store)
     states = {s.name: _fetch_state(s, store, retry_now) for s in urls}
@@ -1670,9 +1674,13 @@ def _run(
         for source, state, got in (
             _fetch_urls(config, urls, states, store, now, offline, stop) if urls else ()
         ):
-            fetched = _to_read(source, state, got, now) if workers.started else None
-            future = workers.submit(read_feed, source, fetched) if fetched is not None else None
-            arrived[source.name] = (source, state, got, future)
+            fetched = _to_read(source, state, got, now)
+            read: Future[FeedRead] | FeedRead | None = None
+            if fetched is not None:
+                read = workers.submit(read_feed, source, fetched) if workers.started else None
+                if read is None:  # no workers (or none left): here, while others download
+                    read = read_feed(source, fetched)
+            arrived[source.name] = (source, state, got, read)
             settle(wait=False)
             if not dry_run and time.monotonic() - committed >= COMMIT_SECONDS:
                 _commit(config, store, outdated)
