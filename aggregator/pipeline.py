@@ -97,7 +97,7 @@ from aggregator.model import (
     Status,
     by_fields,
 )
-from aggregator.store import FileState, Store, read_status
+from aggregator.store import FeedRecord, FileState, Store, read_status
 from aggregator.store.lock import StateLock, close_inherited
 
 if TYPE_CHECKING:
@@ -803,7 +803,8 @@ def _ingest_url(
     fetched = None
     if got.outcome == "fetched":
         fetched = Fetched(got.final_url, source.name, got.data, True, got.headers, now)
-        if _digest(got.data) != state.digest:
+        digest = _digest(got.data)
+        if digest != state.digest:
             read = read if read is not None else read_feed(source, fetched)
             if read.error is not None:
                 # Not a feed (a login wall, a captcha page, garbage): a failure like a 5xx,
@@ -836,7 +837,6 @@ def _ingest_url(
             got.moved_to,
         )  # fmt: skip
     if fetched is not None:
-        digest = _digest(got.data)
         new_state = replace(
             new_state, etag=got.validator("etag"), last_modified=got.validator("last-modified"),
             digest=digest,
@@ -1212,8 +1212,12 @@ def _write_feeds(
             known = store.feed_written(spec.name)
             # (An empty feed recorded without a date, by an older version, said 1970: built
             # again, it is dated.)
-            if known is not None and known[0] == signature and (known[1] or known[3]):
-                results[spec.name] = FeedResult(spec.name, path, known[1], False)
+            if (
+                known is not None
+                and known.signature == signature
+                and (known.entries or known.updated)
+            ):
+                results[spec.name] = FeedResult(spec.name, path, known.entries, False)
                 continue
         try:
             if not path.resolve().is_relative_to(root):
@@ -1408,7 +1412,12 @@ def _publish_feed(
             return early
         if staging is not None:
             staging.discard(spec.name)
-    if not numbers and known is not None and known[2] == content and _files_there(config, spec):
+    if (
+        not numbers
+        and known is not None
+        and known.content == content
+        and _files_there(config, spec)
+    ):
         return _Published(len(entries), updated or empty, False, [], [], content, notes)
     written = False
     for fmt in spec.formats:
@@ -1426,12 +1435,12 @@ def _publish_feed(
     return _Published(len(entries), updated or empty, written, urls, numbers, content, notes)
 
 
-def _emptied(known: tuple[str, int, str | None, datetime | None] | None, now: datetime) -> datetime:
+def _emptied(known: FeedRecord | None, now: datetime) -> datetime:
     """When a feed that has no entry now last changed: the date recorded for it when it was
     last built empty, else ``now`` (it is being built for the first time, or has just lost its
     last entry)."""
-    if known is not None and known[1] == 0 and known[3] is not None:
-        return known[3]
+    if known is not None and known.entries == 0 and known.updated is not None:
+        return known.updated
     return now
 
 

@@ -117,6 +117,15 @@ class FileState(NamedTuple):
     reason: str | None
 
 
+class FeedRecord(NamedTuple):
+    """How an output feed was last built (``Store.feed_written``)."""
+
+    signature: str  # its settings (pipeline._signature)
+    entries: int  # in its current document
+    content: str | None  # digest of what its documents were rendered from
+    updated: datetime | None  # its <updated> (an empty feed's: when it emptied)
+
+
 # What SQLite says of a file that is not (or no longer) a whole database.
 _DAMAGED = ("malformed", "not a database")
 
@@ -1323,16 +1332,15 @@ class Store:
 
     # -- output feeds ------------------------------------------------------------------------
 
-    def feed_written(self, name: str) -> tuple[str, int, str | None, datetime | None] | None:
-        """(settings signature, entry count, content digest, ``updated``) of the feed as last
-        built, or None."""
+    def feed_written(self, name: str) -> FeedRecord | None:
+        """How the feed was last built, or None."""
         with self._errors:
             row = self._db.execute(
                 "SELECT signature, entries, content, updated FROM feeds WHERE name = ?", (name,)
             ).fetchone()
         if row is None:
             return None
-        return str(row[0]), int(row[1]), row[2], _dt(row[3]) if row[3] else None
+        return FeedRecord(str(row[0]), int(row[1]), row[2], _dt(row[3]) if row[3] else None)
 
     def record_feed(
         self,
